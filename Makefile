@@ -1,0 +1,44 @@
+# ocssd_vfu: the two commands a user needs are `make demo` and `make test`;
+# both provision everything first (cached outside the checkout).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test unit e2e bench lint clean clean-cache
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+
+setup: $(PY)
+	$(PY) -m ocssd_vfu.guest.provision
+
+demo: setup
+	$(PY) -m ocssd_vfu demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+e2e: setup
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m ocssd_vfu.bench
+
+lint: setup
+	$(PY) -m ruff check ocssd_vfu tests native
+	$(PY) -m mypy ocssd_vfu
+
+# The checkout's own build products; the provisioned cache stays.
+clean:
+	rm -rf $(VENV) build *.egg-info ocssd_vfu/vfu/_libvfio_user*.so ocssd_vfu/vfu/_libvfio_user.c \
+	       .pytest_cache .mypy_cache .ruff_cache bench/results
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# Everything `make setup` provisioned (QEMU root, libvfio-user, kernel, initramfs, apt cache).
+clean-cache:
+	rm -rf "$$($(PYTHON) -m ocssd_vfu.guest.provision --print cache)"

@@ -1,0 +1,5 @@
+import sys
+
+from ocssd_vfu.cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""The `ocssd-vfu` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ocssd_vfu.guest import provision
+
+
+def _guest(args: argparse.Namespace) -> int:
+    from ocssd_vfu.guest.runner import GuestRun, run_guest
+
+    run = GuestRun(
+        script=args.script, timeout=args.timeout, boot_timeout=args.boot_timeout,
+        boots=args.boots, results=args.results, accel=args.accel, memory_mib=args.memory,
+        cpus=args.cpus, sockets=args.socket, images=args.image, serve_args=args.serve_arg,
+        qemu_nvme=args.qemu_nvme, qemu_args=args.qemu_arg, kernel=args.kernel,
+        initrd=args.initrd, append=args.append, verbose=args.verbose)
+    return run_guest(run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _guest_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "guest", help="boot the test guest under QEMU and run a script in it",
+        description="Boot the 5.10 test guest (LightNVM, pblk, nvme-cli 1.12, fio) under QEMU, "
+        "run SCRIPT as root in it and exit with the script's status. Harness failures exit "
+        "124 (timeout), 125 (QEMU failed), 126 (guest kernel panic), 127 (set-up failed); the "
+        "message on stderr says which.")
+    p.add_argument("--script", type=Path, required=True, help="shell script run by sh in the guest")
+    p.add_argument("--socket", type=Path, action="append", default=[],
+                   help="attach a vfio-user device already listening at PATH (repeatable)")
+    p.add_argument("--image", type=Path, action="append", default=[],
+                   help="start `ocssd-vfu serve` on IMG and attach it (repeatable)")
+    p.add_argument("--serve-arg", action="append", default=[],
+                   help="extra argument for the servers started by --image (repeatable)")
+    p.add_argument("--qemu-nvme", type=Path, action="append", default=[], metavar="RAW_IMG",
+                   help="attach QEMU's built-in NVMe device on a raw file (repeatable)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds before everything is killed (default 600)")
+    p.add_argument("--boot-timeout", type=float, default=90.0,
+                   help="seconds for each boot to reach /init (default 90)")
+    p.add_argument("--boots", type=_positive, default=1,
+                   help="boots within one QEMU; the script runs on each with $BOOT = 1..N")
+    p.add_argument("--results", type=Path, help="host directory that receives the guest's /results")
+    p.add_argument("--accel", choices=["tcg", "kvm"], default="tcg",
+                   help="tcg (default) or kvm where it works")
+    p.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB (default 1024)")
+    p.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default 2)")
+    p.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument (repeatable)")
+    p.add_argument("--kernel", type=Path, help="your own guest kernel (bzImage)")
+    p.add_argument("--initrd", type=Path,
+                   help="your own base initramfs (its /init must speak guest-init.sh's protocol)")
+    p.add_argument("--append", default="", help="extra kernel command-line arguments")
+    p.add_argument("--verbose", action="store_true", help="print the QEMU command line")
+    p.set_defaults(func=_guest)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    return provision.main(["--no-package"] if args.no_package else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ocssd-vfu", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _guest_parser(sub)
+    setup = sub.add_parser("setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
+    setup.add_argument("--no-package", action="store_true", help="skip `pip install -e .`")
+    setup.set_defaults(func=_setup)
+    args = parser.parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Provisioning of the guest toolchain and the guest runner."""
