@@ -55,7 +55,8 @@ def _guest_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="tcg (default) or kvm where it works")
     p.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB (default 1024)")
     p.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default 2)")
-    p.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument (repeatable)")
+    p.add_argument("--qemu-arg", action="append", default=[],
+                   help="extra QEMU argument, as --qemu-arg=-foo (repeatable)")
     p.add_argument("--kernel", type=Path, help="your own guest kernel (bzImage)")
     p.add_argument("--initrd", type=Path,
                    help="your own base initramfs (its /init must speak guest-init.sh's protocol)")
@@ -68,13 +69,22 @@ def _setup(args: argparse.Namespace) -> int:
     return provision.main(["--no-package"] if args.no_package else [])
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from ocssd_vfu import demo
+
+    return demo.main()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ocssd-vfu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _guest_parser(sub)
-    setup = sub.add_parser("setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
+    setup = sub.add_parser(
+        "setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
     setup.add_argument("--no-package", action="store_true", help="skip `pip install -e .`")
     setup.set_defaults(func=_setup)
+    demo = sub.add_parser("demo", help="the demo: boot the guest and show the device at work")
+    demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     status: int = args.func(args)
     return status

@@ -131,11 +131,11 @@ def install_host_packages(progress: Progress) -> None:
     install = [*apt, "install", "-y", "-q", "--no-install-recommends", *missing]
     log = progress.log_path("host-packages")
     with progress.step("host-packages", "installing " + " ".join(missing), log):
-        if _run_logged(install, log, env) != 0:
-            # A fresh machine may have no package lists yet.
-            if _run_logged([*apt, "update", "-q"], log, env) != 0 or \
-                    _run_logged(install, log, env) != 0:
-                raise ProvisionError("apt-get install of the host packages failed")
+        # A fresh machine may have no package lists yet: update once and retry.
+        if _run_logged(install, log, env) != 0 and (
+                _run_logged([*apt, "update", "-q"], log, env) != 0
+                or _run_logged(install, log, env) != 0):
+            raise ProvisionError("apt-get install of the host packages failed")
 
 
 def _run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> int:
@@ -173,7 +173,8 @@ class Progress:
                 tail = log.read_text(errors="replace").splitlines()[-25:]
                 self.say("  last lines of " + str(log) + ":\n    " + "\n    ".join(tail))
             raise
-        self.say(f"[setup {self.done}/{self.total}] {name}: done in {time.monotonic() - start:.0f} s")
+        elapsed = time.monotonic() - start
+        self.say(f"[setup {self.done}/{self.total}] {name}: done in {elapsed:.0f} s")
 
 
 def build(recipe: Recipe, progress: Progress) -> None:
@@ -258,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="print where an artefact lives and exit")
     args = parser.parse_args(argv)
     if args.print:
-        paths = {"cache": cache_root(), "qemu": qemu_binary(), "kernel": KERNEL.product("bzImage"),
-                 "initramfs": INITRAMFS.product("base.cpio.gz"), "libvfio-user": LIBVFIO_USER.path()}
+        paths = {"cache": cache_root(), "qemu": qemu_binary(),
+                 "kernel": KERNEL.product("bzImage"),
+                 "initramfs": INITRAMFS.product("base.cpio.gz"),
+                 "libvfio-user": LIBVFIO_USER.path()}
         print(paths[args.print])
         return 0
     try:

@@ -1,0 +1,38 @@
+"""Shared fixtures: running the real `ocssd-vfu` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class Completed:
+    status: int
+    stdout: str
+    stderr: str
+
+
+RunCli = Callable[..., Completed]
+
+
+@pytest.fixture
+def ocssd_vfu(tmp_path: Path) -> RunCli:
+    """Run `ocssd-vfu ARGS...` as a user would; `script=` writes a guest script."""
+
+    def run(*args: str, script: str | None = None, timeout: float = 600) -> Completed:
+        argv = [sys.executable, "-m", "ocssd_vfu", *args]
+        if script is not None:
+            path = tmp_path / f"script-{len(list(tmp_path.glob('script-*')))}.sh"
+            path.write_text(script)
+            argv += ["--script", str(path)]
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                              timeout=timeout, check=False)
+        return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
