@@ -23,16 +23,64 @@ CDEF = """
 typedef struct vfu_ctx vfu_ctx_t;
 typedef enum { VFU_TRANS_SOCK, ... } vfu_trans_t;
 typedef enum { VFU_DEV_TYPE_PCI, ... } vfu_dev_type_t;
+typedef enum { VFU_PCI_TYPE_EXPRESS, ... } vfu_pci_type_t;
+typedef enum vfu_reset_type { VFU_RESET_DEVICE, VFU_RESET_LOST_CONN, VFU_RESET_PCI_FLR, ...
+                            } vfu_reset_type_t;
+enum vfu_dev_irq_type { VFU_DEV_INTX_IRQ, VFU_DEV_MSI_IRQ, VFU_DEV_MSIX_IRQ, VFU_DEV_ERR_IRQ,
+                        VFU_DEV_REQ_IRQ, ... };
+enum { VFU_PCI_DEV_BAR0_REGION_IDX, VFU_PCI_DEV_BAR4_REGION_IDX, VFU_PCI_DEV_CFG_REGION_IDX, ... };
 #define LIBVFIO_USER_FLAG_ATTACH_NB ...
+#define VFU_REGION_FLAG_RW ...
+#define VFU_REGION_FLAG_MEM ...
+#define PCI_HEADER_TYPE_NORMAL ...
+
+struct iovec { void *iov_base; size_t iov_len; };
+typedef struct vfu_dma_info {
+    struct iovec iova;
+    void *vaddr;
+    struct iovec mapping;
+    size_t page_size;
+    uint32_t prot;
+} vfu_dma_info_t;
+
+typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *, char *, size_t, long, bool);
+typedef void (vfu_dma_register_cb_t)(vfu_ctx_t *, vfu_dma_info_t *);
+typedef void (vfu_dma_unregister_cb_t)(vfu_ctx_t *, vfu_dma_info_t *);
+typedef int (vfu_reset_cb_t)(vfu_ctx_t *, vfu_reset_type_t);
+typedef int (vfu_device_quiesce_cb_t)(vfu_ctx_t *);
+typedef void (vfu_log_fn_t)(vfu_ctx_t *, int, const char *);
 
 vfu_ctx_t *vfu_create_ctx(vfu_trans_t trans, const char *path, int flags, void *pvt,
                           vfu_dev_type_t dev_type);
+int vfu_setup_log(vfu_ctx_t *vfu_ctx, vfu_log_fn_t *log, int level);
+int vfu_pci_init(vfu_ctx_t *vfu_ctx, vfu_pci_type_t pci_type, int hdr_type, int revision);
+void vfu_pci_set_id(vfu_ctx_t *vfu_ctx, uint16_t vid, uint16_t did, uint16_t ssvid,
+                    uint16_t ssid);
+void vfu_pci_set_class(vfu_ctx_t *vfu_ctx, uint8_t base, uint8_t sub, uint8_t pi);
+ssize_t vfu_pci_add_capability(vfu_ctx_t *vfu_ctx, size_t pos, int flags, void *data);
+int vfu_setup_region(vfu_ctx_t *vfu_ctx, int region_idx, size_t size,
+                     vfu_region_access_cb_t *region_access, int flags,
+                     struct iovec *mmap_areas, uint32_t nr_mmap_areas, int fd, uint64_t offset);
+int vfu_setup_device_dma(vfu_ctx_t *vfu_ctx, vfu_dma_register_cb_t *dma_register,
+                         vfu_dma_unregister_cb_t *dma_unregister);
+int vfu_setup_device_reset_cb(vfu_ctx_t *vfu_ctx, vfu_reset_cb_t *reset);
+void vfu_setup_device_quiesce_cb(vfu_ctx_t *vfu_ctx, vfu_device_quiesce_cb_t *quiesce_cb);
+int vfu_setup_device_nr_irqs(vfu_ctx_t *vfu_ctx, enum vfu_dev_irq_type type, uint32_t count);
 int vfu_realize_ctx(vfu_ctx_t *vfu_ctx);
 int vfu_attach_ctx(vfu_ctx_t *vfu_ctx);
 int vfu_get_poll_fd(vfu_ctx_t *vfu_ctx);
 int vfu_run_ctx(vfu_ctx_t *vfu_ctx);
+int vfu_irq_trigger(vfu_ctx_t *vfu_ctx, uint32_t subindex);
+int vfu_device_quiesced(vfu_ctx_t *vfu_ctx, int quiesce_errno);
 void vfu_destroy_ctx(vfu_ctx_t *vfu_ctx);
 void *vfu_get_private(vfu_ctx_t *vfu_ctx);
+
+extern "Python" ssize_t ocssd_bar0_access(vfu_ctx_t *, char *, size_t, long, bool);
+extern "Python" ssize_t ocssd_msix_bar_access(vfu_ctx_t *, char *, size_t, long, bool);
+extern "Python" void ocssd_dma_register(vfu_ctx_t *, vfu_dma_info_t *);
+extern "Python" void ocssd_dma_unregister(vfu_ctx_t *, vfu_dma_info_t *);
+extern "Python" int ocssd_reset(vfu_ctx_t *, vfu_reset_type_t);
+extern "Python" void ocssd_log(vfu_ctx_t *, int, const char *);
 
 static const char LIBVFIO_USER_DIR[];
 """
@@ -41,7 +89,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.vfu._libvfio_user",
-    '#include "libvfio-user.h"\n'
+    '#include <sys/uio.h>\n#include <linux/pci_regs.h>\n#include "libvfio-user.h"\n'
     f'static const char LIBVFIO_USER_DIR[] = "{LIB_DIR}";\n',
     include_dirs=[str(LIB_DIR / "include")],
     library_dirs=[str(LIB_DIR / "lib")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -69,6 +70,30 @@ def _setup(args: argparse.Namespace) -> int:
     return provision.main(["--no-package"] if args.no_package else [])
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ocssd_vfu.vfu.serve import ServeOptions, serve
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="ocssd-vfu serve: %(message)s")
+    return serve(ServeOptions(socket=args.socket, image=args.image, mode=args.mode,
+                              sec_size=args.sec_size, once=args.once))
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="serve an image as a vfio-user NVMe device",
+                       description="Listen on SOCKET and serve IMAGE to a QEMU that attaches "
+                       "with -device vfio-user-pci. Stops on SIGTERM/SIGINT (image synced).")
+    p.add_argument("--socket", type=Path, required=True, help="unix socket to listen on")
+    p.add_argument("--image", type=Path, required=True, help="image file (any raw file)")
+    p.add_argument("--mode", choices=["auto", "nvme"], default="auto",
+                   help="auto: decided by the image; nvme: plain NVMe namespace")
+    p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
+                   help="logical block size of a plain namespace (default 4096)")
+    p.add_argument("--once", action="store_true", help="exit when the first QEMU goes away")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=_serve)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ocssd_vfu import demo
 
@@ -79,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ocssd-vfu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _guest_parser(sub)
+    _serve_parser(sub)
     setup = sub.add_parser(
         "setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
     setup.add_argument("--no-package", action="store_true", help="skip `pip install -e .`")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ocssd_vfu.vfu._libvfio_user import ffi, lib
+from ocssd_vfu.vfu._libvfio_user import ffi as ffi
+from ocssd_vfu.vfu._libvfio_user import lib as lib
 
 LIBVFIO_USER_DIR: str = ffi.string(lib.LIBVFIO_USER_DIR).decode()
 

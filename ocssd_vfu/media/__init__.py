@@ -1,0 +1,1 @@
+"""Storage: image files (mmap'd), their formats, volatile mode."""

@@ -1,0 +1,296 @@
+"""Admin commands: one table maps each opcode to its handler and its Commands
+Supported and Effects bits, so "Invalid Opcode" and the Effects log cannot
+disagree. Handlers return (status, result) and never raise for guest input.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.nvme.prp import PrpError, prp_ranges, scatter
+from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.spec.nvme import (
+    IDENTIFY_SIZE,
+    AdminOpcode,
+    FeatureId,
+    IdentifyCns,
+    IdentifyController,
+    LogPageId,
+)
+from ocssd_vfu.spec.status import DNR, Status
+
+if TYPE_CHECKING:
+    from ocssd_vfu.nvme.controller import Controller
+
+Result = tuple[int, int]
+OK: Result = (Status.SUCCESS, 0)
+AER_LIMIT = 4           # AERL + 1
+CSUPP = 1 << 0          # Commands Supported and Effects: command supported
+CSE_LBCC = 1 << 1       # logical block content change
+CSE_NCC = 1 << 2        # namespace capability change
+CSE_CCC = 1 << 4        # controller capability change
+
+
+@dataclass
+class Features:
+    arbitration: int = 0
+    volatile_write_cache: int = 1
+    async_event_config: int = 0
+    error_recovery: int = 0
+    io_queues_requested: int | None = None
+
+
+def fail(status: int) -> Result:
+    return (status | DNR, 0)
+
+
+def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
+    """Copy `data` to the command's PRPs (its whole length: the host sized the buffer)."""
+    try:
+        scatter(ctrl.memory, prp_ranges(ctrl.memory, cmd.prp1, cmd.prp2, len(data),
+                                        ctrl.page_size), data)
+    except PrpError as err:
+        return (err.status, 0)
+    return OK
+
+
+# -- Identify -----------------------------------------------------------------------------
+def identify_controller(ctrl: Controller) -> bytes:
+    cfg = ctrl.config
+    psd = [dict(mp=2500, flags=0, enlat=0, exlat=0, rrt=0, rrl=0, rwt=0, rwl=0, idlp=0, ips=0,
+                actp=0, apw_aps=0)] + [dict(mp=0, flags=0, enlat=0, exlat=0, rrt=0, rrl=0, rwt=0,
+                                            rwl=0, idlp=0, ips=0, actp=0, apw_aps=0)] * 31
+    return IdentifyController.build(dict(
+        vid=cfg.vid, ssvid=cfg.ssvid, sn=cfg.serial.encode().ljust(20)[:20],
+        mn=cfg.model.encode().ljust(40)[:40], fr=cfg.firmware.encode().ljust(8)[:8],
+        rab=6, ieee=b"\x00\x54\x52", cmic=0, mdts=cfg.mdts, cntlid=0, ver=0x00010200,
+        rtd3r=0, rtd3e=0, oaes=0, ctratt=0, rrls=0, cntrltype=1, fguid=bytes(16), crdt1=0,
+        crdt2=0, crdt3=0, oacs=0, acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=0x4, elpe=0, npss=0,
+        avscc=0, apsta=0, wctemp=0x0157, cctemp=0x0175, mtfa=0, hmpre=0, hmmin=0,
+        tnvmcap=bytes(16), unvmcap=bytes(16), rpmbs=0, edstt=0, dsto=0, fwug=0, kas=0, hctma=0,
+        mntmt=0, mxtmt=0, sanicap=0, hmminds=0, hmmaxd=0, nsetidmax=0, endgidmax=0, anatt=0,
+        anacap=0, anagrpmax=0, nanagrpid=0, pels=0, sqes=0x66, cqes=0x44, maxcmd=0,
+        nn=max(ctrl.namespaces, default=0), oncs=0, fuses=0, fna=0, vwc=1, awun=0, awupf=0,
+        nvscc=0, nwpc=0, acwu=0, sgls=0, mnan=0,
+        subnqn=f"nqn.2026-11.io.ocssd-vfu:{cfg.serial}".encode().ljust(256, b"\0"),
+        nvmeof=bytes(256), psd=psd, vs=bytes(1024)))
+
+
+def namespace_uuid(ctrl: Controller, nsid: int) -> bytes:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"ocssd-vfu:{ctrl.config.serial}:{nsid}").bytes
+
+
+def identify(ctrl: Controller, cmd: Command) -> Result:
+    cns = cmd.cdw10 & 0xFF
+    if cns == IdentifyCns.CONTROLLER:
+        return to_host(ctrl, cmd, identify_controller(ctrl))
+    if cns == IdentifyCns.NAMESPACE:
+        ns = ctrl.namespaces.get(cmd.nsid)
+        if ns is None:
+            return fail(Status.INVALID_NAMESPACE)
+        return to_host(ctrl, cmd, ns.identify())
+    if cns == IdentifyCns.ACTIVE_NAMESPACES:
+        if cmd.nsid >= 0xFFFFFFFE:
+            return fail(Status.INVALID_NAMESPACE)
+        ids = sorted(n for n in ctrl.namespaces if n > cmd.nsid)[:1024]
+        data = b"".join(n.to_bytes(4, "little") for n in ids)
+        return to_host(ctrl, cmd, data.ljust(IDENTIFY_SIZE, b"\0"))
+    if cns == IdentifyCns.NAMESPACE_DESCRIPTORS:
+        if cmd.nsid not in ctrl.namespaces:
+            return fail(Status.INVALID_NAMESPACE)
+        descriptor = bytes([3, 16, 0, 0]) + namespace_uuid(ctrl, cmd.nsid)  # NIDT 3h: UUID
+        return to_host(ctrl, cmd, descriptor.ljust(IDENTIFY_SIZE, b"\0"))
+    return fail(Status.INVALID_FIELD)
+
+
+# -- Queues -------------------------------------------------------------------------------
+def _check_new_queue(ctrl: Controller, qid: int, size: int, base: int,
+                     existing: Mapping[int, object], contiguous: bool) -> int:
+    if qid == 0 or qid > ctrl.config.io_queue_pairs or qid in existing:
+        return Status.INVALID_QID | DNR
+    if size < 2 or size > (ctrl.cap & 0xFFFF) + 1:
+        return Status.INVALID_QUEUE_SIZE | DNR
+    if not contiguous:
+        return Status.INVALID_FIELD | DNR
+    if base == 0 or base & (ctrl.page_size - 1):
+        return Status.INVALID_PRP_OFFSET | DNR
+    return Status.SUCCESS
+
+
+def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
+    qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
+    contiguous, ien, vector = bool(cmd.cdw11 & 1), bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
+    status = _check_new_queue(ctrl, qid, size, cmd.prp1, ctrl.cqs, contiguous)
+    if status:
+        return (status, 0)
+    if vector >= ctrl.config.msix_vectors:
+        return fail(Status.INVALID_INTERRUPT_VECTOR)
+    if not _mapped(ctrl, cmd.prp1, size * 16):
+        return fail(Status.INVALID_FIELD)
+    ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
+    return OK
+
+
+def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
+    qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
+    contiguous, cqid = bool(cmd.cdw11 & 1), cmd.cdw11 >> 16
+    cq = ctrl.cqs.get(cqid)
+    if cqid == 0 or cq is None:
+        return fail(Status.INVALID_CQ)
+    status = _check_new_queue(ctrl, qid, size, cmd.prp1, ctrl.sqs, contiguous)
+    if status:
+        return (status, 0)
+    if not _mapped(ctrl, cmd.prp1, size * 64):
+        return fail(Status.INVALID_FIELD)
+    ctrl.sqs[qid] = SubmissionQueue(qid, cmd.prp1, size, cq)
+    cq.sq_count += 1
+    return OK
+
+
+def _mapped(ctrl: Controller, base: int, length: int) -> bool:
+    try:
+        ctrl.memory.view(base, length)
+    except Exception:  # DmaError: not in guest memory
+        return False
+    return True
+
+
+def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
+    qid = cmd.cdw10 & 0xFFFF
+    sq = ctrl.sqs.get(qid)
+    if qid == 0 or sq is None:
+        return fail(Status.INVALID_QID)
+    del ctrl.sqs[qid]
+    ctrl.pending.discard(qid)
+    sq.cq.sq_count -= 1
+    return OK
+
+
+def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
+    qid = cmd.cdw10 & 0xFFFF
+    cq = ctrl.cqs.get(qid)
+    if qid == 0 or cq is None:
+        return fail(Status.INVALID_QID)
+    if cq.sq_count:
+        return fail(Status.INVALID_QUEUE_DELETION)
+    del ctrl.cqs[qid]
+    return OK
+
+
+# -- Features -----------------------------------------------------------------------------
+def set_features(ctrl: Controller, cmd: Command) -> Result:
+    fid, value, f = cmd.cdw10 & 0xFF, cmd.cdw11, ctrl.features
+    if cmd.cdw10 >> 31:
+        return fail(Status.FEATURE_NOT_SAVEABLE)
+    if fid == FeatureId.NUMBER_OF_QUEUES:
+        nsqr, ncqr = value & 0xFFFF, value >> 16
+        if nsqr == 0xFFFF or ncqr == 0xFFFF:
+            return fail(Status.INVALID_FIELD)
+        limit = ctrl.config.io_queue_pairs - 1
+        f.io_queues_requested = value
+        return (Status.SUCCESS, min(nsqr, limit) | min(ncqr, limit) << 16)
+    if fid == FeatureId.ARBITRATION:
+        f.arbitration = value
+    elif fid == FeatureId.VOLATILE_WRITE_CACHE:
+        f.volatile_write_cache = value & 1
+    elif fid == FeatureId.ASYNC_EVENT_CONFIGURATION:
+        f.async_event_config = value & 0x3FF
+    elif fid == FeatureId.ERROR_RECOVERY:
+        if value & (1 << 16):  # DULBE needs namespace support (NSFEAT bit 2)
+            return fail(Status.INVALID_FIELD)
+        f.error_recovery = value & 0xFFFF
+    else:
+        return fail(Status.INVALID_FIELD)
+    return OK
+
+
+def get_features(ctrl: Controller, cmd: Command) -> Result:
+    fid, f = cmd.cdw10 & 0xFF, ctrl.features
+    limit = ctrl.config.io_queue_pairs - 1
+    values = {FeatureId.ARBITRATION: f.arbitration,
+              FeatureId.VOLATILE_WRITE_CACHE: f.volatile_write_cache,
+              FeatureId.ASYNC_EVENT_CONFIGURATION: f.async_event_config,
+              FeatureId.ERROR_RECOVERY: f.error_recovery,
+              FeatureId.NUMBER_OF_QUEUES: limit | limit << 16}
+    if fid not in values:
+        return fail(Status.INVALID_FIELD)
+    return (Status.SUCCESS, values[FeatureId(fid)])
+
+
+# -- Log pages ----------------------------------------------------------------------------
+def smart_log(ctrl: Controller) -> bytes:
+    data = bytearray(512)
+    data[1:3] = (273 + 40).to_bytes(2, "little")  # composite temperature, kelvin
+    data[3] = 100  # available spare %
+    data[4] = 10   # available spare threshold
+    return bytes(data)
+
+
+def firmware_slot_log(ctrl: Controller) -> bytes:
+    data = bytearray(512)
+    data[0] = 1  # active slot 1
+    data[8:16] = ctrl.config.firmware.encode().ljust(8)[:8]
+    return bytes(data)
+
+
+LOG_PAGES: dict[int, Callable[[Controller], bytes]] = {
+    LogPageId.ERROR_INFORMATION: lambda ctrl: bytes(64),
+    LogPageId.SMART_HEALTH: smart_log,
+    LogPageId.FIRMWARE_SLOT: firmware_slot_log,
+}
+
+
+def get_log_page(ctrl: Controller, cmd: Command) -> Result:
+    lid = cmd.cdw10 & 0xFF
+    numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
+    offset = cmd.cdw12 | cmd.cdw13 << 32
+    page = LOG_PAGES.get(lid)
+    if page is None:
+        return fail(Status.INVALID_LOG_PAGE)
+    data = page(ctrl)
+    if offset & 0x3 or offset > len(data):
+        return fail(Status.INVALID_FIELD)
+    return to_host(ctrl, cmd, data[offset:offset + numd * 4].ljust(numd * 4, b"\0"))
+
+
+# -- The rest -----------------------------------------------------------------------------
+def async_event_request(ctrl: Controller, cmd: Command) -> Result:
+    from ocssd_vfu.nvme.controller import DEFERRED
+
+    if len(ctrl.aer_cids) >= AER_LIMIT:
+        return fail(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
+    ctrl.aer_cids.append(cmd.cid)
+    return (DEFERRED, 0)
+
+
+def abort(ctrl: Controller, cmd: Command) -> Result:
+    return (Status.SUCCESS, 1)  # dw0 bit 0: command not aborted (all run to completion)
+
+
+ADMIN_COMMANDS: dict[int, tuple[Callable[[Controller, Command], Result], int]] = {
+    AdminOpcode.DELETE_IO_SQ: (delete_io_sq, CSUPP),
+    AdminOpcode.CREATE_IO_SQ: (create_io_sq, CSUPP),
+    AdminOpcode.GET_LOG_PAGE: (get_log_page, CSUPP),
+    AdminOpcode.DELETE_IO_CQ: (delete_io_cq, CSUPP),
+    AdminOpcode.CREATE_IO_CQ: (create_io_cq, CSUPP),
+    AdminOpcode.IDENTIFY: (identify, CSUPP),
+    AdminOpcode.ABORT: (abort, CSUPP),
+    AdminOpcode.SET_FEATURES: (set_features, CSUPP | CSE_CCC),
+    AdminOpcode.GET_FEATURES: (get_features, CSUPP),
+    AdminOpcode.ASYNC_EVENT_REQUEST: (async_event_request, CSUPP),
+}
+
+
+def dispatch(ctrl: Controller, cmd: Command) -> Result:
+    entry = ADMIN_COMMANDS.get(cmd.opc)
+    if entry is None:
+        return fail(Status.INVALID_OPCODE)
+    if cmd.fuse:
+        return fail(Status.INVALID_FIELD)
+    if cmd.psdt:
+        return fail(Status.INVALID_FIELD)  # SGLs are not offered (SGLS = 0)
+    return entry[0](ctrl, cmd)

@@ -1,0 +1,265 @@
+"""The NVMe controller as a sans-I/O state machine.
+
+Inputs: BAR0 register reads/writes (`mmio_read`, `mmio_write`) and `process()`,
+which the shell calls once per wake-up after all doorbells of that wake-up
+arrived. Outputs: guest-memory accesses through GuestMemory, interrupts
+through the `interrupt(vector)` callable (one per CQ per batch), and requests
+the shell must carry out off its event loop (`take_sync_requests`).
+
+Register rules (NVMe 1.4 3.1, 7.6):
+- CC.EN 0->1 with valid AQA/ASQ/ACQ creates the admin queues and sets CSTS.RDY;
+  invalid ones set CSTS.CFS instead. CC.EN 1->0 is a controller reset.
+- CC.SHN != 0 requests a shutdown: CSTS.SHST goes to 01b (occurring) until the
+  shell reports the image synced, then 10b (complete).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ocssd_vfu.nvme import admin, io
+from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.spec.nvme import Register
+
+log = logging.getLogger("ocssd_vfu.nvme")
+
+DEFERRED = -1  # a handler's status meaning "completes later" (see complete_deferred)
+
+MQES = 1023            # max queue entries, 0-based
+MAX_IO_QUEUES = 64
+DOORBELL_STRIDE = 4    # DSTRD = 0
+TIMEOUT_500MS = 20     # CAP.TO: 10 s
+
+
+@dataclass
+class ControllerConfig:
+    vid: int = 0x1B36
+    ssvid: int = 0x1AF4
+    serial: str = "ocssd-vfu-0"
+    model: str = "ocssd_vfu NVMe Ctrl"
+    firmware: str = "0.1"
+    mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
+    msix_vectors: int = MAX_IO_QUEUES + 1
+    io_queue_pairs: int = MAX_IO_QUEUES
+
+
+@dataclass
+class SyncRequest:
+    """The shell must make the image durable, then call `complete_deferred`."""
+
+    sqid: int
+    cid: int
+    shutdown: bool = False
+
+
+@dataclass
+class Registers:
+    cc: int = 0
+    csts: int = 0
+    aqa: int = 0
+    asq: int = 0
+    acq: int = 0
+    intms: int = 0
+
+
+def guest_error(category: str, message: str) -> None:
+    """One place where guest misbehaviour is logged (and later counted)."""
+    log.warning("nvme.ub.%s: %s", category, message)
+
+
+@dataclass
+class Controller:
+    memory: GuestMemory
+    namespaces: dict[int, PlainNamespace]
+    interrupt: Callable[[int], None]
+    config: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self) -> None:
+        self.regs = Registers()
+        self.sqs: dict[int, SubmissionQueue] = {}
+        self.cqs: dict[int, CompletionQueue] = {}
+        self.pending: set[int] = set()
+        self.sync_requests: list[SyncRequest] = []
+        self.features = admin.Features()
+        self.aer_cids: list[int] = []
+
+    # -- registers -------------------------------------------------------------------------
+    @property
+    def cap(self) -> int:
+        return (MQES | 1 << 16 | TIMEOUT_500MS << 24 | 0 << 32 | 1 << 37
+                | 0 << 48 | 0 << 52)  # CQR, CSS=NVM, MPSMIN=MPSMAX=4 KiB
+
+    @property
+    def page_size(self) -> int:
+        return 1 << (12 + ((self.regs.cc >> 7) & 0xF))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.regs.csts & 1)
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        registers = ((Register.CAP, 8, self.cap), (Register.VS, 4, 0x00010200),
+                     (Register.INTMS, 4, self.regs.intms), (Register.INTMC, 4, self.regs.intms),
+                     (Register.CC, 4, self.regs.cc), (Register.CSTS, 4, self.regs.csts),
+                     (Register.AQA, 4, self.regs.aqa), (Register.ASQ, 8, self.regs.asq),
+                     (Register.ACQ, 8, self.regs.acq))
+        for reg, width, value in registers:
+            if reg <= offset and offset + size <= reg + width:
+                return (value >> ((offset - reg) * 8)) & ((1 << (size * 8)) - 1)
+        return 0
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        if offset >= Register.DOORBELLS:
+            self._doorbell(offset, value)
+        elif offset == Register.CC:
+            self._write_cc(value)
+        elif offset == Register.AQA:
+            self.regs.aqa = value & 0x0FFF0FFF
+        elif Register.ASQ <= offset < Register.ASQ + 8:
+            self.regs.asq = _merge(self.regs.asq, offset - Register.ASQ, size, value) & ~0xFFF
+        elif Register.ACQ <= offset < Register.ACQ + 8:
+            self.regs.acq = _merge(self.regs.acq, offset - Register.ACQ, size, value) & ~0xFFF
+        elif offset == Register.INTMS:
+            self.regs.intms |= value
+        elif offset == Register.INTMC:
+            self.regs.intms &= ~value
+        else:
+            guest_error("mmio_write", f"write of {value:#x} to read-only offset {offset:#x}")
+
+    def _write_cc(self, value: int) -> None:
+        old, self.regs.cc = self.regs.cc, value
+        if value & 1 and not old & 1:
+            self._enable()
+        elif not value & 1 and old & 1:
+            self.reset()
+        shn = (value >> 14) & 0x3
+        if shn and not (old >> 14) & 0x3:
+            self.regs.csts = (self.regs.csts & ~0xC) | 0x4  # SHST: shutdown occurring
+            self.sync_requests.append(SyncRequest(0, 0, shutdown=True))
+
+    def _enable(self) -> None:
+        asqs, acqs = (self.regs.aqa & 0xFFF) + 1, ((self.regs.aqa >> 16) & 0xFFF) + 1
+        mps = (self.regs.cc >> 7) & 0xF
+        iosqes, iocqes = (self.regs.cc >> 16) & 0xF, (self.regs.cc >> 20) & 0xF
+        css = (self.regs.cc >> 4) & 0x7
+        if (asqs < 2 or acqs < 2 or not self.regs.asq or not self.regs.acq or mps != 0
+                or css != 0 or (iosqes not in (0, 6)) or (iocqes not in (0, 4))):
+            guest_error("cc_enable", f"invalid enable: CC={self.regs.cc:#x} AQA={self.regs.aqa:#x}")
+            self.regs.csts |= 0x2  # CFS
+            return
+        cq = CompletionQueue(0, self.regs.acq, acqs, vector=0, interrupts_enabled=True)
+        self.cqs = {0: cq}
+        self.sqs = {0: SubmissionQueue(0, self.regs.asq, asqs, cq)}
+        cq.sq_count = 1
+        self.regs.csts = (self.regs.csts & ~0x2) | 0x1
+
+    def reset(self) -> None:
+        """Controller reset (CC.EN 1->0, or the whole device reset by the host)."""
+        self.sqs.clear()
+        self.cqs.clear()
+        self.pending.clear()
+        self.aer_cids.clear()
+        self.features = admin.Features()
+        self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
+
+    def device_reset(self) -> None:
+        self.reset()
+        self.regs = Registers()
+
+    def shutdown_complete(self) -> None:
+        self.regs.csts = (self.regs.csts & ~0xC) | 0x8
+
+    def _doorbell(self, offset: int, value: int) -> None:
+        index, rem = divmod(offset - Register.DOORBELLS, DOORBELL_STRIDE)
+        qid, is_cq = divmod(index, 2)
+        if rem or not self.enabled:
+            guest_error("doorbell", f"doorbell write at {offset:#x} while disabled or misaligned")
+            return
+        if is_cq:
+            cq = self.cqs.get(qid)
+            if cq is None or value >= cq.size:
+                guest_error("cq_doorbell", f"CQ {qid} head {value} invalid")
+                return
+            cq.head = value
+            if any(sq.cq is cq for sq in self.sqs.values()):
+                self.pending.update(sq.qid for sq in self.sqs.values() if sq.cq is cq)
+        else:
+            sq = self.sqs.get(qid)
+            if sq is None or value >= sq.size:
+                guest_error("sq_doorbell", f"SQ {qid} tail {value} invalid")
+                return
+            sq.tail = value
+            self.pending.add(qid)
+
+    # -- command processing ----------------------------------------------------------------
+    def process(self) -> None:
+        """Run every new command of every rung SQ; one interrupt per CQ touched."""
+        touched: set[int] = set()
+        while self.pending:
+            qid = self.pending.pop()
+            sq = self.sqs.get(qid)
+            if sq is None:
+                continue
+            while not sq.empty() and not sq.cq.full():
+                cmd = self._fetch(sq)
+                if cmd is None:
+                    break
+                status, result = self._execute(sq, cmd)
+                if status != DEFERRED:
+                    self._complete(sq, cmd.cid, status, result)
+                    touched.add(sq.cq.qid)
+        for cqid in touched:
+            self._raise(self.cqs.get(cqid))
+
+    def _fetch(self, sq: SubmissionQueue) -> Command | None:
+        try:
+            return Command(*sq.fetch(self.memory))
+        except DmaError:
+            guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
+            self.regs.csts |= 0x2  # the controller cannot continue: fatal status
+            return None
+
+    def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
+        if sq.qid == 0:
+            return admin.dispatch(self, cmd)
+        return io.dispatch(self, sq, cmd)
+
+    def _complete(self, sq: SubmissionQueue, cid: int, status: int, result: int) -> None:
+        try:
+            sq.cq.post(self.memory, result & 0xFFFFFFFF, result >> 32, sq.head, sq.qid, cid,
+                       status)
+        except DmaError:
+            guest_error("cq_unmapped", f"CQ {sq.cq.qid} at {sq.cq.base:#x} is not in memory")
+            self.regs.csts |= 0x2
+
+    def _raise(self, cq: CompletionQueue | None) -> None:
+        if cq is not None and cq.interrupts_enabled and cq.head != cq.tail:
+            self.interrupt(cq.vector)
+
+    def complete_deferred(self, request: SyncRequest, status: int) -> None:
+        """The shell finished a SyncRequest: post its completion (or finish shutdown)."""
+        if request.shutdown:
+            self.shutdown_complete()
+            return
+        sq = self.sqs.get(request.sqid)
+        if sq is None:
+            return  # the queue went away (reset) while the sync ran
+        self._complete(sq, request.cid, status, 0)
+        self._raise(sq.cq)
+
+    def take_sync_requests(self) -> list[SyncRequest]:
+        requests, self.sync_requests = self.sync_requests, []
+        return requests
+
+
+def _merge(old: int, byte_offset: int, size: int, value: int) -> int:
+    shift = byte_offset * 8
+    mask = ((1 << (size * 8)) - 1) << shift
+    return (old & ~mask) | ((value << shift) & mask)
+
+

@@ -1,0 +1,88 @@
+"""PRP (Physical Region Page) walks: a command's data pointer as guest ranges.
+
+Rules (NVMe 1.4 4.3): PRP1 may carry a dword-aligned offset into its page; if
+the transfer ends within the next page PRP2 is that page (offset 0), otherwise
+PRP2 points to a PRP list (dword-aligned offset allowed) whose entries are page
+addresses with offset 0, and whose last entry chains to the next list page when
+more entries are needed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.spec.status import DNR, Status
+
+
+class PrpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
+               page_size: int) -> list[tuple[int, int]]:
+    """The (address, length) guest ranges of a transfer of `length` bytes."""
+    if length == 0:
+        return []
+    if prp1 & 0x3:
+        raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+    first = min(length, page_size - (prp1 & (page_size - 1)))
+    ranges = [(prp1, first)]
+    remaining = length - first
+    if remaining == 0:
+        return ranges
+    if remaining <= page_size:
+        if prp2 & (page_size - 1):
+            raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+        ranges.append((prp2, remaining))
+        return ranges
+    if prp2 & 0x3:
+        raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+    list_addr = prp2
+    while remaining > 0:
+        slots = (page_size - (list_addr & (page_size - 1))) // 8
+        pages_needed = -(-remaining // page_size)
+        take = min(slots, pages_needed)
+        chained = pages_needed > slots
+        try:
+            raw = memory.read(list_addr, take * 8)
+        except DmaError as exc:
+            raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
+        entries = struct.unpack(f"<{take}Q", raw)
+        data_entries = entries[:-1] if chained else entries
+        for entry in data_entries:
+            if entry & (page_size - 1):
+                raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+            chunk = min(remaining, page_size)
+            ranges.append((entry, chunk))
+            remaining -= chunk
+        if chained:
+            list_addr = entries[-1]
+            if list_addr & 0x3:
+                raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+    return ranges
+
+
+def gather(memory: GuestMemory, ranges: list[tuple[int, int]]) -> bytearray:
+    """The guest bytes of `ranges`, concatenated (host-to-controller transfers)."""
+    out = bytearray()
+    try:
+        for addr, length in ranges:
+            out += memory.view(addr, length)
+    except DmaError as exc:
+        raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
+    return out
+
+
+def scatter(memory: GuestMemory, ranges: list[tuple[int, int]], data: bytes | memoryview) -> None:
+    """Write `data` into guest `ranges` (controller-to-host transfers)."""
+    offset = 0
+    try:
+        views = [memory.view(addr, length, write=True) for addr, length in ranges]
+    except DmaError as exc:
+        raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
+    for view in views:
+        view[:] = data[offset:offset + len(view)]
+        offset += len(view)

@@ -1,0 +1,58 @@
+"""Submission and completion queues in guest memory (NVMe 1.4 4.1).
+
+A queue of N entries is full when tail + 1 == head (mod N). The controller
+owns an SQ's head and a CQ's tail; the host owns the others and moves them
+through doorbells. Each CQE carries a phase tag that flips on every wrap so
+the host can tell new entries from old ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ocssd_vfu.nvme.memory import GuestMemory
+from ocssd_vfu.spec.nvme import CQE_FORMAT, CQE_SIZE, SQE_FORMAT, SQE_SIZE
+
+
+@dataclass
+class CompletionQueue:
+    qid: int
+    base: int
+    size: int
+    vector: int
+    interrupts_enabled: bool
+    tail: int = 0
+    head: int = 0
+    phase: int = 1
+    sq_count: int = 0  # SQs bound to this CQ: it may not be deleted while > 0
+
+    def full(self) -> bool:
+        return (self.tail + 1) % self.size == self.head
+
+    def post(self, memory: GuestMemory, dw0: int, dw1: int, sqhd: int, sqid: int, cid: int,
+             status: int) -> None:
+        entry = CQE_FORMAT.pack(dw0, dw1, sqhd, sqid, cid, (status << 1) | self.phase)
+        memory.write(self.base + self.tail * CQE_SIZE, entry)
+        self.tail += 1
+        if self.tail == self.size:
+            self.tail = 0
+            self.phase ^= 1
+
+
+@dataclass
+class SubmissionQueue:
+    qid: int
+    base: int
+    size: int
+    cq: CompletionQueue
+    head: int = 0
+    tail: int = 0
+
+    def empty(self) -> bool:
+        return self.head == self.tail
+
+    def fetch(self, memory: GuestMemory) -> tuple[int, ...]:
+        """The SQE at head, decoded with the hot-path format; advances head."""
+        raw = memory.view(self.base + self.head * SQE_SIZE, SQE_SIZE)
+        self.head = (self.head + 1) % self.size
+        return SQE_FORMAT.unpack(raw)

@@ -1,0 +1,1 @@
+"""Spec structures declared once (construct) and the spec's enums."""

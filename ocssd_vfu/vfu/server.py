@@ -1,0 +1,119 @@
+"""`ocssd-vfu serve`: the trio run loop around one VfuDevice.
+
+One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
+returns 0), then one `controller.process()` that drains every rung SQ and
+raises one interrupt per CQ. Image syncs (Flush, shutdown) run in worker
+threads: a register read blocks the guest's vCPU, so the trio thread never waits
+on the disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from ocssd_vfu.nvme.controller import Controller, SyncRequest
+from ocssd_vfu.spec.status import Status
+from ocssd_vfu.vfu.binding import ffi, lib
+from ocssd_vfu.vfu.device import VfuDevice
+
+log = logging.getLogger("ocssd_vfu.server")
+
+
+class ServeError(Exception):
+    """The server cannot start; the message says why."""
+
+
+def claim_socket_path(path: Path) -> None:
+    """Refuse a non-socket path or a live server's socket; remove a stale socket."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServeError(f"{path} exists and is not a socket: refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink()
+        return
+    finally:
+        probe.close()
+    raise ServeError(f"a server is already listening on {path}")
+
+
+class Server:
+    def __init__(self, device: VfuDevice, controller: Controller, sync: Callable[[], None],
+                 once: bool) -> None:
+        self.device = device
+        self.controller = controller
+        self.sync = sync
+        self.once = once
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._stop_on_signals, nursery.cancel_scope)
+            while True:
+                await self._attach()
+                log.info("client attached")
+                await self._run_connection(nursery)
+                log.info("client gone%s", "; exiting (--once)" if self.once else "")
+                if self.once:
+                    nursery.cancel_scope.cancel()
+                    return
+
+    async def _stop_on_signals(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                scope.cancel()
+                return
+
+    async def _attach(self) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(self.device.poll_fd())
+            if lib.vfu_attach_ctx(self.device.ctx) == 0:
+                self.device.connected = True
+                return
+            if ffi.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                log.warning("vfio-user negotiation failed: %s", os.strerror(ffi.errno))
+
+    async def _run_connection(self, nursery: trio.Nursery) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(self.device.poll_fd())
+            while True:
+                handled = lib.vfu_run_ctx(self.device.ctx)
+                if handled > 0:
+                    continue
+                if handled == 0:
+                    break
+                err = ffi.errno
+                if err == errno.ENOTCONN:
+                    self.device.connected = False
+                    return
+                if err in (errno.EBUSY, errno.EINTR, errno.EAGAIN):
+                    break
+                log.error("vfu_run_ctx failed: %s; dropping the connection", os.strerror(err))
+                return
+            self.controller.process()
+            for request in self.controller.take_sync_requests():
+                nursery.start_soon(self._sync_then_complete, request)
+
+    async def _sync_then_complete(self, request: SyncRequest) -> None:
+        try:
+            await trio.to_thread.run_sync(self.sync)
+            status = Status.SUCCESS
+        except OSError as exc:
+            log.error("syncing the image failed: %s", exc)
+            status = Status.WRITE_FAULT
+        if self.device.connected:
+            self.controller.complete_deferred(request, status)

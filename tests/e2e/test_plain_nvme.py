@@ -1,0 +1,60 @@
+"""The NVMe controller core end to end: a Linux guest drives ocssd_vfu in plain mode."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunCli
+from tests.e2e.test_guest_runner import PATTERN_64M_MD5, WRITE_PATTERN
+
+pytestmark = pytest.mark.e2e
+
+
+def _raw(tmp_path: Path, size: int = 256 << 20) -> Path:
+    raw = tmp_path / "plain.raw"
+    with raw.open("wb") as f:
+        f.truncate(size)
+    return raw
+
+
+def test_linux_sees_the_controller(ocssd_vfu: RunCli, tmp_path: Path) -> None:
+    script = ("nvme list\nnvme id-ctrl /dev/nvme0 | grep -E '^(vid|mdts|sqes|cqes|nn|subnqn) '\n"
+              "nvme id-ns /dev/nvme0n1 | grep -E '^(nsze|ncap|lbaf  0) '\n"
+              "nvme smart-log /dev/nvme0 | grep -E '^(available_spare|temperature)\\s'\n")
+    done = ocssd_vfu("guest", "--image", str(_raw(tmp_path)), "--timeout", "120", script=script)
+    assert done.status == 0, done.stderr
+    assert re.search(r"/dev/nvme0n1\s+ocssd-vfu-0\s+ocssd_vfu NVMe Ctrl\s+1\s+268\.44\s+MB",
+                     done.stdout)
+    assert re.search(r"^vid\s+: 0x1b36$", done.stdout, re.M)
+    assert re.search(r"^mdts\s+: 7$", done.stdout, re.M)
+    assert re.search(r"^nsze\s+: 0x10000$", done.stdout, re.M)
+    assert re.search(r"^lbaf  0 : ms:0\s+lbads:12 ", done.stdout, re.M)
+    assert re.search(r"^available_spare\s+: 100%", done.stdout, re.M)
+    assert re.search(r"^temperature\s+: 40 C", done.stdout, re.M)
+
+
+def test_data_written_direct_reads_back_and_survives_a_new_server(ocssd_vfu: RunCli,
+                                                                   tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    write = (f"{WRITE_PATTERN} > /tmp/p\ndd if=/tmp/p of=/dev/nvme0n1 bs=1M oflag=direct\n"
+             "dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum\n")
+    first = ocssd_vfu("guest", "--image", str(raw), "--timeout", "180", script=write)
+    assert first.status == 0, first.stderr
+    assert PATTERN_64M_MD5 in first.stdout
+    second = ocssd_vfu("guest", "--image", str(raw), "--timeout", "180",
+                       script="dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum\n")
+    assert second.status == 0, second.stderr
+    assert PATTERN_64M_MD5 in second.stdout
+
+
+def test_fio_randwrite_verify(ocssd_vfu: RunCli, tmp_path: Path) -> None:
+    script = ("fio --name=v --filename=/dev/nvme0n1 --rw=randwrite --bs=4k --iodepth=32 "
+              "--ioengine=libaio --direct=1 --size=32M --verify=crc32c --output-format=terse "
+              "| cut -d';' -f1-8\n")
+    done = ocssd_vfu("guest", "--image", str(_raw(tmp_path)), "--timeout", "240", script=script)
+    assert done.status == 0, done.stderr
+    terse = next(line for line in done.stdout.splitlines() if line.startswith("3;fio-"))
+    assert terse.split(";")[4] == "0"
