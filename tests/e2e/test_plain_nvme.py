@@ -58,3 +58,17 @@ def test_fio_randwrite_verify(ocssd_vfu: RunCli, tmp_path: Path) -> None:
     assert done.status == 0, done.stderr
     terse = next(line for line in done.stdout.splitlines() if line.startswith("3;fio-"))
     assert terse.split(";")[4] == "0"
+
+
+def test_reboots_reset_the_device_and_keep_data(ocssd_vfu: RunCli, tmp_path: Path) -> None:
+    # Each boot reads the block the previous boot wrote, then writes its own.
+    script = ('dd if=/dev/nvme0n1 bs=4k count=1 skip=$BOOT iflag=direct 2>/dev/null '
+              '| head -c 11 | tr "\\000" "."; echo " <- read in boot $BOOT"\n'
+              'printf "boot-%06d" $BOOT | dd of=/dev/nvme0n1 bs=4k seek=$((BOOT+1)) conv=sync '
+              'oflag=direct 2>/dev/null\n')
+    done = ocssd_vfu("guest", "--image", str(_raw(tmp_path, 64 << 20)), "--boots", "3",
+                     "--timeout", "180", script=script)
+    assert done.status == 0, done.stderr
+    assert "........... <- read in boot 1" in done.stdout
+    assert "boot-000001 <- read in boot 2" in done.stdout
+    assert "boot-000002 <- read in boot 3" in done.stdout
