@@ -21,6 +21,12 @@ class Completed:
 RunCli = Callable[..., Completed]
 
 
+def fio_terse_fields(stdout: str) -> list[str]:
+    """The fields of the first `fio --output-format=terse` line (field 4 is the error)."""
+    line = next(line for line in stdout.splitlines() if line.startswith("3;fio-"))
+    return line.split(";")
+
+
 @pytest.fixture
 def ocssd_vfu(tmp_path: Path) -> RunCli:
     """Run `ocssd-vfu ARGS...` as a user would; `script=` writes a guest script."""

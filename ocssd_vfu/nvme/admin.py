@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.nvme.capabilities import MQES, VERSION
+from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, fail
+from ocssd_vfu.nvme.memory import DmaError
 from ocssd_vfu.nvme.prp import PrpError, prp_ranges, scatter
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.spec.nvme import (
@@ -20,18 +22,18 @@ from ocssd_vfu.spec.nvme import (
     IdentifyCns,
     IdentifyController,
     LogPageId,
+    NamespaceDescriptorHeader,
+    blank,
 )
 from ocssd_vfu.spec.status import DNR, Status
+
+NIDT_UUID = 3
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
 
-Result = tuple[int, int]
-OK: Result = (Status.SUCCESS, 0)
 AER_LIMIT = 4           # AERL + 1
 CSUPP = 1 << 0          # Commands Supported and Effects: command supported
-CSE_LBCC = 1 << 1       # logical block content change
-CSE_NCC = 1 << 2        # namespace capability change
 CSE_CCC = 1 << 4        # controller capability change
 
 
@@ -41,11 +43,6 @@ class Features:
     volatile_write_cache: int = 1
     async_event_config: int = 0
     error_recovery: int = 0
-    io_queues_requested: int | None = None
-
-
-def fail(status: int) -> Result:
-    return (status | DNR, 0)
 
 
 def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
@@ -61,23 +58,16 @@ def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
 # -- Identify -----------------------------------------------------------------------------
 def identify_controller(ctrl: Controller) -> bytes:
     cfg = ctrl.config
-    psd = [dict(mp=2500, flags=0, enlat=0, exlat=0, rrt=0, rrl=0, rwt=0, rwl=0, idlp=0, ips=0,
-                actp=0, apw_aps=0)] + [dict(mp=0, flags=0, enlat=0, exlat=0, rrt=0, rrl=0, rwt=0,
-                                            rwl=0, idlp=0, ips=0, actp=0, apw_aps=0)] * 31
-    return IdentifyController.build(dict(
+    ident = blank(IdentifyController)
+    ident.update(dict(
         vid=cfg.vid, ssvid=cfg.ssvid, sn=cfg.serial.encode().ljust(20)[:20],
         mn=cfg.model.encode().ljust(40)[:40], fr=cfg.firmware.encode().ljust(8)[:8],
-        rab=6, ieee=b"\x00\x54\x52", cmic=0, mdts=cfg.mdts, cntlid=0, ver=0x00010200,
-        rtd3r=0, rtd3e=0, oaes=0, ctratt=0, rrls=0, cntrltype=1, fguid=bytes(16), crdt1=0,
-        crdt2=0, crdt3=0, oacs=0, acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=0x4, elpe=0, npss=0,
-        avscc=0, apsta=0, wctemp=0x0157, cctemp=0x0175, mtfa=0, hmpre=0, hmmin=0,
-        tnvmcap=bytes(16), unvmcap=bytes(16), rpmbs=0, edstt=0, dsto=0, fwug=0, kas=0, hctma=0,
-        mntmt=0, mxtmt=0, sanicap=0, hmminds=0, hmmaxd=0, nsetidmax=0, endgidmax=0, anatt=0,
-        anacap=0, anagrpmax=0, nanagrpid=0, pels=0, sqes=0x66, cqes=0x44, maxcmd=0,
-        nn=max(ctrl.namespaces, default=0), oncs=0, fuses=0, fna=0, vwc=1, awun=0, awupf=0,
-        nvscc=0, nwpc=0, acwu=0, sgls=0, mnan=0,
-        subnqn=f"nqn.2026-11.io.ocssd-vfu:{cfg.serial}".encode().ljust(256, b"\0"),
-        nvmeof=bytes(256), psd=psd, vs=bytes(1024)))
+        rab=6, ieee=b"\x00\x54\x52", mdts=cfg.mdts, ver=VERSION, cntrltype=1,
+        acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=0x4, wctemp=0x0157, cctemp=0x0175,
+        sqes=0x66, cqes=0x44, nn=max(ctrl.namespaces, default=0), vwc=1,
+        subnqn=f"nqn.2026-11.io.ocssd-vfu:{cfg.serial}".encode().ljust(256, b"\0")))
+    ident.psd[0].mp = 2500  # power state 0: 25 W
+    return IdentifyController.build(ident)
 
 
 def namespace_uuid(ctrl: Controller, nsid: int) -> bytes:
@@ -102,7 +92,8 @@ def identify(ctrl: Controller, cmd: Command) -> Result:
     if cns == IdentifyCns.NAMESPACE_DESCRIPTORS:
         if cmd.nsid not in ctrl.namespaces:
             return fail(Status.INVALID_NAMESPACE)
-        descriptor = bytes([3, 16, 0, 0]) + namespace_uuid(ctrl, cmd.nsid)  # NIDT 3h: UUID
+        descriptor = NamespaceDescriptorHeader.build(dict(nidt=NIDT_UUID, nidl=16)) \
+            + namespace_uuid(ctrl, cmd.nsid)
         return to_host(ctrl, cmd, descriptor.ljust(IDENTIFY_SIZE, b"\0"))
     return fail(Status.INVALID_FIELD)
 
@@ -112,7 +103,7 @@ def _check_new_queue(ctrl: Controller, qid: int, size: int, base: int,
                      existing: Mapping[int, object], contiguous: bool) -> int:
     if qid == 0 or qid > ctrl.config.io_queue_pairs or qid in existing:
         return Status.INVALID_QID | DNR
-    if size < 2 or size > (ctrl.cap & 0xFFFF) + 1:
+    if size < 2 or size > MQES + 1:
         return Status.INVALID_QUEUE_SIZE | DNR
     if not contiguous:
         return Status.INVALID_FIELD | DNR
@@ -146,15 +137,14 @@ def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
         return (status, 0)
     if not _mapped(ctrl, cmd.prp1, size * 64):
         return fail(Status.INVALID_FIELD)
-    ctrl.sqs[qid] = SubmissionQueue(qid, cmd.prp1, size, cq)
-    cq.sq_count += 1
+    ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
     return OK
 
 
 def _mapped(ctrl: Controller, base: int, length: int) -> bool:
     try:
         ctrl.memory.view(base, length)
-    except Exception:  # DmaError: not in guest memory
+    except DmaError:
         return False
     return True
 
@@ -166,7 +156,7 @@ def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
         return fail(Status.INVALID_QID)
     del ctrl.sqs[qid]
     ctrl.pending.discard(qid)
-    sq.cq.sq_count -= 1
+    sq.unbind()
     return OK
 
 
@@ -175,7 +165,7 @@ def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
     cq = ctrl.cqs.get(qid)
     if qid == 0 or cq is None:
         return fail(Status.INVALID_QID)
-    if cq.sq_count:
+    if cq.sqs:
         return fail(Status.INVALID_QUEUE_DELETION)
     del ctrl.cqs[qid]
     return OK
@@ -191,7 +181,6 @@ def set_features(ctrl: Controller, cmd: Command) -> Result:
         if nsqr == 0xFFFF or ncqr == 0xFFFF:
             return fail(Status.INVALID_FIELD)
         limit = ctrl.config.io_queue_pairs - 1
-        f.io_queues_requested = value
         return (Status.SUCCESS, min(nsqr, limit) | min(ncqr, limit) << 16)
     if fid == FeatureId.ARBITRATION:
         f.arbitration = value
@@ -259,8 +248,6 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
 
 # -- The rest -----------------------------------------------------------------------------
 def async_event_request(ctrl: Controller, cmd: Command) -> Result:
-    from ocssd_vfu.nvme.controller import DEFERRED
-
     if len(ctrl.aer_cids) >= AER_LIMIT:
         return fail(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
     ctrl.aer_cids.append(cmd.cid)

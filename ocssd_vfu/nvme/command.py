@@ -1,8 +1,12 @@
-"""A submission queue entry, decoded on the hot path with struct (see spec.nvme)."""
+"""A submission queue entry (decoded on the hot path with struct, see spec.nvme)
+and what its handler returns."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
+
+from ocssd_vfu.spec.status import DNR, Status
 
 
 class Command(NamedTuple):
@@ -29,3 +33,28 @@ class Command(NamedTuple):
     @property
     def fuse(self) -> int:
         return self.flags & 0x3
+
+
+# What a handler returns: (status, 64-bit command-specific result for CQE DW0-DW1).
+Result = tuple[int, int]
+OK: Result = (Status.SUCCESS, 0)
+DEFERRED = -1  # a handler's status meaning "completes later" (Controller.complete_deferred)
+
+
+def fail(status: int) -> Result:
+    """An error completion the host should not retry."""
+    return (status | DNR, 0)
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """The shell must make the image durable, then call `complete_deferred`.
+
+    `epoch` is the controller's reset count when the request was made: a reset
+    in between aborts the command, so its late completion is dropped.
+    """
+
+    epoch: int
+    sqid: int = 0
+    cid: int = 0
+    shutdown: bool = False

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ocssd_vfu.nvme import admin, io
-from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
+from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
@@ -28,12 +29,6 @@ from ocssd_vfu.spec.nvme import Register
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
-DEFERRED = -1  # a handler's status meaning "completes later" (see complete_deferred)
-
-MQES = 1023            # max queue entries, 0-based
-MAX_IO_QUEUES = 64
-DOORBELL_STRIDE = 4    # DSTRD = 0
-TIMEOUT_500MS = 20     # CAP.TO: 10 s
 
 
 @dataclass
@@ -46,15 +41,6 @@ class ControllerConfig:
     mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
     msix_vectors: int = MAX_IO_QUEUES + 1
     io_queue_pairs: int = MAX_IO_QUEUES
-
-
-@dataclass
-class SyncRequest:
-    """The shell must make the image durable, then call `complete_deferred`."""
-
-    sqid: int
-    cid: int
-    shutdown: bool = False
 
 
 @dataclass
@@ -87,13 +73,9 @@ class Controller:
         self.sync_requests: list[SyncRequest] = []
         self.features = admin.Features()
         self.aer_cids: list[int] = []
+        self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
 
     # -- registers -------------------------------------------------------------------------
-    @property
-    def cap(self) -> int:
-        return (MQES | 1 << 16 | TIMEOUT_500MS << 24 | 0 << 32 | 1 << 37
-                | 0 << 48 | 0 << 52)  # CQR, CSS=NVM, MPSMIN=MPSMAX=4 KiB
-
     @property
     def page_size(self) -> int:
         return 1 << (12 + ((self.regs.cc >> 7) & 0xF))
@@ -103,7 +85,7 @@ class Controller:
         return bool(self.regs.csts & 1)
 
     def mmio_read(self, offset: int, size: int) -> int:
-        registers = ((Register.CAP, 8, self.cap), (Register.VS, 4, 0x00010200),
+        registers = ((Register.CAP, 8, CAP), (Register.VS, 4, VERSION),
                      (Register.INTMS, 4, self.regs.intms), (Register.INTMC, 4, self.regs.intms),
                      (Register.CC, 4, self.regs.cc), (Register.CSTS, 4, self.regs.csts),
                      (Register.AQA, 4, self.regs.aqa), (Register.ASQ, 8, self.regs.asq),
@@ -140,7 +122,7 @@ class Controller:
         shn = (value >> 14) & 0x3
         if shn and not (old >> 14) & 0x3:
             self.regs.csts = (self.regs.csts & ~0xC) | 0x4  # SHST: shutdown occurring
-            self.sync_requests.append(SyncRequest(0, 0, shutdown=True))
+            self.sync_requests.append(SyncRequest(self.epoch, shutdown=True))
 
     def _enable(self) -> None:
         asqs, acqs = (self.regs.aqa & 0xFFF) + 1, ((self.regs.aqa >> 16) & 0xFFF) + 1
@@ -154,8 +136,7 @@ class Controller:
             return
         cq = CompletionQueue(0, self.regs.acq, acqs, vector=0, interrupts_enabled=True)
         self.cqs = {0: cq}
-        self.sqs = {0: SubmissionQueue(0, self.regs.asq, asqs, cq)}
-        cq.sq_count = 1
+        self.sqs = {0: SubmissionQueue.bound_to(cq, 0, self.regs.asq, asqs)}
         self.regs.csts = (self.regs.csts & ~0x2) | 0x1
 
     def reset(self) -> None:
@@ -165,6 +146,7 @@ class Controller:
         self.pending.clear()
         self.aer_cids.clear()
         self.features = admin.Features()
+        self.epoch += 1
         self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
 
     def device_reset(self) -> None:
@@ -186,8 +168,8 @@ class Controller:
                 guest_error("cq_doorbell", f"CQ {qid} head {value} invalid")
                 return
             cq.head = value
-            if any(sq.cq is cq for sq in self.sqs.values()):
-                self.pending.update(sq.qid for sq in self.sqs.values() if sq.cq is cq)
+            # SQs that stopped because this CQ was full can go on.
+            self.pending.update(sq.qid for sq in cq.sqs if not sq.empty())
         else:
             sq = self.sqs.get(qid)
             if sq is None or value >= sq.size:
@@ -199,7 +181,7 @@ class Controller:
     # -- command processing ----------------------------------------------------------------
     def process(self) -> None:
         """Run every new command of every rung SQ; one interrupt per CQ touched."""
-        touched: set[int] = set()
+        touched: set[CompletionQueue] = set()
         while self.pending:
             qid = self.pending.pop()
             sq = self.sqs.get(qid)
@@ -212,13 +194,13 @@ class Controller:
                 status, result = self._execute(sq, cmd)
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
-                    touched.add(sq.cq.qid)
-        for cqid in touched:
-            self._raise(self.cqs.get(cqid))
+                    touched.add(sq.cq)
+        for cq in touched:
+            self._raise(cq)
 
     def _fetch(self, sq: SubmissionQueue) -> Command | None:
         try:
-            return Command(*sq.fetch(self.memory))
+            return Command._make(sq.fetch(self.memory))
         except DmaError:
             guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
             self.regs.csts |= 0x2  # the controller cannot continue: fatal status
@@ -237,18 +219,20 @@ class Controller:
             guest_error("cq_unmapped", f"CQ {sq.cq.qid} at {sq.cq.base:#x} is not in memory")
             self.regs.csts |= 0x2
 
-    def _raise(self, cq: CompletionQueue | None) -> None:
-        if cq is not None and cq.interrupts_enabled and cq.head != cq.tail:
+    def _raise(self, cq: CompletionQueue) -> None:
+        if cq.interrupts_enabled and cq.head != cq.tail:
             self.interrupt(cq.vector)
 
     def complete_deferred(self, request: SyncRequest, status: int) -> None:
         """The shell finished a SyncRequest: post its completion (or finish shutdown)."""
+        if request.epoch != self.epoch:
+            return  # a reset aborted the command while the sync ran
         if request.shutdown:
             self.shutdown_complete()
             return
         sq = self.sqs.get(request.sqid)
         if sq is None:
-            return  # the queue went away (reset) while the sync ran
+            return  # the host deleted the queue while the sync ran
         self._complete(sq, request.cid, status, 0)
         self._raise(sq.cq)
 

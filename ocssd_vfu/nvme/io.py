@@ -5,27 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, SyncRequest, fail
 from ocssd_vfu.nvme.prp import PrpError, prp_ranges
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.spec.nvme import IoOpcode
-from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.spec.status import Status
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
-
-Result = tuple[int, int]
-OK: Result = (Status.SUCCESS, 0)
 
 
 def _read_write(ctrl: Controller, cmd: Command, write: bool) -> Result:
     ns = ctrl.namespaces.get(cmd.nsid)
     if ns is None:
-        return (Status.INVALID_NAMESPACE | DNR, 0)
+        return fail(Status.INVALID_NAMESPACE)
     slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
     length = nlb * ns.lba_size
     if length > ctrl.page_size << ctrl.config.mdts:
-        return (Status.INVALID_FIELD | DNR, 0)
+        return fail(Status.INVALID_FIELD)
     status = ns.check_range(slba, nlb)
     if status:
         return (status, 0)
@@ -49,11 +46,9 @@ def write(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
 
 
 def flush(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
-    from ocssd_vfu.nvme.controller import DEFERRED, SyncRequest
-
     if cmd.nsid != 0xFFFFFFFF and cmd.nsid not in ctrl.namespaces:
-        return (Status.INVALID_NAMESPACE | DNR, 0)
-    ctrl.sync_requests.append(SyncRequest(sq.qid, cmd.cid))
+        return fail(Status.INVALID_NAMESPACE)
+    ctrl.sync_requests.append(SyncRequest(ctrl.epoch, sq.qid, cmd.cid))
     return (DEFERRED, 0)
 
 
@@ -67,7 +62,7 @@ IO_COMMANDS: dict[int, Callable[[Controller, SubmissionQueue, Command], Result]]
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     handler = IO_COMMANDS.get(cmd.opc)
     if handler is None:
-        return (Status.INVALID_OPCODE | DNR, 0)
+        return fail(Status.INVALID_OPCODE)
     if cmd.fuse or cmd.psdt:
-        return (Status.INVALID_FIELD | DNR, 0)
+        return fail(Status.INVALID_FIELD)
     return handler(ctrl, sq, cmd)

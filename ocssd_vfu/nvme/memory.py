@@ -32,7 +32,6 @@ class GuestMemory:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._regions: list[Region] = []
-        self.generation = 0  # bumped on every change: cached translations are stale
 
     def add(self, start: int, buffer: memoryview | bytearray, writable: bool = True) -> None:
         view = memoryview(buffer).cast("B")
@@ -43,7 +42,6 @@ class GuestMemory:
             raise ValueError(f"DMA region {start:#x}+{len(view):#x} overlaps an existing one")
         self._starts.insert(index, start)
         self._regions.insert(index, region)
-        self.generation += 1
 
     def remove(self, start: int) -> None:
         index = bisect.bisect_left(self._starts, start)
@@ -51,15 +49,10 @@ class GuestMemory:
             raise KeyError(start)
         del self._starts[index]
         del self._regions[index]
-        self.generation += 1
 
     def clear(self) -> None:
         self._starts.clear()
         self._regions.clear()
-        self.generation += 1
-
-    def regions(self) -> list[Region]:
-        return list(self._regions)
 
     def view(self, addr: int, length: int, write: bool = False) -> memoryview:
         """A view of guest memory [addr, addr+length) inside one region."""

@@ -65,24 +65,19 @@ def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
     return ranges
 
 
-def gather(memory: GuestMemory, ranges: list[tuple[int, int]]) -> bytearray:
-    """The guest bytes of `ranges`, concatenated (host-to-controller transfers)."""
-    out = bytearray()
+def guest_views(memory: GuestMemory, ranges: list[tuple[int, int]],
+                write: bool) -> list[memoryview]:
+    """Views of every range, all resolved before any byte moves: a bad range
+    fails the command without a partial transfer."""
     try:
-        for addr, length in ranges:
-            out += memory.view(addr, length)
+        return [memory.view(addr, length, write=write) for addr, length in ranges]
     except DmaError as exc:
         raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
-    return out
 
 
 def scatter(memory: GuestMemory, ranges: list[tuple[int, int]], data: bytes | memoryview) -> None:
     """Write `data` into guest `ranges` (controller-to-host transfers)."""
     offset = 0
-    try:
-        views = [memory.view(addr, length, write=True) for addr, length in ranges]
-    except DmaError as exc:
-        raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
-    for view in views:
+    for view in guest_views(memory, ranges, write=True):
         view[:] = data[offset:offset + len(view)]
         offset += len(view)

@@ -8,13 +8,13 @@ the host can tell new entries from old ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.spec.nvme import CQE_FORMAT, CQE_SIZE, SQE_FORMAT, SQE_SIZE
 
 
-@dataclass
+@dataclass(eq=False)  # a queue is itself: identity, not field equality
 class CompletionQueue:
     qid: int
     base: int
@@ -24,7 +24,8 @@ class CompletionQueue:
     tail: int = 0
     head: int = 0
     phase: int = 1
-    sq_count: int = 0  # SQs bound to this CQ: it may not be deleted while > 0
+    # SQs posting here: the CQ may not be deleted while any is left.
+    sqs: list[SubmissionQueue] = field(default_factory=list)
 
     def full(self) -> bool:
         return (self.tail + 1) % self.size == self.head
@@ -39,7 +40,7 @@ class CompletionQueue:
             self.phase ^= 1
 
 
-@dataclass
+@dataclass(eq=False)
 class SubmissionQueue:
     qid: int
     base: int
@@ -47,6 +48,15 @@ class SubmissionQueue:
     cq: CompletionQueue
     head: int = 0
     tail: int = 0
+
+    @classmethod
+    def bound_to(cls, cq: CompletionQueue, qid: int, base: int, size: int) -> SubmissionQueue:
+        sq = cls(qid, base, size, cq)
+        cq.sqs.append(sq)
+        return sq
+
+    def unbind(self) -> None:
+        self.cq.sqs.remove(self)
 
     def empty(self) -> bool:
         return self.head == self.tail

@@ -14,6 +14,7 @@ from construct import (
     Array,
     Bytes,
     Const,
+    Container,
     Int8ul,
     Int16ul,
     Int32ul,
@@ -292,6 +293,11 @@ NamespaceDescriptorHeader = Struct(
     "nidl" / Int8ul,
     Const(b"\0\0"),
 )
+
+def blank(structure: Struct) -> Container:
+    """Every field of `structure` zero: set the few that matter, then build."""
+    return structure.parse(bytes(structure.sizeof()))
+
 
 # Hot-path formats: the same layouts as SubmissionQueueEntry / CompletionQueueEntry.
 SQE_FORMAT = struct.Struct("<BBHIIIQQQIIIIII")

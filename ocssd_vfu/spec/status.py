@@ -54,23 +54,3 @@ class Status(enum.IntEnum):
     WRITE_FAIL_CHUNK_EARLY_CLOSE = 0x02F1
     OUT_OF_ORDER_WRITE = 0x02F2
     OCSSD12_EMPTY_PAGE = 0x02FF
-
-    @property
-    def sct(self) -> int:
-        return (self >> 8) & 0x7
-
-    @property
-    def sc(self) -> int:
-        return self & 0xFF
-
-
-def describe(value: int) -> str:
-    """A readable name for a status word as posted (DNR/More flags allowed)."""
-    base = value & 0x7FF
-    try:
-        name = Status(base).name
-    except ValueError:
-        name = f"SCT{(base >> 8) & 7:x}h/SC{base & 0xff:02x}h"
-    flags = "|DNR" if value & DNR else ""
-    flags += "|MORE" if value & MORE else ""
-    return name + flags

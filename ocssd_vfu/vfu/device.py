@@ -46,7 +46,7 @@ class VfuDevice:
     def __init__(self, socket_path: str, controller: Controller, identity: PciIdentity) -> None:
         self.controller = controller
         self.memory: GuestMemory = controller.memory
-        self.connected = False
+        controller.interrupt = self.trigger  # the device is the controller's interrupt line
         self._handle = ffi.new_handle(self)
         self.ctx = create_socket_context(socket_path, self._handle)
         try:
@@ -98,7 +98,6 @@ class VfuDevice:
         if self.ctx is not None:
             lib.vfu_destroy_ctx(self.ctx)
             self.ctx = None
-        self.memory.clear()
 
     # -- callback bodies -------------------------------------------------------------------
     def bar0_access(self, buf: Any, count: int, offset: int, is_write: bool) -> int:
@@ -130,10 +129,9 @@ class VfuDevice:
             self.memory.remove(start)
 
     def reset(self, kind: int) -> int:
+        # Every kind (DEVICE_RESET, lost connection, FLR) is a full reset; on a lost
+        # connection libvfio-user has already unregistered the DMA regions.
         self.controller.device_reset()
-        if kind == lib.VFU_RESET_LOST_CONN:
-            self.memory.clear()
-            self.connected = False
         return 0
 
 

@@ -34,6 +34,8 @@ class ServeOptions:
 
 
 def _check_mode(options: ServeOptions) -> None:
+    if options.mode == "nvme":
+        return  # asked for: any file is served as a plain namespace
     with contextlib.suppress(OSError), options.image.open("rb") as f:
         if f.read(4) == LNVM_MAGIC:
             raise ServeError(f"{options.image} is an OCSSD (LNVM) image: OCSSD mode is not "
@@ -50,13 +52,9 @@ def serve(options: ServeOptions) -> int:
     memory = GuestMemory()
     device: VfuDevice | None = None
     namespace = PlainNamespace(1, image.view, image.lba_size)
-    controller = Controller(memory, {1: namespace}, interrupt=lambda v: device_trigger(v),
+    # No interrupt line until the device exists (VfuDevice wires it in).
+    controller = Controller(memory, {1: namespace}, interrupt=lambda vector: None,
                             config=ControllerConfig(serial=options.serial))
-
-    def device_trigger(vector: int) -> None:
-        if device is not None:
-            device.trigger(vector)
-
     try:
         claim_socket_path(options.socket)
         device = VfuDevice(str(options.socket), controller, PLAIN_NVME_ID)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import trio
 
-from ocssd_vfu.nvme.controller import Controller, SyncRequest
+from ocssd_vfu.nvme.command import SyncRequest
+from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.spec.status import Status
 from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
@@ -82,7 +83,6 @@ class Server:
         while True:
             await trio.lowlevel.wait_readable(self.device.poll_fd())
             if lib.vfu_attach_ctx(self.device.ctx) == 0:
-                self.device.connected = True
                 return
             if ffi.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 log.warning("vfio-user negotiation failed: %s", os.strerror(ffi.errno))
@@ -98,7 +98,6 @@ class Server:
                     break
                 err = ffi.errno
                 if err == errno.ENOTCONN:
-                    self.device.connected = False
                     return
                 if err in (errno.EBUSY, errno.EINTR, errno.EAGAIN):
                     break
@@ -115,5 +114,4 @@ class Server:
         except OSError as exc:
             log.error("syncing the image failed: %s", exc)
             status = Status.WRITE_FAULT
-        if self.device.connected:
-            self.controller.complete_deferred(request, status)
+        self.controller.complete_deferred(request, status)

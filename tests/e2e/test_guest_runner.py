@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, fio_terse_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,7 @@ def test_fio_runs_on_null_blk(ocssd_vfu: RunCli) -> None:
               "| cut -d';' -f1-8\n")
     done = ocssd_vfu("guest", "--timeout", "120", script=script)
     assert done.status == 0, done.stderr
-    terse = next(line for line in done.stdout.splitlines() if line.startswith("3;fio-"))
-    fields = terse.split(";")
+    fields = fio_terse_fields(done.stdout)
     assert fields[4] == "0", f"fio reported error {fields[4]}"
     assert int(fields[6]) > 0  # read KiB/s
 

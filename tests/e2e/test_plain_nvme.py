@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, fio_terse_fields
 from tests.e2e.test_guest_runner import PATTERN_64M_MD5, WRITE_PATTERN
 
 pytestmark = pytest.mark.e2e
@@ -56,8 +56,7 @@ def test_fio_randwrite_verify(ocssd_vfu: RunCli, tmp_path: Path) -> None:
               "| cut -d';' -f1-8\n")
     done = ocssd_vfu("guest", "--image", str(_raw(tmp_path)), "--timeout", "240", script=script)
     assert done.status == 0, done.stderr
-    terse = next(line for line in done.stdout.splitlines() if line.startswith("3;fio-"))
-    assert terse.split(";")[4] == "0"
+    assert fio_terse_fields(done.stdout)[4] == "0"
 
 
 def test_reboots_reset_the_device_and_keep_data(ocssd_vfu: RunCli, tmp_path: Path) -> None:

@@ -47,6 +47,12 @@ class FakeHost:
         self.ctrl.mmio_write(Register.CC, 4, 1 | 6 << 16 | 4 << 20)
         assert self.ctrl.mmio_read(Register.CSTS, 4) & 1
 
+    def restart(self) -> None:
+        """What a driver does after a controller reset: clean queues, enable again."""
+        self.ram[:] = bytes(len(self.ram))
+        self.tails, self.heads, self.phases = {0: 0}, {0: 0}, {0: 1}
+        self.enable()
+
     def submit(self, qid: int, opc: int, cid: int = 1, nsid: int = 0, prp1: int = 0,
                prp2: int = 0, cdw10: int = 0, cdw11: int = 0, cdw12: int = 0, cdw13: int = 0,
                flags: int = 0, mptr: int = 0) -> None:

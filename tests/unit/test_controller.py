@@ -190,3 +190,29 @@ def test_get_log_page_offset() -> None:
     assert host.ram_read(DATA, 8) == b"0.1     "
     assert host.command(0, 0x02, prp1=DATA, cdw10=0x03, cdw12=2)[5] == Status.INVALID_FIELD | DNR
     assert host.command(0, 0x02, prp1=DATA, cdw10=0x42)[5] == Status.INVALID_LOG_PAGE | DNR
+
+
+def test_full_cq_stalls_the_sq_until_the_host_frees_entries() -> None:
+    host = enabled_host(queue_size=4)  # 3 usable entries per queue
+    host.create_io_queues()
+    for cid in (1, 2, 3):
+        host.submit(1, 0x02, cid=cid, nsid=1, prp1=DATA)
+    host.ctrl.process()
+    host.submit(1, 0x02, cid=4, nsid=1, prp1=DATA)
+    host.ctrl.process()  # the CQ is full: command 4 waits in the SQ
+    assert [c[4] for c in host.completions(1)] == [1, 2, 3]  # rings the CQ head doorbell
+    host.ctrl.process()
+    assert [c[4] for c in host.completions(1)] == [4]
+
+
+def test_a_reset_drops_a_flush_completing_late() -> None:
+    host = enabled_host()
+    host.create_io_queues()
+    host.submit(1, 0x00, cid=9, nsid=1)
+    host.ctrl.process()
+    (request,) = host.ctrl.take_sync_requests()
+    host.ctrl.mmio_write(Register.CC, 4, 0)  # controller reset while the sync runs
+    host.restart()
+    host.create_io_queues()  # the same queue ids exist again
+    host.ctrl.complete_deferred(request, Status.SUCCESS)
+    assert host.completions(1) == []
