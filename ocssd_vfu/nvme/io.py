@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, SyncRequest, fail
-from ocssd_vfu.nvme.prp import PrpError, prp_ranges
+from ocssd_vfu.nvme.prp import PrpError
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.spec.nvme import IoOpcode
 from ocssd_vfu.spec.status import Status
@@ -27,11 +27,8 @@ def _read_write(ctrl: Controller, cmd: Command, write: bool) -> Result:
     if status:
         return (status, 0)
     try:
-        ranges = prp_ranges(ctrl.memory, cmd.prp1, cmd.prp2, length, ctrl.page_size)
-        if write:
-            ns.write(ctrl.memory, ranges, slba)
-        else:
-            ns.read(ctrl.memory, ranges, slba)
+        ns.transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, slba, nlb,
+                    to_guest=not write)
     except PrpError as err:
         return (err.status, 0)
     return OK

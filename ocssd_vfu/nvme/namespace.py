@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.nvme.prp import guest_views, scatter
+from ocssd_vfu.nvme.prp import transfer
 from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -40,11 +40,8 @@ class PlainNamespace:
             return Status.LBA_OUT_OF_RANGE | DNR
         return Status.SUCCESS
 
-    def read(self, memory: GuestMemory, ranges: list[tuple[int, int]], slba: int) -> None:
-        scatter(memory, ranges, self.storage[slba * self.lba_size:])
-
-    def write(self, memory: GuestMemory, ranges: list[tuple[int, int]], slba: int) -> None:
-        offset = slba * self.lba_size
-        for view in guest_views(memory, ranges, write=False):
-            self.storage[offset:offset + len(view)] = view
-            offset += len(view)
+    def transfer(self, memory: GuestMemory, prp1: int, prp2: int, page_size: int, slba: int,
+                 nlb: int, to_guest: bool) -> None:
+        start = slba * self.lba_size
+        segment = self.storage[start:start + nlb * self.lba_size]
+        transfer(memory, prp1, prp2, page_size, [segment], to_guest)

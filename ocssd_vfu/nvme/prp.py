@@ -81,3 +81,34 @@ def scatter(memory: GuestMemory, ranges: list[tuple[int, int]], data: bytes | me
     for view in guest_views(memory, ranges, write=True):
         view[:] = data[offset:offset + len(view)]
         offset += len(view)
+
+
+def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
+             device: list[memoryview], to_guest: bool) -> None:
+    """Move bytes between the guest buffer PRP1/PRP2 describe and `device`
+    segments (slices of the image), whose lengths add up to the transfer size.
+
+    Every guest range is resolved before any byte moves, so a bad address
+    fails the command (PrpError) with neither side half written.
+    """
+    length = sum(len(segment) for segment in device)
+    ranges = prp_ranges(memory, prp1, prp2, length, page_size)
+    guest = guest_views(memory, ranges, write=to_guest)
+    _copy_segments(guest, device, to_guest)
+
+
+def _copy_segments(guest: list[memoryview], device: list[memoryview], to_guest: bool) -> None:
+    gi = di = g_off = d_off = 0
+    while gi < len(guest) and di < len(device):
+        g, d = guest[gi], device[di]
+        n = min(len(g) - g_off, len(d) - d_off)
+        if to_guest:
+            g[g_off:g_off + n] = d[d_off:d_off + n]
+        else:
+            d[d_off:d_off + n] = g[g_off:g_off + n]
+        g_off += n
+        d_off += n
+        if g_off == len(g):
+            gi, g_off = gi + 1, 0
+        if d_off == len(d):
+            di, d_off = di + 1, 0
