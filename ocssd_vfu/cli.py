@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ocssd_vfu.guest import provision
+from ocssd_vfu.ocssd import image_cli
 
 
 def _guest(args: argparse.Namespace) -> int:
@@ -75,8 +76,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="ocssd-vfu serve: %(message)s")
-    return serve(ServeOptions(socket=args.socket, image=args.image, mode=args.mode,
-                              sec_size=args.sec_size, once=args.once))
+    return serve(ServeOptions(
+        socket=args.socket, image=args.image, mode=args.mode, sec_size=args.sec_size,
+        once=args.once, volatile=args.volatile, early_reset=not args.no_early_reset,
+        chunk_state=args.chunk_state, write_fail=args.write_fail, reset_fail=args.reset_fail,
+        fault_seed=args.fault_seed, sync_interval=args.sync_interval))
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -84,12 +88,30 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                        description="Listen on SOCKET and serve IMAGE to a QEMU that attaches "
                        "with -device vfio-user-pci. Stops on SIGTERM/SIGINT (image synced).")
     p.add_argument("--socket", type=Path, required=True, help="unix socket to listen on")
-    p.add_argument("--image", type=Path, required=True, help="image file (any raw file)")
-    p.add_argument("--mode", choices=["auto", "nvme"], default="auto",
-                   help="auto: decided by the image; nvme: plain NVMe namespace")
+    p.add_argument("--image", type=Path, required=True,
+                   help="an OCSSD image (`ocssd-vfu image create`) or any raw file")
+    p.add_argument("--mode", choices=["auto", "nvme", "ocssd"], default="auto",
+                   help="auto (default): an LNVM image is served as an OCSSD 2.0 device, any "
+                   "other file as a plain NVMe namespace; nvme/ocssd insist on one")
     p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
                    help="logical block size of a plain namespace (default 4096)")
     p.add_argument("--once", action="store_true", help="exit when the first QEMU goes away")
+    ocssd = p.add_argument_group("OCSSD devices")
+    ocssd.add_argument("--volatile", action="store_true",
+                       help="keep every change in RAM; the image file is never written")
+    ocssd.add_argument("--sync-interval", type=float, default=0.0, metavar="SECONDS",
+                       help="also make the image durable every SECONDS (default: only at "
+                       "Flush, shutdown and exit)")
+    ocssd.add_argument("--no-early-reset", action="store_true",
+                       help="refuse resets of OPEN chunks (Invalid Reset); MCCAP bit 2 off")
+    ocssd.add_argument("--chunk-state", type=Path, metavar="FILE",
+                       help="impose chunk states at start (qemu-nvme lchunkstate syntax)")
+    ocssd.add_argument("--write-fail", type=Path, metavar="FILE",
+                       help="inject write failures (qemu-nvme lwritefail syntax)")
+    ocssd.add_argument("--reset-fail", type=Path, metavar="FILE",
+                       help="inject reset failures (qemu-nvme lresetfail syntax)")
+    ocssd.add_argument("--fault-seed", type=int, default=0,
+                       help="seed of the failure-probability draws (default 0)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=_serve)
 
@@ -105,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _guest_parser(sub)
     _serve_parser(sub)
+    image_cli.add_parser(sub)
     setup = sub.add_parser(
         "setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
     setup.add_argument("--no-package", action="store_true", help="skip `pip install -e .`")

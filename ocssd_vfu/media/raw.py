@@ -48,6 +48,6 @@ class RawImage:
 
     def close(self) -> None:
         self.view.release()
-        self.map.flush()
+        self.sync()
         self.map.close()
         os.close(self.fd)

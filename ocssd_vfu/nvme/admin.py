@@ -15,6 +15,7 @@ from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, fail
 from ocssd_vfu.nvme.memory import DmaError
 from ocssd_vfu.nvme.prp import PrpError, prp_ranges, scatter
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import (
     IDENTIFY_SIZE,
     AdminOpcode,
@@ -62,7 +63,7 @@ def identify_controller(ctrl: Controller) -> bytes:
     ident.update(dict(
         vid=cfg.vid, ssvid=cfg.ssvid, sn=cfg.serial.encode().ljust(20)[:20],
         mn=cfg.model.encode().ljust(40)[:40], fr=cfg.firmware.encode().ljust(8)[:8],
-        rab=6, ieee=b"\x00\x54\x52", mdts=cfg.mdts, ver=VERSION, cntrltype=1,
+        rab=6, ieee=b"\x00\x54\x52", mdts=cfg.mdts, ver=VERSION, cntrltype=1, oncs=cfg.oncs,
         acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=0x4, wctemp=0x0157, cctemp=0x0175,
         sqes=0x66, cqes=0x44, nn=max(ctrl.namespaces, default=0), vwc=1,
         subnqn=f"nqn.2026-11.io.ocssd-vfu:{cfg.serial}".encode().ljust(256, b"\0")))
@@ -189,9 +190,11 @@ def set_features(ctrl: Controller, cmd: Command) -> Result:
     elif fid == FeatureId.ASYNC_EVENT_CONFIGURATION:
         f.async_event_config = value & 0x3FF
     elif fid == FeatureId.ERROR_RECOVERY:
-        if value & (1 << 16):  # DULBE needs namespace support (NSFEAT bit 2)
+        dulbe_capable = any(getattr(ns, "supports_dulbe", False)
+                            for ns in ctrl.namespaces.values())
+        if value & (1 << 16) and not dulbe_capable:  # DULBE needs NSFEAT bit 2
             return fail(Status.INVALID_FIELD)
-        f.error_recovery = value & 0xFFFF
+        f.error_recovery = value & 0x1FFFF
     else:
         return fail(Status.INVALID_FIELD)
     return OK
@@ -237,6 +240,8 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
     lid = cmd.cdw10 & 0xFF
     numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
     offset = cmd.cdw12 | cmd.cdw13 << 32
+    if lid == LogPageId.OCSSD_CHUNK_INFORMATION:
+        return chunk_information(ctrl, cmd, offset, numd * 4)
     page = LOG_PAGES.get(lid)
     if page is None:
         return fail(Status.INVALID_LOG_PAGE)
@@ -244,6 +249,30 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
     if offset & 0x3 or offset > len(data):
         return fail(Status.INVALID_FIELD)
     return to_host(ctrl, cmd, data[offset:offset + numd * 4].ljust(numd * 4, b"\0"))
+
+
+def chunk_information(ctrl: Controller, cmd: Command, offset: int, length: int) -> Result:
+    """Log page CAh: per namespace, read in slices at an offset (Linux) or whole (nvme-cli);
+    a slice past the end is refused, as qemu-nvme does."""
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if ns is None:
+        return fail(Status.INVALID_NAMESPACE)
+    if not isinstance(ns, OcssdNamespace):
+        return fail(Status.INVALID_LOG_PAGE)
+    log = ns.chunks.log
+    if offset & 0x3 or offset + length > len(log):
+        return fail(Status.INVALID_FIELD)
+    return to_host(ctrl, cmd, bytes(log[offset:offset + length]))
+
+
+def geometry(ctrl: Controller, cmd: Command) -> Result:
+    """OCSSD admin E2h: the namespace's Geometry page (a plain controller lacks it)."""
+    if not any(isinstance(ns, OcssdNamespace) for ns in ctrl.namespaces.values()):
+        return fail(Status.INVALID_OPCODE)
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if not isinstance(ns, OcssdNamespace):
+        return fail(Status.INVALID_NAMESPACE)
+    return to_host(ctrl, cmd, ns.geometry_page())
 
 
 # -- The rest -----------------------------------------------------------------------------
@@ -269,6 +298,7 @@ ADMIN_COMMANDS: dict[int, tuple[Callable[[Controller, Command], Result], int]] =
     AdminOpcode.SET_FEATURES: (set_features, CSUPP | CSE_CCC),
     AdminOpcode.GET_FEATURES: (get_features, CSUPP),
     AdminOpcode.ASYNC_EVENT_REQUEST: (async_event_request, CSUPP),
+    AdminOpcode.OCSSD_GEOMETRY: (geometry, CSUPP),
 }
 
 

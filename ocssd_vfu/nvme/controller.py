@@ -25,10 +25,12 @@ from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import Register
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
+Namespace = PlainNamespace | OcssdNamespace
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ControllerConfig:
     ssvid: int = 0x1AF4
     serial: str = "ocssd-vfu-0"
     model: str = "ocssd_vfu NVMe Ctrl"
+    oncs: int = 0
     firmware: str = "0.1"
     mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
     msix_vectors: int = MAX_IO_QUEUES + 1
@@ -61,7 +64,7 @@ def guest_error(category: str, message: str) -> None:
 @dataclass
 class Controller:
     memory: GuestMemory
-    namespaces: dict[int, PlainNamespace]
+    namespaces: dict[int, Namespace]
     interrupt: Callable[[int], None]
     config: ControllerConfig = field(default_factory=ControllerConfig)
 
@@ -122,6 +125,8 @@ class Controller:
         shn = (value >> 14) & 0x3
         if shn and not (old >> 14) & 0x3:
             self.regs.csts = (self.regs.csts & ~0xC) | 0x4  # SHST: shutdown occurring
+            for ns in self.namespaces.values():
+                ns.settle()
             self.sync_requests.append(SyncRequest(self.epoch, shutdown=True))
 
     def _enable(self) -> None:

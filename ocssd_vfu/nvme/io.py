@@ -1,27 +1,33 @@
-"""NVM I/O commands on a plain namespace, from one opcode table."""
+"""NVM I/O commands: one opcode table per namespace kind.
+
+Flush concerns the whole controller (NSID FFFFFFFFh allowed); every other
+command is looked up in its namespace's table, so an opcode a namespace kind
+does not know is Invalid Opcode there (vector commands on a plain namespace).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, SyncRequest, fail
+from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.prp import PrpError
 from ocssd_vfu.nvme.queues import SubmissionQueue
+from ocssd_vfu.ocssd import commands as ocssd
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import IoOpcode
 from ocssd_vfu.spec.status import Status
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
 
+Handler = Callable[["Controller", Any, Command], Result]
 
-def _read_write(ctrl: Controller, cmd: Command, write: bool) -> Result:
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if ns is None:
-        return fail(Status.INVALID_NAMESPACE)
+
+def _read_write(ctrl: Controller, ns: PlainNamespace, cmd: Command, write: bool) -> Result:
     slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-    length = nlb * ns.lba_size
-    if length > ctrl.page_size << ctrl.config.mdts:
+    if nlb * ns.lba_size > ctrl.page_size << ctrl.config.mdts:
         return fail(Status.INVALID_FIELD)
     status = ns.check_range(slba, nlb)
     if status:
@@ -34,32 +40,53 @@ def _read_write(ctrl: Controller, cmd: Command, write: bool) -> Result:
     return OK
 
 
-def read(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
-    return _read_write(ctrl, cmd, write=False)
+def read(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
+    return _read_write(ctrl, ns, cmd, write=False)
 
 
-def write(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
-    return _read_write(ctrl, cmd, write=True)
+def write(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
+    return _read_write(ctrl, ns, cmd, write=True)
 
 
 def flush(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     if cmd.nsid != 0xFFFFFFFF and cmd.nsid not in ctrl.namespaces:
         return fail(Status.INVALID_NAMESPACE)
+    for ns in ctrl.namespaces.values():
+        ns.settle()
     ctrl.sync_requests.append(SyncRequest(ctrl.epoch, sq.qid, cmd.cid))
     return (DEFERRED, 0)
 
 
-IO_COMMANDS: dict[int, Callable[[Controller, SubmissionQueue, Command], Result]] = {
-    IoOpcode.FLUSH: flush,
-    IoOpcode.WRITE: write,
-    IoOpcode.READ: read,
+IO_COMMANDS: dict[type, dict[int, Handler]] = {
+    PlainNamespace: {
+        IoOpcode.WRITE: write,
+        IoOpcode.READ: read,
+    },
+    OcssdNamespace: {
+        IoOpcode.WRITE: ocssd.scalar_write,
+        IoOpcode.READ: ocssd.scalar_read,
+        IoOpcode.DATASET_MANAGEMENT: ocssd.dataset_management,
+        IoOpcode.VECTOR_CHUNK_RESET: ocssd.vector_reset,
+        IoOpcode.VECTOR_CHUNK_WRITE: ocssd.vector_write,
+        IoOpcode.VECTOR_CHUNK_READ: ocssd.vector_read,
+    },
 }
 
 
+KNOWN_OPCODES = {IoOpcode.FLUSH}.union(*IO_COMMANDS.values())
+
+
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
-    handler = IO_COMMANDS.get(cmd.opc)
-    if handler is None:
+    if cmd.opc not in KNOWN_OPCODES:
         return fail(Status.INVALID_OPCODE)
     if cmd.fuse or cmd.psdt:
         return fail(Status.INVALID_FIELD)
-    return handler(ctrl, sq, cmd)
+    if cmd.opc == IoOpcode.FLUSH:
+        return flush(ctrl, sq, cmd)
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if ns is None:
+        return fail(Status.INVALID_NAMESPACE)
+    handler = IO_COMMANDS[type(ns)].get(cmd.opc)
+    if handler is None:
+        return fail(Status.INVALID_OPCODE)
+    return handler(ctrl, ns, cmd)

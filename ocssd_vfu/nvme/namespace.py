@@ -35,6 +35,9 @@ class PlainNamespace:
         ident.lbaf[0].lbads = self.lba_shift  # one LBA format (NLBAF 0), no metadata
         return IdentifyNamespace.build(ident)
 
+    def settle(self) -> None:
+        """Nothing is cached: every write is in the image when it completes."""
+
     def check_range(self, slba: int, nlb: int) -> int:
         if slba + nlb > self.nlbas:
             return Status.LBA_OUT_OF_RANGE | DNR

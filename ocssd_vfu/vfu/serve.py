@@ -1,26 +1,36 @@
-"""Assembling a server from the command line: image, controller, device, loop."""
+"""Assembling a server from the command line: image, namespaces, controller, device, loop."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
+from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
-from ocssd_vfu.nvme.controller import Controller, ControllerConfig
+from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.ocssd.faults import (
+    FaultFileError,
+    parse_chunk_states,
+    parse_reset_fail,
+    parse_write_fail,
+)
+from ocssd_vfu.ocssd.namespace import Faults, OcssdNamespace
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
 from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
 
 log = logging.getLogger("ocssd_vfu.serve")
 
 PLAIN_NVME_ID = PciIdentity(0x1B36, 0x0010, 0x1AF4, 0x1100)  # QEMU's emulated-NVMe IDs
-LNVM_MAGIC = b"MVNL"  # 0x4C4E564D little-endian: a qemu-nvme OCSSD image
+OCSSD_ID = PciIdentity(0x1D1D, 0x1F1F, 0x1D1D, 0x1F1F)       # Linux's LightNVM quirk entry
+ONCS_DSM = 1 << 2
 
 
 @dataclass
@@ -31,37 +41,98 @@ class ServeOptions:
     sec_size: int = 4096
     once: bool = False
     serial: str = "ocssd-vfu-0"
+    volatile: bool = False
+    early_reset: bool = True
+    chunk_state: Path | None = None
+    write_fail: Path | None = None
+    reset_fail: Path | None = None
+    fault_seed: int = 0
+    sync_interval: float = 0.0
 
 
-def _check_mode(options: ServeOptions) -> None:
-    if options.mode == "nvme":
-        return  # asked for: any file is served as a plain namespace
-    with contextlib.suppress(OSError), options.image.open("rb") as f:
-        if f.read(4) == LNVM_MAGIC:
-            raise ServeError(f"{options.image} is an OCSSD (LNVM) image: OCSSD mode is not "
-                             "available in this version of ocssd_vfu")
+@dataclass
+class Assembled:
+    namespaces: dict[int, Namespace]
+    config: ControllerConfig
+    identity: PciIdentity
+    sync: Callable[[], None]
+    close: Callable[[], None]
+    description: str
+
+
+def _plain(options: ServeOptions) -> Assembled:
+    if options.volatile:
+        raise ImageError("--volatile is for OCSSD images")
+    image = RawImage(options.image, options.sec_size)
+    namespace = PlainNamespace(1, image.view, image.lba_size)
+    return Assembled({1: namespace}, ControllerConfig(serial=options.serial), PLAIN_NVME_ID,
+                     image.sync, image.close,
+                     f"{namespace.nlbas} x {image.lba_size}-byte blocks, plain NVMe")
+
+
+def _ocssd(options: ServeOptions) -> Assembled:
+    image = OcssdImage(options.image, volatile=options.volatile)
+    try:
+        geometry = image.description.geometry
+        faults = Faults()
+        faults.rng.seed(options.fault_seed)
+        if options.write_fail:
+            faults.write_fail = parse_write_fail(options.write_fail, geometry)
+        if options.reset_fail:
+            faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
+        states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state \
+            else []
+        namespaces: dict[int, Namespace] = {}
+        for layout in image.description.layouts():
+            chunk_log, data, oob = image.namespace_views(layout)
+            ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
+                                early_reset=options.early_reset, faults=faults)
+            for line in states:
+                ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
+            namespaces[ns.nsid] = ns
+    except FaultFileError:
+        image.close()
+        raise
+    config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
+                              serial=options.serial, model="ocssd_vfu OCSSD 2.0 Ctrl",
+                              firmware="2.0", oncs=ONCS_DSM)
+    g = geometry
+    kind = "volatile (RAM) " if options.volatile else ""
+    return Assembled(namespaces, config, OCSSD_ID, image.sync, image.close,
+                     f"{kind}OCSSD 2.0, {len(namespaces)} namespace(s) of {g.num_grp} groups x "
+                     f"{g.num_pu} PUs x {g.num_chk} chunks x {g.num_sec} sectors of "
+                     f"{g.sec_size}+{g.md_size} bytes")
+
+
+def assemble(options: ServeOptions) -> Assembled:
+    ocssd = is_ocssd_image(options.image)
+    if options.mode == "ocssd" and not ocssd:
+        raise ImageError(f"{options.image} is not an OCSSD image (no LNVM header): create "
+                         "one with `ocssd-vfu image create`")
+    if options.mode != "nvme" and ocssd:
+        return _ocssd(options)
+    if options.chunk_state or options.write_fail or options.reset_fail:
+        raise ImageError("--chunk-state, --write-fail and --reset-fail need an OCSSD image")
+    return _plain(options)
 
 
 def serve(options: ServeOptions) -> int:
     try:
-        _check_mode(options)
-        image = RawImage(options.image, options.sec_size)
-    except (ImageError, ServeError) as exc:
+        assembled = assemble(options)
+    except (ImageError, FaultFileError) as exc:
         log.error("%s", exc)
         return 1
     memory = GuestMemory()
     device: VfuDevice | None = None
-    namespace = PlainNamespace(1, image.view, image.lba_size)
     # No interrupt line until the device exists (VfuDevice wires it in).
-    controller = Controller(memory, {1: namespace}, interrupt=lambda vector: None,
-                            config=ControllerConfig(serial=options.serial))
+    controller = Controller(memory, assembled.namespaces, interrupt=lambda vector: None,
+                            config=assembled.config)
     try:
         claim_socket_path(options.socket)
-        device = VfuDevice(str(options.socket), controller, PLAIN_NVME_ID)
+        device = VfuDevice(str(options.socket), controller, assembled.identity)
         os.chmod(options.socket, 0o600)
-        log.info("serving %s (%d x %d-byte blocks) on %s", options.image, namespace.nlbas,
-                 image.lba_size, options.socket)
-        trio.run(Server(device, controller, image.sync, options.once).serve)
+        log.info("serving %s (%s) on %s", options.image, assembled.description, options.socket)
+        trio.run(Server(device, controller, assembled.sync, options.once).serve)
     except (ServeError, OSError) as exc:
         log.error("%s", exc)
         return 1
@@ -70,6 +141,5 @@ def serve(options: ServeOptions) -> int:
             device.destroy()
             with contextlib.suppress(FileNotFoundError):
                 options.socket.unlink()
-        image.sync()
-        image.close()
+        assembled.close()
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from ocssd_vfu.nvme.controller import Controller
+from ocssd_vfu.nvme.controller import Controller, Namespace
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, Register
@@ -18,13 +18,14 @@ DATA = RAM_BASE + 0x10000  # data buffers from here on
 
 
 class FakeHost:
-    def __init__(self, nlbas: int = 256, lba_size: int = 4096, queue_size: int = 16) -> None:
+    def __init__(self, nlbas: int = 256, lba_size: int = 4096, queue_size: int = 16,
+                 namespace: Namespace | None = None) -> None:
         self.ram = bytearray(RAM_SIZE)
         self.memory = GuestMemory()
         self.memory.add(RAM_BASE, self.ram)
         self.storage = bytearray(nlbas * lba_size)
         self.interrupts: list[int] = []
-        ns = PlainNamespace(1, memoryview(self.storage), lba_size)
+        ns = namespace or PlainNamespace(1, memoryview(self.storage), lba_size)
         self.ctrl = Controller(self.memory, {1: ns}, interrupt=self.interrupts.append)
         self.queue_size = queue_size
         self.tails = {0: 0}

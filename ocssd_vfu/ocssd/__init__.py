@@ -1,0 +1,1 @@
+"""Open-Channel SSD 2.0: geometry, chunks, the image and the vector commands."""

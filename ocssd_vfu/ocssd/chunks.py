@@ -1,0 +1,144 @@
+"""The chunk table and the chunk state machine (OCSSD 2.0 §2.6, decisions in §9).
+
+The table lives in the image's chunk log (32-byte descriptors, updated in place
+so a crash of the server keeps them) with a Python copy of each field for the
+per-command checks. Rules:
+- FREE -> OPEN on the first write; OPEN -> CLOSED when WP reaches CNLB (or an
+  injected write failure closes it early). Writes start at WP, in multiples of
+  WS_MIN, and never pass CNLB; random-write chunks (type W_RAN) only need to be OPEN.
+- Reset: CLOSED -> FREE; OPEN -> FREE only with early reset; FREE -> FREE only
+  with MCCAP "multiple resets"; OFFLINE -> error. WP 0, WLI + 1.
+- Readability: CLOSED below WP; OPEN below WP - MW_CUNITS (the device's write
+  cache), except that the cache is volatile state: after a restart, a Flush or
+  a shutdown every sector below WP is readable (§9, the reference got this wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.spec.ocssd import (
+    CHUNK_DESCRIPTOR_FORMAT,
+    CHUNK_DESCRIPTOR_SIZE,
+    ChunkState,
+    ChunkType,
+    Mccap,
+)
+from ocssd_vfu.spec.status import DNR, Status
+
+OFFLINE_WP = 0xFFFF  # what qemu-nvme stores for an OFFLINE chunk's WP
+MAX_WLI = 0xFF
+
+FREE, CLOSED, OPEN, OFFLINE = (int(ChunkState.FREE), int(ChunkState.CLOSED),
+                               int(ChunkState.OPEN), int(ChunkState.OFFLINE))
+
+
+@dataclass
+class ChunkTable:
+    log: memoryview
+    geometry: OcssdGeometry
+    early_reset: bool = True
+    state: list[int] = field(init=False)
+    type: list[int] = field(init=False)
+    wli: list[int] = field(init=False)
+    slba: list[int] = field(init=False)
+    cnlb: list[int] = field(init=False)
+    wp: list[int] = field(init=False)
+    readable: list[int] = field(init=False)
+    fail_next_reset: set[int] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        rows = list(CHUNK_DESCRIPTOR_FORMAT.iter_unpack(self.log))
+        self.state, self.type, self.wli, self.slba, self.cnlb, self.wp = (
+            list(column) for column in zip(*rows, strict=True))
+        self.readable = [self._settled_limit(i) for i in range(len(rows))]
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    def _settled_limit(self, index: int) -> int:
+        if self.state[index] in (OPEN, CLOSED):
+            return min(self.wp[index], self.cnlb[index])
+        return 0
+
+    def store(self, index: int) -> None:
+        CHUNK_DESCRIPTOR_FORMAT.pack_into(
+            self.log, index * CHUNK_DESCRIPTOR_SIZE, self.state[index], self.type[index],
+            self.wli[index], self.slba[index], self.cnlb[index], self.wp[index])
+
+    def descriptor(self, index: int) -> bytes:
+        return bytes(self.log[index * CHUNK_DESCRIPTOR_SIZE:(index + 1) * CHUNK_DESCRIPTOR_SIZE])
+
+    # -- writes -----------------------------------------------------------------------------
+    def write_status(self, index: int, start: int, count: int, wp: int) -> int:
+        """May `count` sectors be written at `start`, the chunk's WP being `wp` so far?"""
+        state, cnlb = self.state[index], self.cnlb[index]
+        if self.type[index] & ChunkType.RANDOM_WRITE:
+            if state != OPEN:
+                return Status.OUT_OF_ORDER_WRITE | DNR
+            return Status.WRITE_FAULT | DNR if start + count > cnlb else Status.SUCCESS
+        if state not in (FREE, OPEN) or start != wp:
+            return Status.OUT_OF_ORDER_WRITE | DNR
+        if count % self.geometry.ws_min:
+            return Status.INVALID_FIELD | DNR
+        if start + count > cnlb:
+            return Status.WRITE_FAULT | DNR
+        return Status.SUCCESS
+
+    def written(self, index: int, end: int) -> None:
+        """Sectors up to `end` now hold data (already in the image): move the WP."""
+        wp = max(self.wp[index], end)
+        self.wp[index] = wp
+        if wp >= self.cnlb[index] and not self.type[index] & ChunkType.RANDOM_WRITE:
+            self.state[index] = CLOSED
+            self.readable[index] = wp
+        else:
+            self.state[index] = OPEN
+            self.readable[index] = max(self.readable[index], wp - self.geometry.mw_cunits)
+        self.store(index)
+
+    def close_early(self, index: int, wp: int) -> None:
+        """An injected write failure at `wp`: the chunk is CLOSED there, and its
+        next reset fails (the block went bad), as in qemu-nvme."""
+        self.wp[index] = wp
+        self.state[index] = CLOSED
+        self.readable[index] = wp
+        self.fail_next_reset.add(index)
+        self.store(index)
+
+    def settle(self) -> None:
+        """Flush, shutdown: the write cache reaches the media, everything below WP reads."""
+        self.readable = [self._settled_limit(i) for i in range(len(self.state))]
+
+    # -- resets -----------------------------------------------------------------------------
+    def reset_status(self, index: int) -> int:
+        state = self.state[index]
+        if state == OFFLINE:
+            return Status.OFFLINE_CHUNK | DNR
+        if state == FREE and not self.geometry.mccap & Mccap.MULTIPLE_RESETS:
+            return Status.INVALID_RESET | DNR
+        if state == OPEN and not self.early_reset:
+            return Status.INVALID_RESET | DNR
+        return Status.SUCCESS
+
+    def reset(self, index: int) -> None:
+        self.state[index] = FREE
+        self.wp[index] = 0
+        self.readable[index] = 0
+        self.wli[index] = min(self.wli[index] + 1, MAX_WLI)
+        self.store(index)
+
+    def take_offline(self, index: int) -> None:
+        self.state[index] = OFFLINE
+        self.wp[index] = OFFLINE_WP
+        self.readable[index] = 0
+        self.fail_next_reset.discard(index)
+        self.store(index)
+
+    def set(self, index: int, state: int, chunk_type: int, wp: int, wli: int) -> None:
+        """Impose a state (a --chunk-state file line), persisted like any change."""
+        self.state[index], self.type[index], self.wli[index] = state, chunk_type, wli
+        self.wp[index] = OFFLINE_WP if state == OFFLINE else wp
+        self.readable[index] = self._settled_limit(index)
+        self.store(index)

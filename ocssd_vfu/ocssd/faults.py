@@ -1,0 +1,122 @@
+"""qemu-nvme's test files (ocssd-spec §5.1), same syntax, one item per line:
+
+    --chunk-state:  grp=G pu=P chk=C state=FREE|OPEN|CLOSED|OFFLINE type=W_SEQ|W_RAN wp=N wi=N
+    --write-fail:   grp=G pu=P chk=C sec=S writefail_prob=0..100
+    --reset-fail:   grp=G pu=P chk=C resetfail_prob=0..100
+
+Every key is required; blank lines and lines starting with # are skipped. A
+malformed line is refused with file:line and the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.spec.ocssd import ChunkState, ChunkType
+
+
+class FaultFileError(ValueError):
+    """A line of a test file that cannot be applied; the message says where and why."""
+
+
+STATES: dict[str, int] = {"FREE": ChunkState.FREE, "OPEN": ChunkState.OPEN,
+                          "CLOSED": ChunkState.CLOSED, "OFFLINE": ChunkState.OFFLINE}
+TYPES: dict[str, int] = {"W_SEQ": ChunkType.SEQUENTIAL_WRITE, "W_RAN": ChunkType.RANDOM_WRITE}
+
+
+@dataclass(frozen=True)
+class ChunkStateLine:
+    chunk: int
+    state: int
+    chunk_type: int
+    wp: int
+    wli: int
+
+
+def _lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, int, dict[str, str]]]:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FaultFileError(f"{path}: cannot read: {exc}") from exc
+    parsed = []
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{path}:{number}"
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields: dict[str, str] = {}
+        for word in line.split():
+            key, sep, value = word.partition("=")
+            if not sep or not value:
+                raise FaultFileError(f"{where}: {word!r} is not key=value")
+            if key not in keys:
+                raise FaultFileError(f"{where}: unknown key {key!r} (expected {', '.join(keys)})")
+            if key in fields:
+                raise FaultFileError(f"{where}: {key} given twice")
+            fields[key] = value
+        missing = [key for key in keys if key not in fields]
+        if missing:
+            raise FaultFileError(f"{where}: missing {', '.join(missing)}")
+        parsed.append((where, number, fields))
+    return parsed
+
+
+def _number(where: str, fields: dict[str, str], key: str, limit: int) -> int:
+    try:
+        value = int(fields[key], 0)
+    except ValueError:
+        raise FaultFileError(f"{where}: {key}={fields[key]!r} is not a number") from None
+    if not 0 <= value < limit:
+        raise FaultFileError(f"{where}: {key}={value} out of range (0..{limit - 1})")
+    return value
+
+
+def _chunk(where: str, fields: dict[str, str], g: OcssdGeometry) -> int:
+    grp = _number(where, fields, "grp", g.num_grp)
+    pu = _number(where, fields, "pu", g.num_pu)
+    chk = _number(where, fields, "chk", g.num_chk)
+    return (grp * g.num_pu + pu) * g.num_chk + chk
+
+
+def _choice(where: str, fields: dict[str, str], key: str, choices: dict[str, int]) -> int:
+    value = fields[key]
+    if value not in choices:
+        raise FaultFileError(f"{where}: {key}={value!r}: expected one of {', '.join(choices)}")
+    return choices[value]
+
+
+def parse_chunk_states(path: Path, g: OcssdGeometry) -> list[ChunkStateLine]:
+    lines = []
+    for where, _, fields in _lines(path, ("grp", "pu", "chk", "state", "type", "wp", "wi")):
+        chunk = _chunk(where, fields, g)
+        state = _choice(where, fields, "state", STATES)
+        chunk_type = _choice(where, fields, "type", TYPES)
+        wp = _number(where, fields, "wp", 1 << 64)
+        wli = _number(where, fields, "wi", 256)
+        if state != ChunkState.OFFLINE and wp > g.num_sec:
+            raise FaultFileError(f"{where}: wp={wp} exceeds the chunk's {g.num_sec} sectors")
+        if state == ChunkState.FREE and wp:
+            raise FaultFileError(f"{where}: a FREE chunk has wp=0, not {wp}")
+        if chunk_type == ChunkType.RANDOM_WRITE and state != ChunkState.OPEN:
+            raise FaultFileError(f"{where}: a W_RAN chunk must be OPEN")
+        if state == ChunkState.OPEN and chunk_type == ChunkType.SEQUENTIAL_WRITE \
+                and wp >= g.num_sec:
+            raise FaultFileError(f"{where}: an OPEN chunk has wp < {g.num_sec}")
+        lines.append(ChunkStateLine(chunk, state, chunk_type, wp, wli))
+    return lines
+
+
+def parse_write_fail(path: Path, g: OcssdGeometry) -> dict[tuple[int, int], int]:
+    failures = {}
+    for where, _, fields in _lines(path, ("grp", "pu", "chk", "sec", "writefail_prob")):
+        sector = (_chunk(where, fields, g), _number(where, fields, "sec", g.num_sec))
+        failures[sector] = _number(where, fields, "writefail_prob", 101)
+    return failures
+
+
+def parse_reset_fail(path: Path, g: OcssdGeometry) -> dict[int, int]:
+    failures = {}
+    for where, _, fields in _lines(path, ("grp", "pu", "chk", "resetfail_prob")):
+        failures[_chunk(where, fields, g)] = _number(where, fields, "resetfail_prob", 101)
+    return failures
