@@ -80,7 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
         socket=args.socket, image=args.image, mode=args.mode, sec_size=args.sec_size,
         once=args.once, volatile=args.volatile, early_reset=not args.no_early_reset,
         chunk_state=args.chunk_state, write_fail=args.write_fail, reset_fail=args.reset_fail,
-        fault_seed=args.fault_seed, sync_interval=args.sync_interval))
+        fault_seed=args.fault_seed, sync_interval=args.sync_interval, trace=args.trace,
+        trace_format=args.trace_format))
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -96,6 +97,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
                    help="logical block size of a plain namespace (default 4096)")
     p.add_argument("--once", action="store_true", help="exit when the first QEMU goes away")
+    p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
+                   help="one line per command (queue, cid, opcode, LBAs as grp/pu/chk/sec, "
+                   "PRPs, status) to FILE, or stderr")
+    p.add_argument("--trace-format", choices=["text", "json"], default="text",
+                   help="text (default) or one JSON object per line, for tools")
     ocssd = p.add_argument_group("OCSSD devices")
     ocssd.add_argument("--volatile", action="store_true",
                        help="keep every change in RAM; the image file is never written")

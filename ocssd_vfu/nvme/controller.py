@@ -16,6 +16,7 @@ Register rules (NVMe 1.4 3.1, 7.6):
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,9 +57,7 @@ class Registers:
     intms: int = 0
 
 
-def guest_error(category: str, message: str) -> None:
-    """One place where guest misbehaviour is logged (and later counted)."""
-    log.warning("nvme.ub.%s: %s", category, message)
+LOGGED_PER_CATEGORY = 10  # then every 1000th: a hostile guest cannot flood the log
 
 
 @dataclass
@@ -77,6 +76,15 @@ class Controller:
         self.features = admin.Features()
         self.aer_cids: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
+        self.guest_errors: Counter[str] = Counter()
+        self.tracer: Callable[[int, Command, int, int], None] | None = None
+
+    def guest_error(self, category: str, message: str) -> None:
+        """One place where guest misbehaviour is counted and logged."""
+        self.guest_errors[category] += 1
+        count = self.guest_errors[category]
+        if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
+            log.warning("guest error %s (#%d): %s", category, count, message)
 
     # -- registers -------------------------------------------------------------------------
     @property
@@ -114,7 +122,7 @@ class Controller:
         elif offset == Register.INTMC:
             self.regs.intms &= ~value
         else:
-            guest_error("mmio_write", f"write of {value:#x} to read-only offset {offset:#x}")
+            self.guest_error("mmio_write", f"write of {value:#x} to read-only offset {offset:#x}")
 
     def _write_cc(self, value: int) -> None:
         old, self.regs.cc = self.regs.cc, value
@@ -136,7 +144,8 @@ class Controller:
         css = (self.regs.cc >> 4) & 0x7
         if (asqs < 2 or acqs < 2 or not self.regs.asq or not self.regs.acq or mps != 0
                 or css != 0 or (iosqes not in (0, 6)) or (iocqes not in (0, 4))):
-            guest_error("cc_enable", f"invalid enable: CC={self.regs.cc:#x} AQA={self.regs.aqa:#x}")
+            self.guest_error("cc_enable",
+                             f"invalid enable: CC={self.regs.cc:#x} AQA={self.regs.aqa:#x}")
             self.regs.csts |= 0x2  # CFS
             return
         cq = CompletionQueue(0, self.regs.acq, acqs, vector=0, interrupts_enabled=True)
@@ -165,12 +174,13 @@ class Controller:
         index, rem = divmod(offset - Register.DOORBELLS, DOORBELL_STRIDE)
         qid, is_cq = divmod(index, 2)
         if rem or not self.enabled:
-            guest_error("doorbell", f"doorbell write at {offset:#x} while disabled or misaligned")
+            self.guest_error("doorbell",
+                             f"doorbell write at {offset:#x} while disabled or misaligned")
             return
         if is_cq:
             cq = self.cqs.get(qid)
             if cq is None or value >= cq.size:
-                guest_error("cq_doorbell", f"CQ {qid} head {value} invalid")
+                self.guest_error("cq_doorbell", f"CQ {qid} head {value} invalid")
                 return
             cq.head = value
             # SQs that stopped because this CQ was full can go on.
@@ -178,7 +188,7 @@ class Controller:
         else:
             sq = self.sqs.get(qid)
             if sq is None or value >= sq.size:
-                guest_error("sq_doorbell", f"SQ {qid} tail {value} invalid")
+                self.guest_error("sq_doorbell", f"SQ {qid} tail {value} invalid")
                 return
             sq.tail = value
             self.pending.add(qid)
@@ -197,6 +207,8 @@ class Controller:
                 if cmd is None:
                     break
                 status, result = self._execute(sq, cmd)
+                if self.tracer is not None:
+                    self.tracer(sq.qid, cmd, status, result)
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)
@@ -207,7 +219,7 @@ class Controller:
         try:
             return Command._make(sq.fetch(self.memory))
         except DmaError:
-            guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
+            self.guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
             self.regs.csts |= 0x2  # the controller cannot continue: fatal status
             return None
 
@@ -221,7 +233,7 @@ class Controller:
             sq.cq.post(self.memory, result & 0xFFFFFFFF, result >> 32, sq.head, sq.qid, cid,
                        status)
         except DmaError:
-            guest_error("cq_unmapped", f"CQ {sq.cq.qid} at {sq.cq.base:#x} is not in memory")
+            self.guest_error("cq_unmapped", f"CQ {sq.cq.qid} at {sq.cq.base:#x} is not in memory")
             self.regs.csts |= 0x2
 
     def _raise(self, cq: CompletionQueue) -> None:

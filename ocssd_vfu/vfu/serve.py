@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import trio
 
@@ -16,6 +18,7 @@ from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.trace import make_tracer
 from ocssd_vfu.ocssd.faults import (
     FaultFileError,
     parse_chunk_states,
@@ -48,6 +51,8 @@ class ServeOptions:
     reset_fail: Path | None = None
     fault_seed: int = 0
     sync_interval: float = 0.0
+    trace: str | None = None       # a file, or "-" for stderr
+    trace_format: str = "text"
 
 
 @dataclass
@@ -127,12 +132,17 @@ def serve(options: ServeOptions) -> int:
     # No interrupt line until the device exists (VfuDevice wires it in).
     controller = Controller(memory, assembled.namespaces, interrupt=lambda vector: None,
                             config=assembled.config)
+    trace_file: TextIO | None = None
     try:
+        if options.trace is not None:
+            trace_file = sys.stderr if options.trace == "-" else open(options.trace, "a")  # noqa: SIM115
+            controller.tracer = make_tracer(controller, trace_file, options.trace_format)
         claim_socket_path(options.socket)
         device = VfuDevice(str(options.socket), controller, assembled.identity)
         os.chmod(options.socket, 0o600)
         log.info("serving %s (%s) on %s", options.image, assembled.description, options.socket)
-        trio.run(Server(device, controller, assembled.sync, options.once).serve)
+        trio.run(Server(device, controller, assembled.sync, options.once,
+                        options.sync_interval).serve)
     except (ServeError, OSError) as exc:
         log.error("%s", exc)
         return 1
@@ -142,4 +152,6 @@ def serve(options: ServeOptions) -> int:
             with contextlib.suppress(FileNotFoundError):
                 options.socket.unlink()
         assembled.close()
+        if trace_file not in (None, sys.stderr):
+            trace_file.close()
     return 0

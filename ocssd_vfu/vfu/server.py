@@ -54,20 +54,27 @@ def claim_socket_path(path: Path) -> None:
 
 class Server:
     def __init__(self, device: VfuDevice, controller: Controller, sync: Callable[[], None],
-                 once: bool) -> None:
+                 once: bool, sync_interval: float = 0.0) -> None:
         self.device = device
         self.controller = controller
         self.sync = sync
         self.once = once
+        self.sync_interval = sync_interval
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._stop_on_signals, nursery.cancel_scope)
+            if self.sync_interval > 0:
+                nursery.start_soon(self._sync_periodically)
             while True:
                 await self._attach()
                 log.info("client attached")
                 await self._run_connection(nursery)
                 log.info("client gone%s", "; exiting (--once)" if self.once else "")
+                if self.controller.guest_errors:
+                    log.info("guest errors so far: %s", ", ".join(
+                        f"{name} {count}" for name, count in
+                        sorted(self.controller.guest_errors.items())))
                 if self.once:
                     nursery.cancel_scope.cancel()
                     return
@@ -88,6 +95,7 @@ class Server:
                 log.warning("vfio-user negotiation failed: %s", os.strerror(ffi.errno))
 
     async def _run_connection(self, nursery: trio.Nursery) -> None:
+        hung_up = False
         while True:
             await trio.lowlevel.wait_readable(self.device.poll_fd())
             while True:
@@ -102,10 +110,32 @@ class Server:
                 if err in (errno.EBUSY, errno.EINTR, errno.EAGAIN):
                     break
                 log.error("vfu_run_ctx failed: %s; dropping the connection", os.strerror(err))
-                return
+                if hung_up:
+                    return
+                # libvfio-user keeps a client until it sees it go: hang up, and the next
+                # vfu_run_ctx resets the device and reports ENOTCONN.
+                self._hang_up()
+                hung_up = True
             self.controller.process()
             for request in self.controller.take_sync_requests():
                 nursery.start_soon(self._sync_then_complete, request)
+
+    def _hang_up(self) -> None:
+        connection = socket.fromfd(self.device.poll_fd(), socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError as exc:
+            log.warning("hanging up on the client failed: %s", exc)
+        finally:
+            connection.close()
+
+    async def _sync_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.sync_interval)
+            try:
+                await trio.to_thread.run_sync(self.sync)
+            except OSError as exc:
+                log.error("periodic sync of the image failed: %s", exc)
 
     async def _sync_then_complete(self, request: SyncRequest) -> None:
         try:

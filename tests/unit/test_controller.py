@@ -216,3 +216,12 @@ def test_a_reset_drops_a_flush_completing_late() -> None:
     host.create_io_queues()  # the same queue ids exist again
     host.ctrl.complete_deferred(request, Status.SUCCESS)
     assert host.completions(1) == []
+
+
+def test_guest_errors_are_counted_per_category() -> None:
+    host = FakeHost()
+    host.enable()
+    for _ in range(3):
+        host.ctrl.mmio_write(0x1000 + 8 * 9, 4, 1)      # SQ 9 does not exist
+    host.ctrl.mmio_write(0x1000 + 4, 4, 999)            # admin CQ head beyond its size
+    assert host.ctrl.guest_errors == {"sq_doorbell": 3, "cq_doorbell": 1}

@@ -8,11 +8,14 @@ Expected values are literals worked out by hand from that packing.
 
 from __future__ import annotations
 
+import io
+import json
 import struct
 
 import pytest
 
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
+from ocssd_vfu.nvme.trace import make_tracer
 from ocssd_vfu.ocssd.geometry import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.ocssd.namespace import Faults, OcssdNamespace
 from ocssd_vfu.spec.ocssd import (
@@ -372,3 +375,27 @@ def test_vector_commands_on_a_plain_namespace_are_invalid_opcodes() -> None:
     host.create_io_queues()
     assert host.command(1, VECTOR_WRITE, nsid=1, prp1=DATA)[5] == Status.INVALID_OPCODE | DNR
     assert host.command(0, 0xE2, nsid=1, prp1=DATA)[5] == Status.INVALID_OPCODE | DNR
+
+
+# -- command trace -------------------------------------------------------------------------
+def test_trace_decodes_vector_lbas_and_statuses() -> None:
+    dev = Device()
+    text, records = io.StringIO(), io.StringIO()
+    tracers = [make_tracer(dev.host.ctrl, text, "text"),
+               make_tracer(dev.host.ctrl, records, "json")]
+
+    def both(*args: int) -> None:
+        for tracer in tracers:
+            tracer(*args)  # type: ignore[arg-type]
+
+    dev.host.ctrl.tracer = both  # type: ignore[assignment]
+    dev.write(run(0, 4, pu=1, chk=3) + run(0, 4, grp=1, chk=0))
+    dev.write(run(4, 4, chk=3))
+    lines = text.getvalue().splitlines()
+    assert lines[0].startswith("sq 1 cid 1 VECTOR_CHUNK_WRITE nsid 1 lbas 8 "
+                               "[0/1/3/0-3, 1/0/0/0-3] prp1 0x110000 prp2 0x10d000 mptr 0x0 "
+                               "-> SUCCESS")
+    assert lines[1].endswith("-> OUT_OF_ORDER_WRITE+DNR result 0xf")
+    record = json.loads(records.getvalue().splitlines()[1])
+    assert record["opcode"] == "VECTOR_CHUNK_WRITE" and record["status"] == "OUT_OF_ORDER_WRITE+DNR"
+    assert record["lbas"][0] == {"grp": 0, "pu": 0, "chk": 3, "sec": 4}

@@ -1,0 +1,113 @@
+"""`serve --trace`: one line per command, qemu-ox debug mode style (ocssd-spec §10):
+queue, cid, opcode name, LBAs (OCSSD ones decoded as grp/pu/chk/sec), PRPs and
+the completion status; `--trace-format json` gives one JSON object per line.
+
+Only built when asked for; the controller calls it after each command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
+
+from ocssd_vfu.nvme.command import DEFERRED, Command
+from ocssd_vfu.nvme.memory import DmaError
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.spec.nvme import AdminOpcode, IoOpcode
+from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
+from ocssd_vfu.spec.status import DNR, Status
+
+if TYPE_CHECKING:
+    from ocssd_vfu.nvme.controller import Controller
+
+VECTOR_OPCODES = {IoOpcode.VECTOR_CHUNK_RESET, IoOpcode.VECTOR_CHUNK_WRITE,
+                  IoOpcode.VECTOR_CHUNK_READ}
+SCALAR_OPCODES = {IoOpcode.READ, IoOpcode.WRITE}
+
+Tracer = Callable[[int, Command, int, int], None]
+
+
+def opcode_name(admin: bool, opc: int) -> str:
+    table: type[AdminOpcode] | type[IoOpcode] = AdminOpcode if admin else IoOpcode
+    try:
+        return table(opc).name
+    except ValueError:
+        return f"UNKNOWN_{opc:#04x}"
+
+
+def status_name(status: int) -> str:
+    if status == DEFERRED:
+        return "DEFERRED"
+    try:
+        name = Status(status & ~DNR).name
+    except ValueError:
+        name = f"STATUS_{status & ~DNR:#06x}"
+    return name + ("+DNR" if status & DNR else "")
+
+
+def _lbas(ctrl: Controller, qid: int, cmd: Command) -> list[int]:
+    if qid == 0:
+        return []
+    if cmd.opc in VECTOR_OPCODES:
+        nlb = (cmd.cdw12 & 0xFFFF) + 1
+        lbal = cmd.cdw10 | cmd.cdw11 << 32
+        if nlb == 1:
+            return [lbal]
+        if nlb > MAX_VECTOR_LBAS:
+            return []
+        try:
+            return list(struct.unpack(f"<{nlb}Q", ctrl.memory.read(lbal, nlb * 8)))
+        except DmaError:
+            return []
+    if cmd.opc in SCALAR_OPCODES:
+        slba = cmd.cdw10 | cmd.cdw11 << 32
+        return list(range(slba, slba + min((cmd.cdw12 & 0xFFFF) + 1, 4096)))
+    return []
+
+
+def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
+    def trace(qid: int, cmd: Command, status: int, result: int) -> None:
+        record: dict[str, object] = {
+            "sq": qid, "cid": cmd.cid, "opcode": opcode_name(qid == 0, cmd.opc),
+            "opc": cmd.opc, "nsid": cmd.nsid}
+        lbas = _lbas(ctrl, qid, cmd)
+        ns = ctrl.namespaces.get(cmd.nsid)
+        if lbas and isinstance(ns, OcssdNamespace):
+            record["lbas"] = [dict(zip(("grp", "pu", "chk", "sec"), ns.address.unpack(lba),
+                                       strict=True)) for lba in lbas]
+        elif lbas:
+            record["slba"], record["nlb"] = lbas[0], len(lbas)
+        record.update(prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr, status=status_name(status),
+                      result=result)
+        out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
+        out.flush()
+
+    return trace
+
+
+def _text(record: dict[str, object]) -> str:
+    parts = [f"sq {record['sq']} cid {record['cid']} {record['opcode']} nsid {record['nsid']}"]
+    lbas = record.get("lbas")
+    if isinstance(lbas, list):
+        parts.append(f"lbas {len(lbas)} [" + ", ".join(_runs(lbas)) + "]")
+    elif "slba" in record:
+        parts.append(f"slba {record['slba']:#x} nlb {record['nlb']}")
+    parts.append(f"prp1 {record['prp1']:#x} prp2 {record['prp2']:#x} mptr {record['mptr']:#x}")
+    parts.append(f"-> {record['status']}")
+    if record["result"]:
+        parts.append(f"result {record['result']:#x}")
+    return " ".join(parts)
+
+
+def _runs(lbas: list[dict[str, int]]) -> list[str]:
+    """grp/pu/chk/sec, with consecutive sectors of one chunk shown as a range."""
+    runs: list[list[int]] = []
+    for a in lbas:
+        key = [a["grp"], a["pu"], a["chk"], a["sec"], a["sec"]]
+        if runs and runs[-1][:3] == key[:3] and runs[-1][4] + 1 == a["sec"]:
+            runs[-1][4] = a["sec"]
+        else:
+            runs.append(key)
+    return [f"{g}/{p}/{c}/{s}" + (f"-{e}" if e != s else "") for g, p, c, s, e in runs]
