@@ -207,3 +207,35 @@ def test_fault_files(tmp_path: Path) -> None:
     write_fail.write_text("grp=1 pu=0 chk=2 sec=40 writefail_prob=101\n")
     with pytest.raises(FaultFileError, match=r"wf:1: writefail_prob=101 out of range"):
         parse_write_fail(write_fail, G)
+
+
+def test_chunk_state_file_is_applied_at_start_and_persisted(ocssd_vfu: RunCli,
+                                                            tmp_path: Path) -> None:
+    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+
+    image = _small(tmp_path, ocssd_vfu)
+    states = tmp_path / "states"
+    states.write_text("grp=0 pu=1 chk=2 state=OFFLINE wp=0 type=W_SEQ wi=3\n"
+                      "grp=1 pu=0 chk=0 state=OPEN wp=24 type=W_SEQ wi=1\n")
+    assembled = assemble(ServeOptions(socket=tmp_path / "s", image=image, chunk_state=states))
+    assembled.close()
+    done = ocssd_vfu("image", "chunks", str(image), "--state", "OFFLINE")
+    assert done.stdout.splitlines() == [
+        " [   18] { SLBA: 0x0000000000004800, WP: 0x000000000000ffff, CNLB: 0x0000000000000400,"
+        " State: OFFLINE , Type: SEQWRITE_REQ        , Attr: NONE    , WLI:    3 }"]
+    assert "WP: 0x0000000000000018" in ocssd_vfu("image", "chunks", str(image), "--state",
+                                                 "OPEN").stdout
+    info = ocssd_vfu("image", "info", str(image))
+    assert info.status == 0 and "FREE 62, OPEN 1, CLOSED 0, OFFLINE 1" in info.stdout
+
+
+def test_malformed_fault_file_stops_the_server_before_it_listens(ocssd_vfu: RunCli,
+                                                                 tmp_path: Path) -> None:
+    image = _small(tmp_path, ocssd_vfu)
+    bad = tmp_path / "wf"
+    bad.write_text("grp=0 pu=0 chk=0 sec=4096 writefail_prob=100\n")
+    done = ocssd_vfu("serve", "--socket", str(tmp_path / "s"), "--image", str(image),
+                     "--write-fail", str(bad))
+    assert done.status == 1
+    assert f"{bad}:1: sec=4096 out of range (0..1023)" in done.stderr
+    assert not (tmp_path / "s").exists()
