@@ -164,8 +164,12 @@ class Controller:
         self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
 
     def device_reset(self) -> None:
+        """The whole function reset (VM start, guest reboot, QEMU gone): a new host will
+        find everything below each write pointer readable, as after a power cycle."""
         self.reset()
         self.regs = Registers()
+        for ns in self.namespaces.values():
+            ns.settle()
 
     def shutdown_complete(self) -> None:
         self.regs.csts = (self.regs.csts & ~0xC) | 0x8

@@ -71,6 +71,7 @@ class Server:
                 log.info("client attached")
                 await self._run_connection(nursery)
                 log.info("client gone%s", "; exiting (--once)" if self.once else "")
+                await self._sync_quietly()
                 if self.controller.guest_errors:
                     log.info("guest errors so far: %s", ", ".join(
                         f"{name} {count}" for name, count in
@@ -132,10 +133,13 @@ class Server:
     async def _sync_periodically(self) -> None:
         while True:
             await trio.sleep(self.sync_interval)
-            try:
-                await trio.to_thread.run_sync(self.sync)
-            except OSError as exc:
-                log.error("periodic sync of the image failed: %s", exc)
+            await self._sync_quietly()
+
+    async def _sync_quietly(self) -> None:
+        try:
+            await trio.to_thread.run_sync(self.sync)
+        except OSError as exc:
+            log.error("syncing the image failed: %s", exc)
 
     async def _sync_then_complete(self, request: SyncRequest) -> None:
         try:

@@ -399,3 +399,13 @@ def test_trace_decodes_vector_lbas_and_statuses() -> None:
     record = json.loads(records.getvalue().splitlines()[1])
     assert record["opcode"] == "VECTOR_CHUNK_WRITE" and record["status"] == "OUT_OF_ORDER_WRITE+DNR"
     assert record["lbas"][0] == {"grp": 0, "pu": 0, "chk": 3, "sec": 4}
+
+
+def test_device_reset_makes_the_write_cache_readable() -> None:
+    dev = Device()
+    assert dev.write(run(0, 16))[0] == 0       # sectors 8-15 in the write cache
+    dev.host.ctrl.device_reset()               # a new VM attaches to the same server
+    dev.host.restart()
+    dev.host.create_io_queues()
+    status, _, data, _ = dev.read(run(8, 8))
+    assert status == 0 and data[:4096] == bytes([8]) * 4096
