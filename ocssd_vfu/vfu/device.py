@@ -72,6 +72,11 @@ class VfuDevice:
         check(lib.vfu_setup_region(ctx, lib.VFU_PCI_DEV_BAR0_REGION_IDX, BAR0_SIZE,
                                    lib.ocssd_bar0_access, mem_rw, ffi.NULL, 0, -1, 0),
               "vfu_setup_region(BAR0)")
+        # 0b28d205's vfu_pci_init sizes config space but leaves its region flags 0: say RW,
+        # with no callback so that the library keeps answering config accesses itself.
+        check(lib.vfu_setup_region(ctx, lib.VFU_PCI_DEV_CFG_REGION_IDX, 4096, ffi.NULL,
+                                   lib.VFU_REGION_FLAG_RW, ffi.NULL, 0, -1, 0),
+              "vfu_setup_region(config space)")
         check(lib.vfu_setup_region(ctx, lib.VFU_PCI_DEV_BAR4_REGION_IDX, MSIX_BAR_SIZE,
                                    lib.ocssd_msix_bar_access, mem_rw, ffi.NULL, 0, -1, 0),
               "vfu_setup_region(BAR4)")

@@ -188,10 +188,6 @@ def test_region_info(client: VfioUserClient) -> None:
     assert exc.value.errno == errno.EINVAL
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: config space region info has flags 0 (neither READ nor WRITE). libvfio-user "
-    "0b28d205's vfu_pci_init sets only the size (fixed upstream 360f6a6); the server must call "
-    "vfu_setup_region(VFU_PCI_DEV_CFG_REGION_IDX, 4096, NULL, VFU_REGION_FLAG_RW, ...)"))
 def test_config_region_is_advertised_readable_and_writable(client: VfioUserClient) -> None:
     config, _ = client.region_info(Region.CONFIG)
     assert config.flags == REGION_INFO_FLAG_READ | REGION_INFO_FLAG_WRITE
