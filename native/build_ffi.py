@@ -3,9 +3,11 @@
 Run by setuptools at `pip install` (setup.py's cffi_modules).  It compiles
 against the libvfio-user that `make setup` provisioned into the cache and
 records that directory (rpath and LIBVFIO_USER_DIR) so that the module loads
-it at run time without any environment variable.
+it at run time without any environment variable.  The same module carries the
+DMA shim (dma.c: PRP walk and copy, the I/O data path).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -85,13 +87,35 @@ extern "Python" void ocssd_log(vfu_ctx_t *, int, const char *);
 static const char LIBVFIO_USER_DIR[];
 """
 
+DMA_CDEF = """
+#define OCSSD_STATUS_DATA_TRANSFER_ERROR ...
+#define OCSSD_STATUS_INVALID_PRP_OFFSET ...
+#define OCSSD_STATUS_DNR ...
+#define OCSSD_DMA_EINVAL ...
+#define OCSSD_DMA_ESCRATCH ...
+struct ocssd_dma_region { uint64_t start; uint64_t length; void *host; int writable; };
+struct ocssd_dma_segment { void *ptr; size_t len; };
+struct ocssd_dma_range { uint8_t *host; uint64_t len; };
+uint64_t ocssd_prp_max_ranges(uint64_t length, uint64_t page_size);
+int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
+                       uint64_t prp1, uint64_t prp2, uint64_t page_size,
+                       const struct ocssd_dma_segment *segments, size_t nsegments,
+                       int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len);
+"""
+
+NATIVE = REPO / "native"
+
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF + DMA_CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.vfu._libvfio_user",
     '#include <sys/uio.h>\n#include <linux/pci_regs.h>\n#include "libvfio-user.h"\n'
+    '#include "dma.h"\n'
     f'static const char LIBVFIO_USER_DIR[] = "{LIB_DIR}";\n',
-    include_dirs=[str(LIB_DIR / "include")],
+    # setuptools wants source paths relative to the directory it runs in.
+    sources=[os.path.relpath(NATIVE / "dma.c")],
+    depends=[os.path.relpath(NATIVE / "dma.h")],
+    include_dirs=[str(LIB_DIR / "include"), str(NATIVE)],
     library_dirs=[str(LIB_DIR / "lib")],
     libraries=["vfio-user"],
     extra_link_args=[f"-Wl,-rpath,{LIB_DIR / 'lib'}"],

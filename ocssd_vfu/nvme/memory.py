@@ -4,12 +4,19 @@ The vfio-user shell adds and removes regions as QEMU sends DMA_MAP/UNMAP (the
 buffers are the mmaps libvfio-user made of guest RAM); tests add a bytearray.
 Every guest address the controller touches is resolved here, so an address
 outside the mapped regions is a DmaError, never a stray access.
+
+The regions are also kept as a C table (`dma_table`) for the DMA shim
+(native/dma.c), rebuilt whenever they change; each region's buffer stays
+exported (cffi from_buffer) while it is mapped, so its pointer stays valid.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Any
+
+from ocssd_vfu.vfu.binding import ffi
 
 
 class DmaError(Exception):
@@ -22,6 +29,7 @@ class Region:
     length: int
     buffer: memoryview
     writable: bool
+    host: Any  # cffi pointer to the buffer, held while the region is mapped
 
     @property
     def end(self) -> int:
@@ -32,27 +40,45 @@ class GuestMemory:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._regions: list[Region] = []
+        self.dma_table: Any = ffi.new("struct ocssd_dma_region[]", 0)
 
     def add(self, start: int, buffer: memoryview | bytearray, writable: bool = True) -> None:
         view = memoryview(buffer).cast("B")
-        region = Region(start, len(view), view, writable)
+        if not 0 <= start <= (1 << 64) - len(view):
+            raise ValueError(f"DMA region {start:#x}+{len(view):#x} is outside 64-bit space")
         index = bisect.bisect_left(self._starts, start)
         neighbours = self._regions[max(index - 1, 0):index + 1]
-        if any(r.start < region.end and region.start < r.end for r in neighbours):
+        if any(r.start < start + len(view) and start < r.end for r in neighbours):
             raise ValueError(f"DMA region {start:#x}+{len(view):#x} overlaps an existing one")
+        # A writable region must be a writable buffer: the C side writes through it.
+        host = ffi.from_buffer("uint8_t[]", view, require_writable=writable)
         self._starts.insert(index, start)
-        self._regions.insert(index, region)
+        self._regions.insert(index, Region(start, len(view), view, writable, host))
+        self._rebuild_table()
 
     def remove(self, start: int) -> None:
         index = bisect.bisect_left(self._starts, start)
         if index == len(self._starts) or self._starts[index] != start:
             raise KeyError(start)
         del self._starts[index]
-        del self._regions[index]
+        region = self._regions.pop(index)
+        self._rebuild_table()
+        ffi.release(region.host)
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._regions.clear()
+        regions = self._regions
+        self._starts, self._regions = [], []
+        self._rebuild_table()
+        for region in regions:
+            ffi.release(region.host)
+
+    def _rebuild_table(self) -> None:
+        table = ffi.new("struct ocssd_dma_region[]", len(self._regions))
+        for i, region in enumerate(self._regions):
+            entry = table[i]
+            entry.start, entry.length = region.start, region.length
+            entry.host, entry.writable = region.host, region.writable
+        self.dma_table = table
 
     def view(self, addr: int, length: int, write: bool = False) -> memoryview:
         """A view of guest memory [addr, addr+length) inside one region."""

@@ -4,7 +4,11 @@ Rules (NVMe 1.4 4.3): PRP1 may carry a dword-aligned offset into its page; if
 the transfer ends within the next page PRP2 is that page (offset 0), otherwise
 PRP2 points to a PRP list (dword-aligned offset allowed) whose entries are page
 addresses with offset 0, and whose last entry chains to the next list page when
-more entries are needed.
+more entries are needed. A list page with no room for a data entry besides its
+chain pointer is an Invalid PRP Offset (it would make no progress).
+
+`prp_ranges` is the reference walk (admin commands use it); I/O data goes
+through `transfer`, which does the same walk and the copy in C (native/dma.c).
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ import struct
 
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.vfu.binding import ffi, lib
+
+# C types of the DMA shim (native/dma.h), parsed once.
+_BYTES = ffi.typeof("char[]")
+_SEGMENTS = ffi.typeof("struct ocssd_dma_segment[]")
+_RANGES = ffi.typeof("struct ocssd_dma_range[]")
 
 
 class PrpError(Exception):
@@ -44,8 +54,10 @@ def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
     while remaining > 0:
         slots = (page_size - (list_addr & (page_size - 1))) // 8
         pages_needed = -(-remaining // page_size)
-        take = min(slots, pages_needed)
         chained = pages_needed > slots
+        if chained and slots < 2:
+            raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+        take = min(slots, pages_needed)
         try:
             raw = memory.read(list_addr, take * 8)
         except DmaError as exc:
@@ -88,27 +100,30 @@ def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
     """Move bytes between the guest buffer PRP1/PRP2 describe and `device`
     segments (slices of the image), whose lengths add up to the transfer size.
 
-    Every guest range is resolved before any byte moves, so a bad address
-    fails the command (PrpError) with neither side half written.
+    The walk is prp_ranges' and every guest range is resolved before any byte
+    moves, so a bad address fails the command (PrpError) with neither side
+    half written.
     """
-    length = sum(len(segment) for segment in device)
-    ranges = prp_ranges(memory, prp1, prp2, length, page_size)
-    guest = guest_views(memory, ranges, write=to_guest)
-    _copy_segments(guest, device, to_guest)
+    # Hot path: pre-parsed ctypes and positional arguments (keywords cost here).
+    segments = ffi.new(_SEGMENTS, len(device))
+    buffers = []
+    length = 0
+    try:
+        for i, segment in enumerate(device):
+            buffer = ffi.from_buffer(_BYTES, segment, not to_guest)
+            buffers.append(buffer)
+            segments[i] = (buffer, len(buffer))
+            length += len(buffer)
+        scratch_len = lib.ocssd_prp_max_ranges(length, page_size)
+        table = memory.dma_table
+        status = lib.ocssd_prp_transfer(table, len(table), prp1, prp2, page_size, segments,
+                                        len(device), to_guest, ffi.new(_RANGES, scratch_len),
+                                        scratch_len)
+    finally:
+        for buffer in buffers:  # no export of the image outlives the call
+            ffi.release(buffer)
+    if status > 0:
+        raise PrpError(status)
+    if status < 0:
+        raise ValueError(f"ocssd_prp_transfer: caller error {status} (page size {page_size})")
 
-
-def _copy_segments(guest: list[memoryview], device: list[memoryview], to_guest: bool) -> None:
-    gi = di = g_off = d_off = 0
-    while gi < len(guest) and di < len(device):
-        g, d = guest[gi], device[di]
-        n = min(len(g) - g_off, len(d) - d_off)
-        if to_guest:
-            g[g_off:g_off + n] = d[d_off:d_off + n]
-        else:
-            d[d_off:d_off + n] = g[g_off:g_off + n]
-        g_off += n
-        d_off += n
-        if g_off == len(g):
-            gi, g_off = gi + 1, 0
-        if d_off == len(d):
-            di, d_off = di + 1, 0

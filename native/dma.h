@@ -1,0 +1,57 @@
+/*
+ * PRP walk and copy between guest memory and device buffers (the I/O hot path).
+ *
+ * Guest memory is a table of DMA regions sorted by start, not overlapping (as
+ * GuestMemory keeps them). ocssd_prp_transfer() walks PRP1/PRP2 and the PRP
+ * lists (NVMe 1.4 4.3, as ocssd_vfu/nvme/prp.py's prp_ranges), resolves every
+ * guest address, list pages included, and only when the whole walk is valid
+ * copies between the guest ranges and the device segments, in one direction.
+ */
+#ifndef OCSSD_DMA_H
+#define OCSSD_DMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* NVMe status values (spec/status.py's Status and DNR; a unit test compares). */
+#define OCSSD_STATUS_DATA_TRANSFER_ERROR 0x0004
+#define OCSSD_STATUS_INVALID_PRP_OFFSET 0x0013
+#define OCSSD_STATUS_DNR 0x4000
+
+/* Caller errors (never caused by guest data): negative returns. */
+#define OCSSD_DMA_EINVAL (-1)   /* page size not a power of two >= 8, or lengths overflow */
+#define OCSSD_DMA_ESCRATCH (-2) /* scratch shorter than ocssd_prp_max_ranges() */
+
+struct ocssd_dma_region {
+    uint64_t start;   /* guest address */
+    uint64_t length;
+    void *host;       /* where the region is mapped in this process */
+    int writable;
+};
+
+struct ocssd_dma_segment {
+    void *ptr;
+    size_t len;
+};
+
+/* One resolved guest range (scratch filled by the walk). */
+struct ocssd_dma_range {
+    uint8_t *host;
+    uint64_t len;
+};
+
+/* Scratch ranges a transfer of `length` bytes needs at most (0 for a bad page size). */
+uint64_t ocssd_prp_max_ranges(uint64_t length, uint64_t page_size);
+
+/*
+ * Moves sum(segments[].len) bytes: guest -> segments, or segments -> guest when
+ * to_guest. Returns 0, an NVMe status (Invalid PRP Offset | DNR, or Data
+ * Transfer Error for an unmapped range or a read-only one written to), in which
+ * case no byte has moved, or a negative OCSSD_DMA_E* for a caller error.
+ */
+int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
+                       uint64_t prp1, uint64_t prp2, uint64_t page_size,
+                       const struct ocssd_dma_segment *segments, size_t nsegments,
+                       int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len);
+
+#endif
