@@ -126,4 +126,3 @@ def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
         raise PrpError(status)
     if status < 0:
         raise ValueError(f"ocssd_prp_transfer: caller error {status} (page size {page_size})")
-
