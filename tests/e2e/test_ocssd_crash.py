@@ -15,20 +15,16 @@ when the server died are not checked.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
+
+from tests.e2e.owned_processes import Console, Owned
 
 pytestmark = pytest.mark.e2e
 
@@ -92,115 +88,6 @@ dmesg | sed 's/^/dmesg: /'
 """
 
 
-class Owned:
-    """The processes this test starts; whatever is still running at the end is stopped
-    (SIGTERM, then SIGKILL), runners before the server, and a QEMU a runner left behind is
-    killed by PID (checked against its start time)."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.qemus: list[tuple[int, bytes]] = []
-
-    def start(self, argv: list[str], stdout: IO[bytes] | int | None,
-              stderr: IO[bytes] | int | None) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-        self.procs.append(proc)
-        return proc
-
-    def note_qemus(self, runner: subprocess.Popen[bytes]) -> list[tuple[int, bytes]]:
-        found = qemu_children(runner.pid)
-        self.qemus += found
-        return found
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> int:
-        if proc.poll() is None:
-            self.note_qemus(proc)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
-
-    def leftover_qemus(self) -> list[int]:
-        return [pid for pid, started in self.qemus if start_time(pid) == started]
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-        for pid in self.leftover_qemus():
-            os.kill(pid, signal.SIGKILL)
-
-
-def start_time(pid: int) -> bytes | None:
-    """Field 22 of /proc/PID/stat: tells a process from a later one that reuses its PID."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return stat.rpartition(b")")[2].split()[19]
-
-
-def qemu_children(pid: int) -> list[tuple[int, bytes]]:
-    """(PID, start time) of the QEMUs among PID's direct children."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            started = start_time(child)
-            if b"qemu-system-" in cmdline and started is not None:
-                found.append((child, started))
-    return found
-
-
-class Console:
-    """A runner's stdout (the guest console), collected in a thread."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.lines: list[str] = []
-        self.marker_seen = threading.Event()
-        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self.thread.start()
-
-    def _pump(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode(errors="replace").replace("\r", "")  # serial console: CRLF
-            self.lines.append(line)
-            if MARKER in line:
-                self.marker_seen.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    # Socket paths are limited to 107 bytes: a short directory under /tmp.
-    path = Path(tempfile.mkdtemp(prefix="ocssd-cr-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def owned() -> Iterator[Owned]:
-    processes = Owned()
-    try:
-        yield processes
-    finally:
-        processes.stop_all()
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ocssd_vfu", *args], capture_output=True,
                           text=True, errors="replace", timeout=120, check=False)
@@ -251,7 +138,7 @@ def test_server_sigkilled_while_pblk_writes_then_pblk_recovers_synced_files(
                                "--script", str(write_script), "--timeout", "300"],
                               stdout=subprocess.PIPE, stderr=err)
     assert runner1.stdout is not None
-    console1 = Console(runner1.stdout)
+    console1 = Console(runner1.stdout, MARKER)
     deadline = time.monotonic() + 240
     while not console1.marker_seen.wait(0.5):
         assert runner1.poll() is None and time.monotonic() < deadline, (

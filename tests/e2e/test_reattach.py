@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
+from tests.e2e.owned_processes import Console, Owned, start_time
 from tests.e2e.test_guest_runner import PATTERN_64M_MD5, WRITE_PATTERN
 
 pytestmark = pytest.mark.e2e
@@ -53,111 +49,13 @@ dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum
 """
 
 
-class Processes:
-    """Everything this test starts, stopped in reverse order whatever happens."""
-
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], stdout: IO[bytes] | int | None,
-              stderr: IO[bytes] | int | None) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-        self.started.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):  # runners (which stop their QEMU) before the server
-            if proc.poll() is not None:
-                continue
-            qemus = _qemu_children(proc.pid)
-            proc.send_signal(signal.SIGTERM)  # runner and server clean up on SIGTERM
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for pid, started in qemus:  # only if the runner left its QEMU behind
-                if _start_time(pid) == started:
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _start_time(pid: int) -> bytes | None:
-    """Field 22 of /proc/PID/stat: tells a process from a later one that reuses its PID."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return stat.rpartition(b")")[2].split()[19]
-
-
-def _qemu_children(pid: int) -> list[tuple[int, bytes]]:
-    """(PID, start time) of the QEMUs among PID's children (the provisioned wrapper execs
-    QEMU through its loader, so QEMU is the runner's direct child)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            started = _start_time(child)
-            if b"qemu-system-" in cmdline and started is not None:
-                found.append((child, started))
-    return found
-
-
-class Console:
-    """Collects a runner's stdout (the guest console) in a thread; tells when a line appears."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.lines: list[str] = []
-        self.marker_seen = threading.Event()
-        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self.thread.start()
-
-    def _pump(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode(errors="replace")
-            self.lines.append(line)
-            if MARKER in line:
-                self.marker_seen.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    # Socket paths are limited to 107 bytes: a short directory under /tmp.
-    path = Path(tempfile.mkdtemp(prefix="ocssd-rt-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    owned = Processes()
-    try:
-        yield owned
-    finally:
-        owned.stop_all()
-
-
 def _guest(sock: Path, script: Path, timeout: int) -> list[str]:
     return [sys.executable, "-m", "ocssd_vfu", "guest", "--socket", str(sock),
             "--script", str(script), "--timeout", str(timeout), "--verbose"]
 
 
 @pytest.mark.timeout(300)
-def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path,
-                                                       processes: Processes) -> None:
+def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path, owned: Owned) -> None:
     sock, image, server_log = workdir / "s.sock", workdir / "disk.raw", workdir / "serve.log"
     with image.open("wb") as f:
         f.truncate(256 << 20)
@@ -166,9 +64,8 @@ def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path,
     read_script.write_text(READ_BACK)
 
     with server_log.open("wb") as log:
-        server = processes.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket",
-                                  str(sock), "--image", str(image)],
-                                 stdout=log, stderr=subprocess.STDOUT)
+        server = owned.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket", str(sock),
+                              "--image", str(image)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while not sock.exists():
         assert server.poll() is None, server_log.read_text()
@@ -178,30 +75,31 @@ def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path,
     # Run 1: write the pattern, then keep direct writes in flight until QEMU is killed.
     runner1_err = workdir / "runner1.err"
     with runner1_err.open("wb") as err:
-        runner1 = processes.start(_guest(sock, write_script, 120), stdout=subprocess.PIPE,
-                                  stderr=err)
+        runner1 = owned.start(_guest(sock, write_script, 120), stdout=subprocess.PIPE,
+                              stderr=err)
     assert runner1.stdout is not None
-    console1 = Console(runner1.stdout)
+    console1 = Console(runner1.stdout, MARKER)
     assert console1.marker_seen.wait(90), (
         f"no marker; console:\n{console1.text}\nrunner:\n{runner1_err.read_text()}")
     time.sleep(1.0)
-    qemus = _qemu_children(runner1.pid)
+    qemus = owned.note_qemus(runner1)
     assert len(qemus) == 1, f"runner {runner1.pid} has QEMU children {qemus}"
-    qemu = qemus[0][0]
-    os.kill(qemu, signal.SIGKILL)
+    qemu, started = qemus[0]
+    if start_time(qemu) == started:  # that QEMU still, not a later process with its PID
+        os.kill(qemu, signal.SIGKILL)
     status1 = runner1.wait(timeout=30)
     console1.thread.join(timeout=5)
     stderr1 = runner1_err.read_text()
     print(f"run 1 console:\n{console1.text}\nrun 1 runner:\n{stderr1}")
     assert status1 == 125, stderr1
     assert "QEMU exited (status -9) without the script finishing" in stderr1
-    assert _start_time(qemu) is None  # reaped by the runner
+    assert start_time(qemu) is None  # reaped by the runner
 
     # The server lives on and takes the next QEMU on the same socket.
     assert server.poll() is None, server_log.read_text()
     assert sock.exists()
-    runner2 = processes.start(_guest(sock, read_script, 90), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    runner2 = owned.start(_guest(sock, read_script, 90), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
     out2, err2 = (b.decode(errors="replace") for b in runner2.communicate(timeout=120))
     print(f"run 2 console:\n{out2}\nrun 2 runner:\n{err2}")
     assert runner2.returncode == 0, err2
