@@ -81,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         once=args.once, volatile=args.volatile, early_reset=not args.no_early_reset,
         chunk_state=args.chunk_state, write_fail=args.write_fail, reset_fail=args.reset_fail,
         fault_seed=args.fault_seed, sync_interval=args.sync_interval, trace=args.trace,
-        trace_format=args.trace_format))
+        trace_format=args.trace_format, serial=args.serial))
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -97,6 +97,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
                    help="logical block size of a plain namespace (default 4096)")
     p.add_argument("--once", action="store_true", help="exit when the first QEMU goes away")
+    p.add_argument("--serial", help="controller serial number (default: ocssd-vfu- and a hash "
+                   "of the image's path, so that every image is its own NVMe subsystem)")
     p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
                    help="one line per command (queue, cid, opcode, LBAs as grp/pu/chk/sec, "
                    "PRPs, status) to FILE, or stderr")

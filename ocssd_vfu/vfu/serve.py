@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
@@ -43,7 +44,7 @@ class ServeOptions:
     mode: str = "auto"
     sec_size: int = 4096
     once: bool = False
-    serial: str = "ocssd-vfu-0"
+    serial: str | None = None      # default: derived from the image's path (default_serial)
     volatile: bool = False
     early_reset: bool = True
     chunk_state: Path | None = None
@@ -65,12 +66,18 @@ class Assembled:
     description: str
 
 
+def default_serial(image: Path) -> str:
+    """One serial per image, so that two servers attached to one guest are two NVMe
+    subsystems (Linux rejects a second controller with the same NQN and controller ID)."""
+    return "ocssd-vfu-" + hashlib.sha256(str(image.resolve()).encode()).hexdigest()[:8]
+
+
 def _plain(options: ServeOptions) -> Assembled:
     if options.volatile:
         raise ImageError("--volatile is for OCSSD images")
     image = RawImage(options.image, options.sec_size)
     namespace = PlainNamespace(1, image.view, image.lba_size)
-    return Assembled({1: namespace}, ControllerConfig(serial=options.serial), PLAIN_NVME_ID,
+    return Assembled({1: namespace}, ControllerConfig(serial=_serial(options)), PLAIN_NVME_ID,
                      image.sync, image.close,
                      f"{namespace.nlbas} x {image.lba_size}-byte blocks, plain NVMe")
 
@@ -99,7 +106,7 @@ def _ocssd(options: ServeOptions) -> Assembled:
         image.close()
         raise
     config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
-                              serial=options.serial, model="ocssd_vfu OCSSD 2.0 Ctrl",
+                              serial=_serial(options), model="ocssd_vfu OCSSD 2.0 Ctrl",
                               firmware="2.0", oncs=ONCS_DSM)
     g = geometry
     kind = "volatile (RAM) " if options.volatile else ""
@@ -107,6 +114,10 @@ def _ocssd(options: ServeOptions) -> Assembled:
                      f"{kind}OCSSD 2.0, {len(namespaces)} namespace(s) of {g.num_grp} groups x "
                      f"{g.num_pu} PUs x {g.num_chk} chunks x {g.num_sec} sectors of "
                      f"{g.sec_size}+{g.md_size} bytes")
+
+
+def _serial(options: ServeOptions) -> str:
+    return options.serial or default_serial(options.image)
 
 
 def assemble(options: ServeOptions) -> Assembled:

@@ -26,8 +26,8 @@ def test_linux_sees_the_controller(ocssd_vfu: RunCli, tmp_path: Path) -> None:
               "nvme smart-log /dev/nvme0 | grep -E '^(available_spare|temperature)\\s'\n")
     done = ocssd_vfu("guest", "--image", str(_raw(tmp_path)), "--timeout", "120", script=script)
     assert done.status == 0, done.stderr
-    assert re.search(r"/dev/nvme0n1\s+ocssd-vfu-0\s+ocssd_vfu NVMe Ctrl\s+1\s+268\.44\s+MB",
-                     done.stdout)
+    assert re.search(r"/dev/nvme0n1\s+ocssd-vfu-[0-9a-f]{8}\s+ocssd_vfu NVMe Ctrl\s+1\s+"
+                     r"268\.44\s+MB", done.stdout)
     assert re.search(r"^vid\s+: 0x1b36$", done.stdout, re.M)
     assert re.search(r"^mdts\s+: 7$", done.stdout, re.M)
     assert re.search(r"^nsze\s+: 0x10000$", done.stdout, re.M)

@@ -38,7 +38,8 @@ class ServerProcess:
         with self.image.open("wb") as f:
             f.truncate(IMAGE_SIZE)  # sparse
         argv = [sys.executable, "-m", "ocssd_vfu", "serve", "--socket", str(self.socket),
-                "--image", str(self.image), "--mode", "nvme", "--verbose", *extra]
+                "--image", str(self.image), "--mode", "nvme", "--serial", "ocssd-vfu-0",
+                "--verbose", *extra]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)

@@ -83,3 +83,11 @@ def test_bad_images_are_one_line_errors(tmp_path: Path) -> None:
         RawImage(tiny, 4096)
     with pytest.raises(ImageError, match="512 or 4096"):
         RawImage(tiny, 1000)
+
+
+def test_each_image_gets_its_own_serial(tmp_path: Path) -> None:
+    from ocssd_vfu.vfu.serve import default_serial
+
+    first, second = default_serial(tmp_path / "a.img"), default_serial(tmp_path / "b.img")
+    assert first != second and len(first) == 18 and first.startswith("ocssd-vfu-")
+    assert default_serial(tmp_path / "x" / ".." / "a.img") == first
