@@ -198,17 +198,6 @@ def describe(fd: int, path: Path) -> ImageDescription:
     return description
 
 
-def read_description(path: Path) -> ImageDescription:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise ImageError(f"cannot open image {path}: {exc.strerror}") from exc
-    try:
-        return describe(fd, path)
-    finally:
-        os.close(fd)
-
-
 class OcssdImage:
     """An OCSSD image mapped for serving: MAP_SHARED, or in RAM only (`volatile`).
 

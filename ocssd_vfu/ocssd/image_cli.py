@@ -10,7 +10,7 @@ from pathlib import Path
 from ocssd_vfu.media.ocssd_image import create_image
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.ocssd.geometry import GeometryError, OcssdGeometry
-from ocssd_vfu.ocssd.report import STATE_NAMES, info_lines, inspect
+from ocssd_vfu.ocssd.report import STATE_NAMES, ImageReport, info_lines, inspect
 
 DEFAULTS = OcssdGeometry()
 
@@ -32,11 +32,17 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info(args: argparse.Namespace) -> int:
+def _inspect(args: argparse.Namespace) -> ImageReport | None:
     try:
-        report = inspect(args.path)
+        return inspect(args.path)
     except ImageError as exc:
-        print(f"ocssd-vfu image info: {exc}", file=sys.stderr)
+        print(f"ocssd-vfu image {args.image_command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _info(args: argparse.Namespace) -> int:
+    report = _inspect(args)
+    if report is None:
         return 1
     print("\n".join(info_lines(args.path, report)))
     for problem in report.problems[:50]:
@@ -45,10 +51,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _chunks(args: argparse.Namespace) -> int:
-    try:
-        report = inspect(args.path)
-    except ImageError as exc:
-        print(f"ocssd-vfu image chunks: {exc}", file=sys.stderr)
+    report = _inspect(args)
+    if report is None:
         return 1
     for chunk in report.chunks:
         if args.nsid is not None and chunk.nsid != args.nsid:
