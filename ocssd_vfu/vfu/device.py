@@ -29,6 +29,7 @@ MSIX_BAR = 4
 MSIX_BAR_SIZE = 0x2000
 MSIX_TABLE_OFFSET = 0x0
 MSIX_PBA_OFFSET = 0x1000
+RAM_WITHOUT_FD_WARNING = 16 << 20
 NVME_CLASS = (0x01, 0x08, 0x02)  # mass storage, non-volatile memory, NVMe
 SYSLOG_LEVELS = {3: logging.ERROR, 4: logging.WARNING, 5: logging.INFO, 6: logging.INFO,
                  7: logging.DEBUG}
@@ -119,8 +120,11 @@ class VfuDevice:
     def dma_register(self, info: Any) -> None:
         start, length = int(ffi.cast("uintptr_t", info.iova.iov_base)), info.iova.iov_len
         if info.vaddr == ffi.NULL:
-            log.info("DMA region %#x+%#x has no fd: commands pointing there will fail",
-                     start, length)
+            # QEMU always maps a few small ROM areas without an fd; guest RAM without one
+            # means the VM was not started with shared, fd-backed memory.
+            level = logging.WARNING if length >= RAM_WITHOUT_FD_WARNING else logging.DEBUG
+            log.log(level, "DMA region %#x+%#x has no fd: commands pointing there will fail "
+                    "(guest RAM must be memory-backend-memfd or share=on)", start, length)
             return
         view = memoryview(ffi.buffer(ffi.cast("char *", info.vaddr), length))
         try:
