@@ -58,19 +58,11 @@ PBLK_FILL = Job("fill-128k-seqwrite", "write", "128k", "MiB/s")
 # enough over-provisioning for pblk and quick to set up under TCG.
 PBLK_GEOMETRY = ("--num-grp", "2", "--num-pu", "4", "--num-chk", "32", "--num-sec", "1024")
 
-REBIND_NOTE = ("Linux took only one of the two ocssd_vfu controllers at boot (every server "
-               "reports the same subsystem NQN and controller ID: 'Duplicate cntlid 0'), so the "
-               "guest rebound the PCI functions between the tables.")
-
 # Controller models (Identify Controller MN) the guest script looks devices up by.
 MODEL_PLAIN = "ocssd_vfu NVMe"
 MODEL_OCSSD = "ocssd_vfu OCSSD"
 MODEL_QEMU = "QEMU NVMe"
 
-# Every ocssd_vfu server reports the same subsystem NQN and controller ID today, so Linux
-# rejects the second ocssd_vfu controller it probes ("Duplicate cntlid 0"). The script then
-# gives the PCI function to the device each phase needs (unbind one, bind the other);
-# when both controllers probe, nothing is rebound.
 GUEST_SCRIPT = """\
 set -e
 bad=0
@@ -88,12 +80,6 @@ find_ctrl() {{
             && [ -b "/dev/$(basename "$c")n1" ]; then
             basename "$c"; return 0
         fi
-    done
-    return 1
-}}
-has_ctrl() {{
-    for c in /sys/class/nvme/nvme*; do
-        if [ -e "$c/model" ] && grep -q "$1" "$c/model"; then return 0; fi
     done
     return 1
 }}
@@ -118,29 +104,6 @@ settle() {{
         sleep 1; i=$((i + 1))
     done
 }}
-nvme_functions() {{  # PCI addresses of NVMe functions (class 010802)
-    for d in /sys/bus/pci/devices/*; do
-        if [ "$(cat "$d/class")" = 0x010802 ]; then basename "$d"; fi
-    done
-}}
-ocssd_function() {{  # PCI address of the OCSSD device (1d1d:1f1f)
-    for d in /sys/bus/pci/devices/*; do
-        if [ "$(cat "$d/vendor"):$(cat "$d/device")" = 0x1d1d:0x1f1f ]; then
-            basename "$d"; return 0
-        fi
-    done
-    return 1
-}}
-unbind() {{
-    if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
-        echo "$1" > "/sys/bus/pci/devices/$1/driver/unbind"
-    fi
-}}
-bind() {{
-    if [ ! -e "/sys/bus/pci/devices/$1/driver" ]; then
-        echo "$1" > /sys/bus/pci/drivers/nvme/bind || true
-    fi
-}}
 # run_fio DEVICE TITLE RW BS SIZE SECONDS PATH (SECONDS 0: write SIZE once, not time-based)
 run_fio() {{
     timing="--runtime=$6 --time_based"
@@ -153,17 +116,8 @@ run_fio() {{
 }}
 
 settle
-ocssd_pci=$(ocssd_function) || fail "no OCSSD PCI device (1d1d:1f1f)"
 qnvme=$(wait_ctrl "{model_qemu}") || fail "no NVMe controller with model '{model_qemu}'"
 [ -b /dev/nullb0 ] || fail "no /dev/nullb0 (null_blk)"
-if ! has_ctrl "{model_plain}"; then
-    echo "== the OCSSD controller took the ocssd_vfu subsystem: rebinding the plain one"
-    echo "plain" >> /results/rebound
-    unbind "$ocssd_pci"
-    for f in $(nvme_functions); do
-        if [ "$f" != "$ocssd_pci" ]; then bind "$f"; fi
-    done
-fi
 plain=$(wait_ctrl "{model_plain}") || fail "no NVMe controller with model '{model_plain}'"
 echo "== NVMe table: ocssd_vfu plain ${{plain}}n1, qemu-nvme ${{qnvme}}n1, null_blk nullb0"
 for dev in ocssd_vfu:/dev/${{plain}}n1 qemu-nvme:/dev/${{qnvme}}n1 null_blk:/dev/nullb0; do
@@ -173,12 +127,6 @@ for dev in ocssd_vfu:/dev/${{plain}}n1 qemu-nvme:/dev/${{qnvme}}n1 null_blk:/dev
     done
 done
 
-if ! has_ctrl "{model_ocssd}"; then
-    echo "== the plain controller took the ocssd_vfu subsystem: rebinding the OCSSD one"
-    echo "ocssd" >> /results/rebound
-    unbind "$(basename "$(readlink -f "/sys/class/nvme/$plain/device")")"
-    bind "$ocssd_pci"
-fi
 ocssd=$(wait_ctrl "{model_ocssd}") || fail "no NVMe controller with model '{model_ocssd}'"
 ns=${{ocssd}}n1
 [ -d /sys/block/$ns/lightnvm ] || fail "$ns is not a LightNVM (OCSSD) namespace"
@@ -377,9 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     print(format_pblk_table(pblk))
     if notes:
         print("\nguest kernel:\n" + "\n".join(f"  {line}" for line in notes))
-    rebound = (results / "rebound").exists()
-    if rebound:
-        print(f"\nnote: {REBIND_NOTE}")
     if trouble:
         print("\nguest kernel lines that look like trouble:\n"
               + "\n".join(f"  {line}" for line in trouble))
@@ -392,7 +337,6 @@ def main(argv: list[str] | None = None) -> int:
                  "fill_mib_s": fill,
                  "units": {job.title: job.unit for job in PBLK_JOBS}, "jobs": pblk},
         "guest_kernel": {"pblk": notes, "trouble": trouble},
-        "rebound": rebound,
         "problems": problems,
         "guest_status": status,
     }
