@@ -6,11 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
 STOP_TIMEOUT = 30.0  # seconds a process has to end after SIGTERM before SIGKILL
+
+
+def guest_argv(script: Path, timeout: int, *attach: str) -> list[str]:
+    """`ocssd-vfu guest` running SCRIPT, attached as ATTACH says (--socket S or --image I)."""
+    return [sys.executable, "-m", "ocssd_vfu", "guest", *attach, "--script", str(script),
+            "--timeout", str(timeout)]
 
 
 class Owned:
@@ -28,6 +36,20 @@ class Owned:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         self.procs.append(proc)
         return proc
+
+    def start_server(self, sock: Path, image: Path, log_path: Path
+                     ) -> subprocess.Popen[bytes]:
+        """`ocssd-vfu serve` on SOCK (no --once), logging to LOG_PATH; returns once it listens."""
+        with log_path.open("wb") as log:
+            server = self.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket",
+                                 str(sock), "--image", str(image)], stdout=log,
+                                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the server did not listen within 30 s"
+            time.sleep(0.05)
+        return server
 
     def note_qemus(self, runner: subprocess.Popen[bytes]) -> list[tuple[int, bytes]]:
         """The runner's QEMU children, (PID, start time), remembered for stop_all."""

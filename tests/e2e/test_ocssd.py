@@ -9,42 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Completed, RunCli, fio_terse_fields
+from tests.conftest import RunCli, fio_terse_fields
+from tests.e2e.guest_runs import (
+    NUMBERS_2M_MD5,
+    PATTERN_16M_MD5,
+    READ_BACK,
+    guest_on_image,
+    md5s,
+    state_counts,
+)
 from tests.reference_images import WRITTEN_FILES_MD5, decompress
 
 pytestmark = pytest.mark.e2e
-
-PATTERN_16M_MD5 = "4aaa6d94deae3b1bfcdafca57d8e8580"   # yes "ocssd-vfu test pattern ..." 16 MiB
-NUMBERS_2M_MD5 = "0976217c454e8f18bd98be2eed851939"    # seq 1 400000 | head -c 2097152
-
-# Files are read back with O_DIRECT through pblk (the page cache would answer otherwise).
-READ_BACK = "for f in {files}; do dd if=/mnt/$f bs=4096 iflag=direct 2>/dev/null | md5sum | " \
-            "sed \"s|-|$f|\"; done\n"
-
 
 def _create(ocssd_vfu: RunCli, path: Path, *geometry: str) -> Path:
     done = ocssd_vfu("image", "create", str(path), *geometry)
     assert done.status == 0, done.stderr
     return path
-
-
-def _guest(ocssd_vfu: RunCli, image: Path, script: str, *serve_args: str,
-           timeout: str = "300") -> Completed:
-    args = [f"--serve-arg={arg}" for arg in serve_args]
-    done = ocssd_vfu("guest", "--image", str(image), "--timeout", timeout, *args, script=script)
-    assert done.status == 0, f"{done.stdout}\n{done.stderr}"
-    return done
-
-
-def _md5s(stdout: str) -> dict[str, str]:
-    return {m[2]: m[1] for m in re.finditer(r"^([0-9a-f]{32})  (\S+)$", stdout, re.M)}
-
-
-def _states(stdout: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for state in re.findall(r"State: (\w+)\s*,", stdout):
-        counts[state] = counts.get(state, 0) + 1
-    return counts
 
 
 def test_reference_image_recovers_across_restarts(ocssd_vfu: RunCli, tmp_path: Path) -> None:
@@ -54,8 +35,8 @@ def test_reference_image_recovers_across_restarts(ocssd_vfu: RunCli, tmp_path: P
               + READ_BACK.format(files=" ".join(WRITTEN_FILES_MD5))
               + "umount /mnt\nnvme lnvm remove -n x\n")
     for _ in range(2):  # a new server and a new guest each time
-        done = _guest(ocssd_vfu, image, script)
-        assert _md5s(done.stdout) == WRITTEN_FILES_MD5
+        done = guest_on_image(ocssd_vfu, image, script)
+        assert md5s(done.stdout) == WRITTEN_FILES_MD5
     info = ocssd_vfu("image", "info", str(image))
     assert info.status == 0, info.stdout
     assert "check      : OK" in info.stdout
@@ -79,7 +60,7 @@ def test_pblk_and_ext4_keep_files_across_server_and_guest_restarts(ocssd_vfu: Ru
     """A multi-group geometry: 4 groups x 2 PUs x 24 chunks x 1024 sectors (8 PUs)."""
     image = _create(ocssd_vfu, tmp_path / "four.img", "--num-grp", "4", "--num-pu", "2",
                     "--num-chk", "24", "--num-sec", "1024")
-    first = _guest(ocssd_vfu, image, LNVM_TOOLS + """\
+    first = guest_on_image(ocssd_vfu, image, LNVM_TOOLS + """\
 nvme lnvm create -d nvme0n1 -n disk -t pblk
 dmesg | grep 'pblk disk:'
 mkfs.ext4 -q /dev/disk && mount /dev/disk /mnt
@@ -104,26 +85,26 @@ nvme lnvm chunk-log /dev/nvme0n1
     assert "Total chunks in namespace: 192" in out
     assert re.search(r"^pci 0x1d1d:0x1f1f 0x010802$", out, re.M)
     assert re.search(r"pblk disk: luns:8, lines:24, secs:\d+", out)
-    assert _md5s(out) == {"pattern": PATTERN_16M_MD5, "dir/numbers": NUMBERS_2M_MD5}
-    guest_states = _states(out.split("Total chunks in namespace: 192")[-1])
+    assert md5s(out) == {"pattern": PATTERN_16M_MD5, "dir/numbers": NUMBERS_2M_MD5}
+    guest_states = state_counts(out.split("Total chunks in namespace: 192")[-1])
     assert guest_states.get("OPEN", 0) + guest_states.get("CLOSED", 0) >= 8
     info = ocssd_vfu("image", "info", str(image))
     assert info.status == 0, info.stdout
     assert (f"chunks     : FREE {guest_states.get('FREE', 0)}, OPEN {guest_states.get('OPEN', 0)},"
             f" CLOSED {guest_states.get('CLOSED', 0)}, OFFLINE 0") in info.stdout
 
-    second = _guest(ocssd_vfu, image, """\
+    second = guest_on_image(ocssd_vfu, image, """\
 nvme lnvm create -d nvme0n1 -n disk -t pblk
 mount /dev/disk /mnt
 """ + READ_BACK.format(files="pattern dir/numbers") + "umount /mnt\nnvme lnvm remove -n disk\n")
-    assert _md5s(second.stdout) == {"pattern": PATTERN_16M_MD5, "dir/numbers": NUMBERS_2M_MD5}
+    assert md5s(second.stdout) == {"pattern": PATTERN_16M_MD5, "dir/numbers": NUMBERS_2M_MD5}
 
 
 def test_fio_verify_on_pblk_over_a_pu_range(ocssd_vfu: RunCli, tmp_path: Path) -> None:
     """pblk on group 0 only (-b 0 -e 3 of 8 PUs); fio's crc32c verify; group 1 untouched."""
     image = _create(ocssd_vfu, tmp_path / "range.img", "--num-grp", "2", "--num-pu", "4",
                     "--num-chk", "24", "--num-sec", "1024")
-    done = _guest(ocssd_vfu, image, """\
+    done = guest_on_image(ocssd_vfu, image, """\
 nvme lnvm create -d nvme0n1 -n half -t pblk -b 0 -e 3
 dmesg | grep 'pblk half:'
 fio --name=verify --filename=/dev/half --direct=1 --ioengine=libaio --iodepth=32 --bs=4k \
@@ -134,8 +115,8 @@ nvme lnvm remove -n half
     assert fio_terse_fields(done.stdout)[4] == "0"
     chunks = ocssd_vfu("image", "chunks", str(image), "--grp", "1")
     assert chunks.status == 0
-    assert _states(chunks.stdout) == {"FREE": 96}
-    used = _states(ocssd_vfu("image", "chunks", str(image), "--grp", "0").stdout)
+    assert state_counts(chunks.stdout) == {"FREE": 96}
+    used = state_counts(ocssd_vfu("image", "chunks", str(image), "--grp", "0").stdout)
     assert used.get("OPEN", 0) + used.get("CLOSED", 0) >= 4
 
 
@@ -146,7 +127,7 @@ def test_injected_write_failure_is_seen_and_data_stays_correct(ocssd_vfu: RunCli
     fail = tmp_path / "writefail"
     # Line 0's chunk on PU 2: its 41st sector is a data sector (smeta takes the first ones).
     fail.write_text("grp=0 pu=2 chk=0 sec=40 writefail_prob=100\n")
-    done = _guest(ocssd_vfu, image, """\
+    done = guest_on_image(ocssd_vfu, image, """\
 nvme lnvm create -d nvme0n1 -n disk -t pblk
 mkfs.ext4 -q /dev/disk && mount /dev/disk /mnt
 yes "ocssd-vfu test pattern 0123456789" | head -c 16777216 > /mnt/pattern
@@ -155,8 +136,8 @@ echo 3 > /proc/sys/vm/drop_caches
 """ + READ_BACK.format(files="pattern") + """\
 cat /sys/block/disk/pblk/errors
 umount /mnt
-""", f"--write-fail={fail}")
-    assert _md5s(done.stdout) == {"pattern": PATTERN_16M_MD5}
+""", f"--serve-arg=--write-fail={fail}")
+    assert md5s(done.stdout) == {"pattern": PATTERN_16M_MD5}
     errors = re.search(r"write_failed=(\d+)", done.stdout)
     assert errors and int(errors[1]) >= 1, done.stdout
     chunks = ocssd_vfu("image", "chunks", str(image), "--pu", "2")

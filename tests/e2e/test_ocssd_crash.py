@@ -18,27 +18,29 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.owned_processes import Console, Owned
+from tests.conftest import RunCli
+from tests.e2e.guest_runs import (
+    NUMBERS_2M_MD5,
+    PATTERN_16M_MD5,
+    READ_BACK,
+    chunk_table,
+    md5s,
+)
+from tests.e2e.owned_processes import Console, Owned, guest_argv
 
 pytestmark = pytest.mark.e2e
 
-PATTERN_16M_MD5 = "4aaa6d94deae3b1bfcdafca57d8e8580"   # yes "ocssd-vfu test pattern ..." 16 MiB
-NUMBERS_2M_MD5 = "0976217c454e8f18bd98be2eed851939"    # seq 1 400000 | head -c 2097152
 AFTER_1M_MD5 = "4541f09677d426ce90ee6b5a4c09b6b0"      # yes "ocssd-vfu after recovery" 1 MiB
 SYNCED = {"pattern": PATTERN_16M_MD5, "dir/numbers": NUMBERS_2M_MD5}
 
 GEOMETRY = ("--num-grp", "2", "--num-pu", "2", "--num-chk", "24", "--num-sec", "1024")
 MARKER = "crash: files synced, writers started"
 KILL_DELAY = 1.5  # seconds between the marker and the server's SIGKILL
-
-READ_BACK = "for f in {files}; do dd if=/mnt/$f bs=4096 iflag=direct 2>/dev/null | md5sum | " \
-            "sed \"s|-|$f|\"; done\n"
 
 # The marker is printed through a variable so that the literal never reaches the console
 # any other way (the shell does not echo the script).
@@ -88,11 +90,6 @@ dmesg | sed 's/^/dmesg: /'
 """
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ocssd_vfu", *args], capture_output=True,
-                          text=True, errors="replace", timeout=120, check=False)
-
-
 def chunk_counts(info: str) -> dict[str, int]:
     found = re.search(r"^chunks\s*: FREE (\d+), OPEN (\d+), CLOSED (\d+), OFFLINE (\d+)$",
                       info, re.M)
@@ -101,41 +98,22 @@ def chunk_counts(info: str) -> dict[str, int]:
                     strict=True))
 
 
-def chunk_table(listing: str) -> dict[int, tuple[str, int]]:
-    """index -> (state, write pointer), from `image chunks` output."""
-    return {int(m[1]): (m[3], int(m[2], 16)) for m in re.finditer(
-        r"^\s*\[\s*(\d+)\] \{ SLBA: 0x[0-9a-f]+, WP: 0x([0-9a-f]+), CNLB: 0x[0-9a-f]+, "
-        r"State: (\w+)", listing, re.M)}
-
-
-def md5s(stdout: str) -> dict[str, str]:
-    return {m[2]: m[1] for m in re.finditer(r"^([0-9a-f]{32})  (\S+)$", stdout, re.M)}
-
-
 @pytest.mark.timeout(420)
 def test_server_sigkilled_while_pblk_writes_then_pblk_recovers_synced_files(
-        workdir: Path, owned: Owned) -> None:
+        workdir: Path, owned: Owned, ocssd_vfu: RunCli) -> None:
     image, sock, server_log = workdir / "ocssd.img", workdir / "s.sock", workdir / "serve.log"
     write_script, read_script = workdir / "write.sh", workdir / "read.sh"
     write_script.write_text(WRITE_THEN_KEEP_WRITING)
     read_script.write_text(RECOVER_AND_READ)
-    created = cli("image", "create", str(image), *GEOMETRY)
-    assert created.returncode == 0, created.stderr
+    created = ocssd_vfu("image", "create", str(image), *GEOMETRY)
+    assert created.status == 0, created.stderr
 
-    with server_log.open("wb") as log:
-        server = owned.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket", str(sock),
-                              "--image", str(image)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert server.poll() is None, server_log.read_text()
-        assert time.monotonic() < deadline, "the server did not listen within 30 s"
-        time.sleep(0.05)
+    server = owned.start_server(sock, image, server_log)
 
     # Run 1: files written and synced, then writers kept going until the server dies.
     runner1_err = workdir / "runner1.err"
     with runner1_err.open("wb") as err:
-        runner1 = owned.start([sys.executable, "-m", "ocssd_vfu", "guest", "--socket", str(sock),
-                               "--script", str(write_script), "--timeout", "300"],
+        runner1 = owned.start(guest_argv(write_script, 300, "--socket", str(sock)),
                               stdout=subprocess.PIPE, stderr=err)
     assert runner1.stdout is not None
     console1 = Console(runner1.stdout, MARKER)
@@ -162,11 +140,11 @@ def test_server_sigkilled_while_pblk_writes_then_pblk_recovers_synced_files(
     assert not owned.leftover_qemus(), "runner 1 left its QEMU running"
 
     # The image as the SIGKILLed server left it: consistent, with lines open.
-    info = cli("image", "info", str(image))
-    open_chunks = cli("image", "chunks", str(image), "--state", "OPEN")
+    info = ocssd_vfu("image", "info", str(image))
+    open_chunks = ocssd_vfu("image", "chunks", str(image), "--state", "OPEN")
     print(f"image info after the kill:\n{info.stdout}{info.stderr}\n"
           f"OPEN chunks:\n{open_chunks.stdout}")
-    assert info.returncode == 0, info.stdout
+    assert info.status == 0, info.stdout
     assert "check      : OK" in info.stdout
     counts = chunk_counts(info.stdout)
     assert counts["OPEN"] >= 1, info.stdout
@@ -178,8 +156,7 @@ def test_server_sigkilled_while_pblk_writes_then_pblk_recovers_synced_files(
     # Output to files, not pipes: a runner stopped after a failure never blocks on them.
     out2_path, err2_path = workdir / "runner2.out", workdir / "runner2.err"
     with out2_path.open("wb") as out, err2_path.open("wb") as err:
-        runner2 = owned.start([sys.executable, "-m", "ocssd_vfu", "guest", "--image", str(image),
-                               "--script", str(read_script), "--timeout", "300"],
+        runner2 = owned.start(guest_argv(read_script, 300, "--image", str(image)),
                               stdout=out, stderr=err)
     runner2.wait(timeout=330)
     out2, err2 = (path.read_bytes().decode(errors="replace").replace("\r", "")
@@ -202,6 +179,6 @@ def test_server_sigkilled_while_pblk_writes_then_pblk_recovers_synced_files(
     errors = re.search(r"read_failed=(\d+)", out2)
     assert errors is None or errors[1] == "0", out2
 
-    after = cli("image", "info", str(image))
-    assert after.returncode == 0, after.stdout
+    after = ocssd_vfu("image", "info", str(image))
+    assert after.status == 0, after.stdout
     assert "check      : OK" in after.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunCli, fio_terse_fields
+from tests.e2e.guest_runs import guest_on_image
 from tests.e2e.test_guest_runner import PATTERN_64M_MD5, WRITE_PATTERN
 
 pytestmark = pytest.mark.e2e
@@ -24,8 +25,7 @@ def test_linux_sees_the_controller(ocssd_vfu: RunCli, tmp_path: Path) -> None:
     script = ("nvme list\nnvme id-ctrl /dev/nvme0 | grep -E '^(vid|mdts|sqes|cqes|nn|subnqn) '\n"
               "nvme id-ns /dev/nvme0n1 | grep -E '^(nsze|ncap|lbaf  0) '\n"
               "nvme smart-log /dev/nvme0 | grep -E '^(available_spare|temperature)\\s'\n")
-    done = ocssd_vfu("guest", "--image", str(_raw(tmp_path)), "--timeout", "120", script=script)
-    assert done.status == 0, done.stderr
+    done = guest_on_image(ocssd_vfu, _raw(tmp_path), script, timeout="120")
     assert re.search(r"/dev/nvme0n1\s+ocssd-vfu-[0-9a-f]{8}\s+ocssd_vfu NVMe Ctrl\s+1\s+"
                      r"268\.44\s+MB", done.stdout)
     assert re.search(r"^vid\s+: 0x1b36$", done.stdout, re.M)
@@ -41,12 +41,10 @@ def test_data_written_direct_reads_back_and_survives_a_new_server(ocssd_vfu: Run
     raw = _raw(tmp_path)
     write = (f"{WRITE_PATTERN} > /tmp/p\ndd if=/tmp/p of=/dev/nvme0n1 bs=1M oflag=direct\n"
              "dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum\n")
-    first = ocssd_vfu("guest", "--image", str(raw), "--timeout", "180", script=write)
-    assert first.status == 0, first.stderr
+    first = guest_on_image(ocssd_vfu, raw, write, timeout="180")
     assert PATTERN_64M_MD5 in first.stdout
-    second = ocssd_vfu("guest", "--image", str(raw), "--timeout", "180",
-                       script="dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum\n")
-    assert second.status == 0, second.stderr
+    second = guest_on_image(ocssd_vfu, raw, "dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct "
+                            "| md5sum\n", timeout="180")
     assert PATTERN_64M_MD5 in second.stdout
 
 
@@ -54,8 +52,7 @@ def test_fio_randwrite_verify(ocssd_vfu: RunCli, tmp_path: Path) -> None:
     script = ("fio --name=v --filename=/dev/nvme0n1 --rw=randwrite --bs=4k --iodepth=32 "
               "--ioengine=libaio --direct=1 --size=32M --verify=crc32c --output-format=terse "
               "| cut -d';' -f1-8\n")
-    done = ocssd_vfu("guest", "--image", str(_raw(tmp_path)), "--timeout", "240", script=script)
-    assert done.status == 0, done.stderr
+    done = guest_on_image(ocssd_vfu, _raw(tmp_path), script, timeout="240")
     assert fio_terse_fields(done.stdout)[4] == "0"
 
 
@@ -65,9 +62,8 @@ def test_reboots_reset_the_device_and_keep_data(ocssd_vfu: RunCli, tmp_path: Pat
               '| head -c 11 | tr "\\000" "."; echo " <- read in boot $BOOT"\n'
               'printf "boot-%06d" $BOOT | dd of=/dev/nvme0n1 bs=4k seek=$((BOOT+1)) conv=sync '
               'oflag=direct 2>/dev/null\n')
-    done = ocssd_vfu("guest", "--image", str(_raw(tmp_path, 64 << 20)), "--boots", "3",
-                     "--timeout", "180", script=script)
-    assert done.status == 0, done.stderr
+    done = guest_on_image(ocssd_vfu, _raw(tmp_path, 64 << 20), script, "--boots", "3",
+                          timeout="180")
     assert "........... <- read in boot 1" in done.stdout
     assert "boot-000001 <- read in boot 2" in done.stdout
     assert "boot-000002 <- read in boot 3" in done.stdout

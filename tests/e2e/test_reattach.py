@@ -12,13 +12,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.owned_processes import Console, Owned, start_time
+from tests.e2e.owned_processes import Console, Owned, guest_argv, start_time
 from tests.e2e.test_guest_runner import PATTERN_64M_MD5, WRITE_PATTERN
 
 pytestmark = pytest.mark.e2e
@@ -49,11 +48,6 @@ dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum
 """
 
 
-def _guest(sock: Path, script: Path, timeout: int) -> list[str]:
-    return [sys.executable, "-m", "ocssd_vfu", "guest", "--socket", str(sock),
-            "--script", str(script), "--timeout", str(timeout), "--verbose"]
-
-
 @pytest.mark.timeout(300)
 def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path, owned: Owned) -> None:
     sock, image, server_log = workdir / "s.sock", workdir / "disk.raw", workdir / "serve.log"
@@ -63,20 +57,13 @@ def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path, owned: Owned
     write_script.write_text(WRITE_THEN_KEEP_WRITING)
     read_script.write_text(READ_BACK)
 
-    with server_log.open("wb") as log:
-        server = owned.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket", str(sock),
-                              "--image", str(image)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert server.poll() is None, server_log.read_text()
-        assert time.monotonic() < deadline, "the server did not listen within 30 s"
-        time.sleep(0.05)
+    server = owned.start_server(sock, image, server_log)
 
     # Run 1: write the pattern, then keep direct writes in flight until QEMU is killed.
     runner1_err = workdir / "runner1.err"
     with runner1_err.open("wb") as err:
-        runner1 = owned.start(_guest(sock, write_script, 120), stdout=subprocess.PIPE,
-                              stderr=err)
+        runner1 = owned.start(guest_argv(write_script, 120, "--socket", str(sock), "--verbose"),
+                              stdout=subprocess.PIPE, stderr=err)
     assert runner1.stdout is not None
     console1 = Console(runner1.stdout, MARKER)
     assert console1.marker_seen.wait(90), (
@@ -98,7 +85,8 @@ def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path, owned: Owned
     # The server lives on and takes the next QEMU on the same socket.
     assert server.poll() is None, server_log.read_text()
     assert sock.exists()
-    runner2 = owned.start(_guest(sock, read_script, 90), stdout=subprocess.PIPE,
+    runner2 = owned.start(guest_argv(read_script, 90, "--socket", str(sock),
+                                     "--verbose"), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
     out2, err2 = (b.decode(errors="replace") for b in runner2.communicate(timeout=120))
     print(f"run 2 console:\n{out2}\nrun 2 runner:\n{err2}")
