@@ -15,7 +15,6 @@ sector 0, and so corrupts pblk's line 0 across restarts).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import mmap
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from construct import ConstructError
 
-from ocssd_vfu.media.raw import ImageError
+from ocssd_vfu.media.raw import ImageError, open_locked
 from ocssd_vfu.ocssd.geometry import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
@@ -209,12 +208,8 @@ class OcssdImage:
     def __init__(self, path: Path, volatile: bool = False) -> None:
         self.path = path
         self.volatile = volatile
+        self.fd = open_locked(path, os.O_RDONLY if volatile else os.O_RDWR)
         try:
-            self.fd = os.open(path, os.O_RDONLY if volatile else os.O_RDWR)
-        except OSError as exc:
-            raise ImageError(f"cannot open image {path}: {exc.strerror}") from exc
-        try:
-            self._lock()
             self.description = describe(self.fd, path)
             self.map = self._map()
         except BaseException:
@@ -222,12 +217,6 @@ class OcssdImage:
             raise
         self.view = memoryview(self.map)
         self._handed_out: list[memoryview] = []
-
-    def _lock(self) -> None:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ImageError(f"image {self.path} is in use by another server (locked)") from None
 
     def _map(self) -> mmap.mmap:
         size = self.description.full_size

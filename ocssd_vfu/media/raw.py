@@ -15,19 +15,25 @@ class ImageError(Exception):
     """The image cannot be served; the message says why."""
 
 
+def open_locked(path: Path, flags: int) -> int:
+    """Open an image and lock it, so that a second server cannot serve it at the same time."""
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ImageError(f"cannot open image {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ImageError(f"image {path} is in use by another server (locked)") from None
+    return fd
+
+
 class RawImage:
     def __init__(self, path: Path, lba_size: int) -> None:
         if lba_size not in (512, 4096):
             raise ImageError(f"--sec-size must be 512 or 4096, not {lba_size}")
-        try:
-            self.fd = os.open(path, os.O_RDWR)
-        except OSError as exc:
-            raise ImageError(f"cannot open image {path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise ImageError(f"image {path} is in use by another server (locked)") from None
+        self.fd = open_locked(path, os.O_RDWR)
         size = os.fstat(self.fd).st_size
         usable = size - size % lba_size
         if usable == 0:
