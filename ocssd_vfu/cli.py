@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -76,12 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="ocssd-vfu serve: %(message)s")
-    return serve(ServeOptions(
-        socket=args.socket, image=args.image, mode=args.mode, sec_size=args.sec_size,
-        once=args.once, volatile=args.volatile, early_reset=not args.no_early_reset,
-        chunk_state=args.chunk_state, write_fail=args.write_fail, reset_fail=args.reset_fail,
-        fault_seed=args.fault_seed, sync_interval=args.sync_interval, trace=args.trace,
-        trace_format=args.trace_format, serial=args.serial))
+    # Every serve option's dest is the ServeOptions field of the same name.
+    return serve(ServeOptions(**{f.name: getattr(args, f.name)
+                                 for f in dataclasses.fields(ServeOptions)}))
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -110,7 +108,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     ocssd.add_argument("--sync-interval", type=float, default=0.0, metavar="SECONDS",
                        help="also make the image durable every SECONDS (default: only at "
                        "Flush, shutdown and exit)")
-    ocssd.add_argument("--no-early-reset", action="store_true",
+    ocssd.add_argument("--no-early-reset", dest="early_reset", action="store_false",
                        help="refuse resets of OPEN chunks (Invalid Reset); MCCAP bit 2 off")
     ocssd.add_argument("--chunk-state", type=Path, metavar="FILE",
                        help="impose chunk states at start (qemu-nvme lchunkstate syntax)")
