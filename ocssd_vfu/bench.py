@@ -7,8 +7,7 @@ same run, in two tables.
   vfio-user device in the same guest) and null_blk; 4K random read and write
   at QD32 and 128K sequential write at QD32. The range is written once before
   the jobs, because a fresh pblk answers reads of unmapped blocks without
-  touching the device. Linux takes one ocssd_vfu controller per subsystem NQN,
-  so the guest hands the PCI function over between the tables if it must.
+  touching the device.
 
 Speed is never asserted; the run fails only when a fio job reports an error or
 a result is missing. TCG varies by tens of percent between boots: compare the
@@ -21,7 +20,6 @@ import argparse
 import json
 import math
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ocssd_vfu.guest.runner import GuestRun, run_guest
+from ocssd_vfu.media.ocssd_image import create_image
+from ocssd_vfu.ocssd.geometry import OcssdGeometry
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ PBLK_FILL = Job("fill-128k-seqwrite", "write", "128k", "MiB/s")
 
 # 2 groups x 4 PUs x 32 chunks x 1024 sectors of 4 KiB: 1 GiB (sparse), 32 lines,
 # enough over-provisioning for pblk and quick to set up under TCG.
-PBLK_GEOMETRY = ("--num-grp", "2", "--num-pu", "4", "--num-chk", "32", "--num-sec", "1024")
+PBLK_GEOMETRY = OcssdGeometry(num_grp=2, num_pu=4, num_chk=32, num_sec=1024)
+PBLK_GEOMETRY_TEXT = (f"--num-grp {PBLK_GEOMETRY.num_grp} --num-pu {PBLK_GEOMETRY.num_pu} "
+                      f"--num-chk {PBLK_GEOMETRY.num_chk} --num-sec {PBLK_GEOMETRY.num_sec}")
 
 # Controller models (Identify Controller MN) the guest script looks devices up by.
 MODEL_PLAIN = "ocssd_vfu NVMe"
@@ -268,11 +270,6 @@ def dmesg_notes(dmesg: str) -> tuple[list[str], list[str]]:
     return ours, trouble
 
 
-def create_pblk_image(path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "ocssd_vfu", "image", "create", str(path),
-                    *PBLK_GEOMETRY], check=True, stdout=subprocess.DEVNULL)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ocssd_vfu.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,12 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("ocssd.raw", "qemu-nvme.raw"):
             with (work / name).open("wb") as f:
                 f.truncate(1 << 30)
-        try:
-            create_pblk_image(work / "pblk.img")
-        except subprocess.CalledProcessError as exc:
-            print(f"bench: `ocssd-vfu image create` failed (status {exc.returncode})",
-                  file=sys.stderr)
-            return 1
+        create_image(work / "pblk.img", PBLK_GEOMETRY)
         script = work / "bench.sh"
         script.write_text(guest_script(args.runtime))
         timed_jobs = len(NVME_JOBS) * len(NVME_DEVICES) + len(PBLK_JOBS) * len(PBLK_DEVICES)
@@ -306,13 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     nvme, problems = collect(results, "nvme", NVME_JOBS, NVME_DEVICES)
     pblk, pblk_problems = collect(results, "pblk", PBLK_JOBS, PBLK_DEVICES)
-    problems += pblk_problems
-    try:
-        fill: float | None = read_figure(results / result_name("pblk", "pblk", PBLK_FILL),
-                                         PBLK_FILL)
-    except ResultError as exc:
-        problems.append(f"pblk {PBLK_FILL.title}: {exc}")
-        fill = None
+    filled, fill_problems = collect(results, "pblk", (PBLK_FILL,), ("pblk",))
+    problems += pblk_problems + fill_problems
+    fill = filled[PBLK_FILL.title]["pblk"]
     dmesg_path = results / "dmesg.txt"
     notes, trouble = dmesg_notes(dmesg_path.read_text(errors="replace")
                                  if dmesg_path.exists() else "")
@@ -320,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nNVMe: ocssd_vfu (plain namespace) vs QEMU's NVMe and null_blk, IOPS, "
           f"{NVME_SIZE} range, {args.runtime} s")
     print(format_nvme_table(nvme))
-    print(f"\npblk on an OCSSD 2.0 image ({' '.join(PBLK_GEOMETRY)}) vs null_blk, "
+    print(f"\npblk on an OCSSD 2.0 image ({PBLK_GEOMETRY_TEXT}) vs null_blk, "
           f"{PBLK_SIZE} range written first, {args.runtime} s")
     print(format_pblk_table(pblk))
     if notes:
@@ -333,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "runtime_s": args.runtime,
         "nvme": {"size": NVME_SIZE, "unit": "IOPS", "jobs": nvme},
-        "pblk": {"size": PBLK_SIZE, "geometry": list(PBLK_GEOMETRY),
+        "pblk": {"size": PBLK_SIZE, "geometry": PBLK_GEOMETRY_TEXT,
                  "fill_mib_s": fill,
                  "units": {job.title: job.unit for job in PBLK_JOBS}, "jobs": pblk},
         "guest_kernel": {"pblk": notes, "trouble": trouble},
