@@ -8,15 +8,13 @@ Only built when asked for; the controller calls it after each command runs.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ocssd_vfu.nvme.command import DEFERRED, Command
-from ocssd_vfu.nvme.memory import DmaError
+from ocssd_vfu.ocssd.commands import vector_lbas
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import AdminOpcode, IoOpcode
-from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 from ocssd_vfu.spec.status import DNR, Status
 
 if TYPE_CHECKING:
@@ -47,38 +45,18 @@ def status_name(status: int) -> str:
     return name + ("+DNR" if status & DNR else "")
 
 
-def _lbas(ctrl: Controller, qid: int, cmd: Command) -> list[int]:
-    if qid == 0:
-        return []
-    if cmd.opc in VECTOR_OPCODES:
-        nlb = (cmd.cdw12 & 0xFFFF) + 1
-        lbal = cmd.cdw10 | cmd.cdw11 << 32
-        if nlb == 1:
-            return [lbal]
-        if nlb > MAX_VECTOR_LBAS:
-            return []
-        try:
-            return list(struct.unpack(f"<{nlb}Q", ctrl.memory.read(lbal, nlb * 8)))
-        except DmaError:
-            return []
-    if cmd.opc in SCALAR_OPCODES:
-        slba = cmd.cdw10 | cmd.cdw11 << 32
-        return list(range(slba, slba + min((cmd.cdw12 & 0xFFFF) + 1, 4096)))
-    return []
-
-
 def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
     def trace(qid: int, cmd: Command, status: int, result: int) -> None:
         record: dict[str, object] = {
             "sq": qid, "cid": cmd.cid, "opcode": opcode_name(qid == 0, cmd.opc),
             "opc": cmd.opc, "nsid": cmd.nsid}
-        lbas = _lbas(ctrl, qid, cmd)
         ns = ctrl.namespaces.get(cmd.nsid)
-        if lbas and isinstance(ns, OcssdNamespace):
-            record["lbas"] = [dict(zip(("grp", "pu", "chk", "sec"), ns.address.unpack(lba),
-                                       strict=True)) for lba in lbas]
-        elif lbas:
-            record["slba"], record["nlb"] = lbas[0], len(lbas)
+        if qid and cmd.opc in VECTOR_OPCODES and isinstance(ns, OcssdNamespace):
+            lbas = vector_lbas(ctrl, cmd)
+            if not isinstance(lbas, int):  # else the command failed on its list too
+                record["lbas"] = [ns.address.unpack(lba)._asdict() for lba in lbas]
+        elif qid and cmd.opc in SCALAR_OPCODES:
+            record["slba"], record["nlb"] = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
         record.update(prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr, status=status_name(status),
                       result=result)
         out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")

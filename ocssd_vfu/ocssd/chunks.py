@@ -15,6 +15,7 @@ per-command checks. Rules:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from ocssd_vfu.ocssd.geometry import OcssdGeometry
@@ -30,8 +31,52 @@ from ocssd_vfu.spec.status import DNR, Status
 OFFLINE_WP = 0xFFFF  # what qemu-nvme stores for an OFFLINE chunk's WP
 MAX_WLI = 0xFF
 
+# Plain ints: the per-command checks test these bits, and IntFlag operators are slow.
 FREE, CLOSED, OPEN, OFFLINE = (int(ChunkState.FREE), int(ChunkState.CLOSED),
                                int(ChunkState.OPEN), int(ChunkState.OFFLINE))
+SEQUENTIAL, RANDOM, SIZE_DEVIATES = (int(ChunkType.SEQUENTIAL_WRITE),
+                                     int(ChunkType.RANDOM_WRITE),
+                                     int(ChunkType.SIZE_DEVIATES))
+MULTIPLE_RESETS = int(Mccap.MULTIPLE_RESETS)
+
+
+def settled_limit(state: int, wp: int, cnlb: int) -> int:
+    """Sectors of a chunk that hold data once the write cache is flushed."""
+    return min(wp, cnlb) if state in (OPEN, CLOSED) else 0
+
+
+class Problem(enum.Enum):
+    """A broken rule of a chunk descriptor (`chunk_problems`)."""
+
+    STATE = enum.auto()           # not exactly one state bit
+    TYPE = enum.auto()            # neither sequential nor random, or unknown bits
+    CNLB = enum.auto()            # not the geometry's CLBA, yet no "size deviates" bit
+    FREE_WITH_WP = enum.auto()    # a FREE chunk holds no sectors
+    WP_BEYOND_CNLB = enum.auto()  # an OPEN or CLOSED chunk's WP past its end
+    FULL_BUT_OPEN = enum.auto()   # a sequential chunk closes when WP reaches CNLB
+    OFFLINE_WP = enum.auto()      # an OFFLINE WP that is neither 0xFFFF, 0 nor <= CNLB
+
+
+def chunk_problems(state: int, chunk_type: int, wp: int, cnlb: int, clba: int
+                   ) -> list[Problem]:
+    """The rules a descriptor breaks (the geometry's chunks have `clba` sectors)."""
+    found = []
+    if state not in (FREE, CLOSED, OPEN, OFFLINE):
+        found.append(Problem.STATE)
+    if chunk_type & (SEQUENTIAL | RANDOM) not in (SEQUENTIAL, RANDOM) \
+            or chunk_type & ~(SEQUENTIAL | RANDOM | SIZE_DEVIATES):
+        found.append(Problem.TYPE)
+    if cnlb != clba and not chunk_type & SIZE_DEVIATES:
+        found.append(Problem.CNLB)
+    if state == FREE and wp:
+        found.append(Problem.FREE_WITH_WP)
+    if state in (OPEN, CLOSED) and wp > cnlb:
+        found.append(Problem.WP_BEYOND_CNLB)
+    if state == OPEN and wp >= cnlb and chunk_type & SEQUENTIAL:
+        found.append(Problem.FULL_BUT_OPEN)
+    if state == OFFLINE and wp not in (OFFLINE_WP, 0) and wp > cnlb:
+        found.append(Problem.OFFLINE_WP)
+    return found
 
 
 @dataclass
@@ -46,21 +91,12 @@ class ChunkTable:
     cnlb: list[int] = field(init=False)
     wp: list[int] = field(init=False)
     readable: list[int] = field(init=False)
-    fail_next_reset: set[int] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         rows = list(CHUNK_DESCRIPTOR_FORMAT.iter_unpack(self.log))
         self.state, self.type, self.wli, self.slba, self.cnlb, self.wp = (
             list(column) for column in zip(*rows, strict=True))
-        self.readable = [self._settled_limit(i) for i in range(len(rows))]
-
-    def __len__(self) -> int:
-        return len(self.state)
-
-    def _settled_limit(self, index: int) -> int:
-        if self.state[index] in (OPEN, CLOSED):
-            return min(self.wp[index], self.cnlb[index])
-        return 0
+        self.settle()
 
     def store(self, index: int) -> None:
         CHUNK_DESCRIPTOR_FORMAT.pack_into(
@@ -74,7 +110,7 @@ class ChunkTable:
     def write_status(self, index: int, start: int, count: int, wp: int) -> int:
         """May `count` sectors be written at `start`, the chunk's WP being `wp` so far?"""
         state, cnlb = self.state[index], self.cnlb[index]
-        if self.type[index] & ChunkType.RANDOM_WRITE:
+        if self.type[index] & RANDOM:
             if state != OPEN:
                 return Status.OUT_OF_ORDER_WRITE | DNR
             return Status.WRITE_FAULT | DNR if start + count > cnlb else Status.SUCCESS
@@ -90,7 +126,7 @@ class ChunkTable:
         """Sectors up to `end` now hold data (already in the image): move the WP."""
         wp = max(self.wp[index], end)
         self.wp[index] = wp
-        if wp >= self.cnlb[index] and not self.type[index] & ChunkType.RANDOM_WRITE:
+        if wp >= self.cnlb[index] and not self.type[index] & RANDOM:
             self.state[index] = CLOSED
             self.readable[index] = wp
         else:
@@ -99,24 +135,23 @@ class ChunkTable:
         self.store(index)
 
     def close_early(self, index: int, wp: int) -> None:
-        """An injected write failure at `wp`: the chunk is CLOSED there, and its
-        next reset fails (the block went bad), as in qemu-nvme."""
+        """A write failure at `wp`: the chunk is CLOSED there."""
         self.wp[index] = wp
         self.state[index] = CLOSED
         self.readable[index] = wp
-        self.fail_next_reset.add(index)
         self.store(index)
 
     def settle(self) -> None:
         """Flush, shutdown: the write cache reaches the media, everything below WP reads."""
-        self.readable = [self._settled_limit(i) for i in range(len(self.state))]
+        self.readable = [settled_limit(*column)
+                         for column in zip(self.state, self.wp, self.cnlb, strict=True)]
 
     # -- resets -----------------------------------------------------------------------------
     def reset_status(self, index: int) -> int:
         state = self.state[index]
         if state == OFFLINE:
             return Status.OFFLINE_CHUNK | DNR
-        if state == FREE and not self.geometry.mccap & Mccap.MULTIPLE_RESETS:
+        if state == FREE and not self.geometry.mccap & MULTIPLE_RESETS:
             return Status.INVALID_RESET | DNR
         if state == OPEN and not self.early_reset:
             return Status.INVALID_RESET | DNR
@@ -133,12 +168,11 @@ class ChunkTable:
         self.state[index] = OFFLINE
         self.wp[index] = OFFLINE_WP
         self.readable[index] = 0
-        self.fail_next_reset.discard(index)
         self.store(index)
 
     def set(self, index: int, state: int, chunk_type: int, wp: int, wli: int) -> None:
         """Impose a state (a --chunk-state file line), persisted like any change."""
         self.state[index], self.type[index], self.wli[index] = state, chunk_type, wli
         self.wp[index] = OFFLINE_WP if state == OFFLINE else wp
-        self.readable[index] = self._settled_limit(index)
+        self.readable[index] = settled_limit(state, self.wp[index], self.cnlb[index])
         self.store(index)

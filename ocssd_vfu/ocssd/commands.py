@@ -27,8 +27,8 @@ DSM_DEALLOCATE = 1 << 2   # CDW11 attribute AD
 DSM_RANGE = struct.Struct("<IIQ")  # context attributes, length in LBAs (1-based), SLBA
 
 
-def _lba_list(ctrl: Controller, cmd: Command) -> list[int] | int:
-    """The command's LBAs, or an error status."""
+def vector_lbas(ctrl: Controller, cmd: Command) -> list[int] | int:
+    """A vector command's LBAs, or an error status."""
     nlb = (cmd.cdw12 & 0xFFFF) + 1
     if nlb > MAX_VECTOR_LBAS:
         return Status.INVALID_FIELD | DNR
@@ -53,21 +53,21 @@ def _dulbe(ctrl: Controller) -> bool:
 
 
 def vector_reset(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = _lba_list(ctrl, cmd)
+    lbas = vector_lbas(ctrl, cmd)
     if isinstance(lbas, int):
         return (lbas, 0)
     return ns.reset(ctrl.memory, lbas, cmd.mptr)
 
 
 def vector_write(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = _lba_list(ctrl, cmd)
+    lbas = vector_lbas(ctrl, cmd)
     if isinstance(lbas, int):
         return (lbas, 0)
     return ns.write(ctrl.memory, ctrl.page_size, lbas, cmd.prp1, cmd.prp2, cmd.mptr)
 
 
 def vector_read(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = _lba_list(ctrl, cmd)
+    lbas = vector_lbas(ctrl, cmd)
     if isinstance(lbas, int):
         return (lbas, 0)
     return ns.read(ctrl.memory, ctrl.page_size, lbas, cmd.prp1, cmd.prp2, cmd.mptr,

@@ -10,20 +10,48 @@ malformed line is refused with file:line and the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ocssd_vfu.ocssd.chunks import (
+    CLOSED,
+    FREE,
+    OFFLINE,
+    OPEN,
+    RANDOM,
+    SEQUENTIAL,
+    Problem,
+    chunk_problems,
+)
 from ocssd_vfu.ocssd.geometry import OcssdGeometry
-from ocssd_vfu.spec.ocssd import ChunkState, ChunkType
 
 
 class FaultFileError(ValueError):
     """A line of a test file that cannot be applied; the message says where and why."""
 
 
-STATES: dict[str, int] = {"FREE": ChunkState.FREE, "OPEN": ChunkState.OPEN,
-                          "CLOSED": ChunkState.CLOSED, "OFFLINE": ChunkState.OFFLINE}
-TYPES: dict[str, int] = {"W_SEQ": ChunkType.SEQUENTIAL_WRITE, "W_RAN": ChunkType.RANDOM_WRITE}
+@dataclass
+class Faults:
+    """Injected media failures (--write-fail, --reset-fail): probability in percent."""
+
+    write_fail: dict[tuple[int, int], int] = field(default_factory=dict)  # (chunk, sec)
+    reset_fail: dict[int, int] = field(default_factory=dict)              # chunk
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def write_fails(self, chunk: int, sec: int) -> bool:
+        return self._hit(self.write_fail.get((chunk, sec), 0))
+
+    def reset_fails(self, chunk: int) -> bool:
+        return self._hit(self.reset_fail.get(chunk, 0))
+
+    def _hit(self, probability: int) -> bool:
+        # No draw for sectors without a failure: the sequence depends only on listed ones.
+        return probability > 0 and self.rng.randrange(100) < probability
+
+
+STATES = {"FREE": FREE, "OPEN": OPEN, "CLOSED": CLOSED, "OFFLINE": OFFLINE}
+TYPES = {"W_SEQ": SEQUENTIAL, "W_RAN": RANDOM}
 
 
 @dataclass(frozen=True)
@@ -35,7 +63,7 @@ class ChunkStateLine:
     wli: int
 
 
-def _lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, int, dict[str, str]]]:
+def _lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -58,7 +86,7 @@ def _lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, int, dict[str, 
         missing = [key for key in keys if key not in fields]
         if missing:
             raise FaultFileError(f"{where}: missing {', '.join(missing)}")
-        parsed.append((where, number, fields))
+        parsed.append((where, fields))
     return parsed
 
 
@@ -76,7 +104,7 @@ def _chunk(where: str, fields: dict[str, str], g: OcssdGeometry) -> int:
     grp = _number(where, fields, "grp", g.num_grp)
     pu = _number(where, fields, "pu", g.num_pu)
     chk = _number(where, fields, "chk", g.num_chk)
-    return (grp * g.num_pu + pu) * g.num_chk + chk
+    return g.chunk_index(grp, pu, chk)
 
 
 def _choice(where: str, fields: dict[str, str], key: str, choices: dict[str, int]) -> int:
@@ -88,28 +116,29 @@ def _choice(where: str, fields: dict[str, str], key: str, choices: dict[str, int
 
 def parse_chunk_states(path: Path, g: OcssdGeometry) -> list[ChunkStateLine]:
     lines = []
-    for where, _, fields in _lines(path, ("grp", "pu", "chk", "state", "type", "wp", "wi")):
+    for where, fields in _lines(path, ("grp", "pu", "chk", "state", "type", "wp", "wi")):
         chunk = _chunk(where, fields, g)
         state = _choice(where, fields, "state", STATES)
         chunk_type = _choice(where, fields, "type", TYPES)
         wp = _number(where, fields, "wp", 1 << 64)
         wli = _number(where, fields, "wi", 256)
-        if state != ChunkState.OFFLINE and wp > g.num_sec:
-            raise FaultFileError(f"{where}: wp={wp} exceeds the chunk's {g.num_sec} sectors")
-        if state == ChunkState.FREE and wp:
-            raise FaultFileError(f"{where}: a FREE chunk has wp=0, not {wp}")
-        if chunk_type == ChunkType.RANDOM_WRITE and state != ChunkState.OPEN:
+        # The descriptor rules (an OFFLINE line's wp is ignored: the chunk gets 0xFFFF).
+        for problem in chunk_problems(state, chunk_type, wp, g.num_sec, g.num_sec):
+            if problem is Problem.WP_BEYOND_CNLB:
+                raise FaultFileError(f"{where}: wp={wp} exceeds the chunk's {g.num_sec} sectors")
+            if problem is Problem.FREE_WITH_WP:
+                raise FaultFileError(f"{where}: a FREE chunk has wp=0, not {wp}")
+            if problem is Problem.FULL_BUT_OPEN:
+                raise FaultFileError(f"{where}: an OPEN chunk has wp < {g.num_sec}")
+        if chunk_type == RANDOM and state != OPEN:  # qemu-nvme's own restriction
             raise FaultFileError(f"{where}: a W_RAN chunk must be OPEN")
-        if state == ChunkState.OPEN and chunk_type == ChunkType.SEQUENTIAL_WRITE \
-                and wp >= g.num_sec:
-            raise FaultFileError(f"{where}: an OPEN chunk has wp < {g.num_sec}")
         lines.append(ChunkStateLine(chunk, state, chunk_type, wp, wli))
     return lines
 
 
 def parse_write_fail(path: Path, g: OcssdGeometry) -> dict[tuple[int, int], int]:
     failures = {}
-    for where, _, fields in _lines(path, ("grp", "pu", "chk", "sec", "writefail_prob")):
+    for where, fields in _lines(path, ("grp", "pu", "chk", "sec", "writefail_prob")):
         sector = (_chunk(where, fields, g), _number(where, fields, "sec", g.num_sec))
         failures[sector] = _number(where, fields, "writefail_prob", 101)
     return failures
@@ -117,6 +146,6 @@ def parse_write_fail(path: Path, g: OcssdGeometry) -> dict[tuple[int, int], int]
 
 def parse_reset_fail(path: Path, g: OcssdGeometry) -> dict[int, int]:
     failures = {}
-    for where, _, fields in _lines(path, ("grp", "pu", "chk", "resetfail_prob")):
+    for where, fields in _lines(path, ("grp", "pu", "chk", "resetfail_prob")):
         failures[_chunk(where, fields, g)] = _number(where, fields, "resetfail_prob", 101)
     return failures

@@ -10,7 +10,7 @@ powers of two the address space is sparse and every field is range-checked.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ocssd_vfu.spec.ocssd import GEOMETRY_SIZE, MAX_VECTOR_LBAS, Geometry, Mccap
@@ -79,6 +79,16 @@ class OcssdGeometry:
     @property
     def address_bits(self) -> int:
         return sum(self.lens)
+
+    def chunk_index(self, grp: int, pu: int, chk: int) -> int:
+        """A chunk's position in the chunk log (group, then PU, then chunk order)."""
+        return (grp * self.num_pu + pu) * self.num_chk + chk
+
+    def chunk_position(self, index: int) -> tuple[int, int, int]:
+        """(grp, pu, chk) of chunk log entry `index`."""
+        pu_index, chk = divmod(index, self.num_chk)
+        grp, pu = divmod(pu_index, self.num_pu)
+        return grp, pu, chk
 
     # -- rules ------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -158,37 +168,39 @@ class AddressFormat:
     """Packing and range checks of device LBAs for one geometry."""
 
     geometry: OcssdGeometry
+    chk_shift: int = field(init=False)
+    pu_shift: int = field(init=False)
+    grp_shift: int = field(init=False)
+    sec_mask: int = field(init=False)
+    chk_mask: int = field(init=False)
+    pu_mask: int = field(init=False)
 
     def __post_init__(self) -> None:
         _, pu_len, chk_len, lbk_len = self.geometry.lens
-        object.__setattr__(self, "chk_shift", lbk_len)
-        object.__setattr__(self, "pu_shift", lbk_len + chk_len)
-        object.__setattr__(self, "grp_shift", lbk_len + chk_len + pu_len)
-
-    chk_shift: int = 0
-    pu_shift: int = 0
-    grp_shift: int = 0
+        for name, value in (("chk_shift", lbk_len), ("pu_shift", lbk_len + chk_len),
+                            ("grp_shift", lbk_len + chk_len + pu_len),
+                            ("sec_mask", (1 << lbk_len) - 1), ("chk_mask", (1 << chk_len) - 1),
+                            ("pu_mask", (1 << pu_len) - 1)):
+            object.__setattr__(self, name, value)
 
     def pack(self, grp: int, pu: int, chk: int, sec: int = 0) -> int:
         return sec | chk << self.chk_shift | pu << self.pu_shift | grp << self.grp_shift
 
     def unpack(self, lba: int) -> ChunkAddress:
-        return ChunkAddress(lba >> self.grp_shift,
-                            (lba >> self.pu_shift) & ((1 << (self.grp_shift - self.pu_shift)) - 1),
-                            (lba >> self.chk_shift) & ((1 << (self.pu_shift - self.chk_shift)) - 1),
-                            lba & ((1 << self.chk_shift) - 1))
+        return ChunkAddress(lba >> self.grp_shift, (lba >> self.pu_shift) & self.pu_mask,
+                            (lba >> self.chk_shift) & self.chk_mask, lba & self.sec_mask)
 
     def locate(self, lba: int) -> tuple[int, int] | None:
         """(chunk index, sector in chunk) of a device LBA, or None if a field is out of range."""
         g = self.geometry
-        grp, pu, chk, sec = self.unpack(lba)
+        sec = lba & self.sec_mask
+        chk = (lba >> self.chk_shift) & self.chk_mask
+        pu = (lba >> self.pu_shift) & self.pu_mask
+        grp = lba >> self.grp_shift
         if grp >= g.num_grp or pu >= g.num_pu or chk >= g.num_chk or sec >= g.num_sec:
             return None
-        return (grp * g.num_pu + pu) * g.num_chk + chk, sec
+        return g.chunk_index(grp, pu, chk), sec
 
     def chunk_lba(self, index: int) -> int:
         """The SLBA of chunk `index` (log page order)."""
-        g = self.geometry
-        pu_index, chk = divmod(index, g.num_chk)
-        grp, pu = divmod(pu_index, g.num_pu)
-        return self.pack(grp, pu, chk)
+        return self.pack(*self.geometry.chunk_position(index))

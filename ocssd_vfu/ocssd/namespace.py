@@ -9,15 +9,16 @@ server never exposes a WP beyond the data).
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.prp import PrpError, transfer
 from ocssd_vfu.ocssd.chunks import ChunkTable
+from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
 from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
-from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, Mccap
+from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS, Mccap
 from ocssd_vfu.spec.status import DNR, Status
 
 OOB_UNWRITTEN = 0xFF  # erased-flash OOB for sectors that hold no data
@@ -26,29 +27,36 @@ DLFEAT_READS_ZEROES = 0x1
 MC_SEPARATE_BUFFER = 1 << 1
 
 
-@dataclass
-class Faults:
-    """Injected media failures (--write-fail, --reset-fail): probability in percent."""
-
-    write_fail: dict[tuple[int, int], int] = field(default_factory=dict)  # (chunk, sec)
-    reset_fail: dict[int, int] = field(default_factory=dict)              # chunk
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
-
-    def hit(self, probability: int) -> bool:
-        return self.rng.randrange(100) < probability
+@functools.cache
+def _filled(byte: int, size: int) -> memoryview:
+    """A read-only buffer of `size` bytes `byte`, shared by every namespace."""
+    return memoryview(bytes([byte]) * size)
 
 
-@dataclass
+def _fill(target: memoryview, pattern: memoryview) -> None:
+    """Fill `target` from the start of `pattern` (one byte repeated), in pieces."""
+    step = len(pattern)
+    for at in range(0, len(target), step):
+        piece = target[at:at + step]
+        piece[:] = pattern[:len(piece)]
+
+
+@dataclass(slots=True)
 class Run:
-    """Consecutive sectors of one chunk, at positions first..first+count-1 of the LBA list."""
+    """Consecutive sectors of one chunk, at positions first..first+count-1 of the LBA list.
+    `written`: how many of them, from the first, a write lands (fewer after an injected
+    failure) or a read finds holding data."""
 
     chunk: int
     start: int
     count: int
     first: int
+    written: int = 0
 
 
 class OcssdNamespace:
+    supports_dulbe = True
+
     def __init__(self, nsid: int, geometry: OcssdGeometry, chunk_log: memoryview,
                  data: memoryview, oob: memoryview, early_reset: bool = True,
                  faults: Faults | None = None) -> None:
@@ -59,9 +67,10 @@ class OcssdNamespace:
         self.data = data
         self.oob = oob
         self.faults = faults or Faults()
+        self.fail_next_reset: set[int] = set()  # chunks closed by an injected write failure
         self.lba_size = geometry.sec_size
-        self.zeroes = memoryview(bytes(geometry.sec_size * 64))
-        self.supports_dulbe = True
+        self.zeroes = _filled(0, geometry.sec_size * MAX_VECTOR_LBAS)
+        self.erased_oob = _filled(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
 
     # -- identification ---------------------------------------------------------------------
     def identify(self) -> bytes:
@@ -82,47 +91,58 @@ class OcssdNamespace:
             page[16:20] = mccap.to_bytes(4, "little")
         return bytes(page)
 
-    def chunk_log(self) -> bytes:
-        return bytes(self.chunks.log)
-
     def settle(self) -> None:
         self.chunks.settle()
 
     # -- addressing -------------------------------------------------------------------------
     def _runs(self, lbas: list[int]) -> tuple[list[Run], int]:
-        """Group the list into per-chunk runs; the bitmap of LBAs outside the geometry."""
+        """Group the list into per-chunk runs; or, if some LBAs are outside the
+        geometry, no runs and the bitmap of those LBAs."""
         runs: list[Run] = []
         bad = 0
         locate = self.address.locate
+        num_sec = self.geometry.num_sec
+        follows = stop = -1  # the LBA that extends the last run; the first past its chunk
         for i, lba in enumerate(lbas):
+            if lba == follows and lba < stop:  # the sector field is the lowest: same chunk
+                follows += 1
+                continue
             where = locate(lba)
             if where is None:
                 bad |= 1 << i
                 continue
             chunk, sec = where
-            if runs:
-                last = runs[-1]
-                if last.chunk == chunk and last.start + last.count == sec \
-                        and last.first + last.count == i:
-                    last.count += 1
-                    continue
-            runs.append(Run(chunk, sec, 1, i))
-        return runs, bad
+            runs.append(Run(chunk, sec, 0, i))
+            follows, stop = lba + 1, lba - sec + num_sec
+        if bad:
+            return [], bad
+        end = len(lbas)  # every LBA is in a run: each one ends where the next starts
+        for run in reversed(runs):
+            run.count, end = end - run.first, run.first
+        return runs, 0
 
-    def _sectors(self, view: memoryview, unit: int, run: Run, count: int | None = None
-                 ) -> memoryview:
+    def _sectors(self, view: memoryview, unit: int, run: Run, count: int) -> memoryview:
         first = run.chunk * self.geometry.num_sec + run.start
-        return view[first * unit:(first + (run.count if count is None else count)) * unit]
+        return view[first * unit:(first + count) * unit]
 
     @staticmethod
     def _bits(run: Run, skip: int = 0) -> int:
         return ((1 << (run.count - skip)) - 1) << (run.first + skip)
 
-    def _oob_buffer(self, memory: GuestMemory, mptr: int, nlb: int, write: bool
-                    ) -> memoryview | None:
-        if not mptr or not self.geometry.md_size:
-            return None
-        return memory.view(mptr, nlb * self.geometry.md_size, write=write)
+    def _transfer(self, memory: GuestMemory, page_size: int, prp1: int, prp2: int,
+                  segments: list[memoryview], mptr: int, nlb: int, to_guest: bool
+                  ) -> tuple[int, memoryview | None]:
+        """Resolve the OOB buffer (None without MPTR or OOB) and move the data:
+        (status, OOB view). A bad MPTR fails the command before any data moves."""
+        ms = self.geometry.md_size
+        try:
+            oob = memory.view(mptr, nlb * ms, to_guest) if mptr and ms else None
+            transfer(memory, prp1, prp2, page_size, segments, to_guest)
+        except DmaError:  # the OOB view's: transfer's own are PrpErrors
+            return Status.DATA_TRANSFER_ERROR, None
+        except PrpError as err:
+            return err.status, None
+        return Status.SUCCESS, oob
 
     # -- vector write -----------------------------------------------------------------------
     def write(self, memory: GuestMemory, page_size: int, lbas: list[int], prp1: int,
@@ -140,57 +160,53 @@ class OcssdNamespace:
             if verdict:
                 status, failed = status or verdict, failed | self._bits(run)
             projected[run.chunk] = run.start + run.count
+            run.written = run.count
         if status:
             return status, failed
-        cut = self._injected_write_failures(runs)
+        closing = self._injected_write_failures(runs) if self.faults.write_fail else {}
         ss, ms = self.geometry.sec_size, self.geometry.md_size
         segments = []
         for run in runs:
-            written = cut.get(id(run), run.count)
-            segments.append(self._sectors(self.data, ss, run, written))
-            if written < run.count:
-                segments.append(memoryview(bytearray((run.count - written) * ss)))
-        try:
-            oob = self._oob_buffer(memory, mptr, len(lbas), write=False)
-            transfer(memory, prp1, prp2, page_size, segments, to_guest=False)
-        except DmaError:
-            return Status.DATA_TRANSFER_ERROR, 0
-        except PrpError as err:
-            return err.status, 0
+            if run.written:
+                segments.append(self._sectors(self.data, ss, run, run.written))
+            if run.written < run.count:  # the guest's data for the failed sectors goes nowhere
+                segments.append(memoryview(bytearray((run.count - run.written) * ss)))
+        status, oob = self._transfer(memory, page_size, prp1, prp2, segments, mptr, len(lbas),
+                                     to_guest=False)
+        if status:
+            return status, 0
         for run in runs:
-            written = cut.get(id(run), run.count)
             if ms:
-                target = self._sectors(self.oob, ms, run, written)
+                target = self._sectors(self.oob, ms, run, run.written)
                 if oob is None:
-                    target[:] = b"\xff" * len(target)
+                    _fill(target, self.erased_oob)
                 else:
-                    target[:] = oob[run.first * ms:(run.first + written) * ms]
-            if written < run.count:
-                table.close_early(run.chunk, run.start + written)
-                failed |= self._bits(run, skip=written)
+                    target[:] = oob[run.first * ms:(run.first + run.written) * ms]
+            if run.written < run.count:
+                failed |= self._bits(run, skip=run.written)
+                if closing.get(run.chunk) is run:
+                    table.close_early(run.chunk, run.start + run.written)
+                    self.fail_next_reset.add(run.chunk)  # the block went bad, as in qemu-nvme
             else:
                 table.written(run.chunk, run.start + run.count)
         if failed:
             return Status.WRITE_FAIL_CHUNK_EARLY_CLOSE | DNR, failed
         return Status.SUCCESS, 0
 
-    def _injected_write_failures(self, runs: list[Run]) -> dict[int, int]:
-        """Runs cut short by --write-fail: id(run) -> sectors written before the failure."""
-        cut: dict[int, int] = {}
-        if not self.faults.write_fail:
-            return cut
-        closed: set[int] = set()
+    def _injected_write_failures(self, runs: list[Run]) -> dict[int, Run]:
+        """Cut runs short at --write-fail sectors: the chunk closes at the first failure
+        and later runs of it in the command write nothing. chunk -> the run that fails."""
+        closing: dict[int, Run] = {}
         for run in runs:
-            if run.chunk in closed:
-                cut[id(run)] = 0  # an earlier run of this command closed the chunk
+            if run.chunk in closing:
+                run.written = 0
                 continue
             for offset in range(run.count):
-                probability = self.faults.write_fail.get((run.chunk, run.start + offset))
-                if probability and self.faults.hit(probability):
-                    cut[id(run)] = offset
-                    closed.add(run.chunk)
+                if self.faults.write_fails(run.chunk, run.start + offset):
+                    run.written = offset
+                    closing[run.chunk] = run
                     break
-        return cut
+        return closing
 
     # -- vector read ------------------------------------------------------------------------
     def read(self, memory: GuestMemory, page_size: int, lbas: list[int], prp1: int,
@@ -200,34 +216,32 @@ class OcssdNamespace:
             return Status.LBA_OUT_OF_RANGE | DNR, bad
         ss, ms = self.geometry.sec_size, self.geometry.md_size
         readable = self.chunks.readable
-        pieces: list[tuple[Run, int]] = []  # (run, sectors of it that hold data)
         unwritten = 0
-        for run in runs:
-            valid = max(0, min(run.count, readable[run.chunk] - run.start))
-            pieces.append((run, valid))
-            if valid < run.count:
-                unwritten |= self._bits(run, skip=valid)
+        for run in runs:  # `written`: the sectors that hold data
+            run.written = max(0, min(run.count, readable[run.chunk] - run.start))
+            if run.written < run.count:
+                unwritten |= self._bits(run, skip=run.written)
         if unwritten and dulbe:
             return Status.DEALLOCATED_OR_UNWRITTEN, unwritten
+        zeroes = self.zeroes
         segments = []
-        for run, valid in pieces:
-            if valid:
-                segments.append(self._sectors(self.data, ss, run, valid))
-            for _ in range(run.count - valid):
-                segments.append(self.zeroes[:ss])
-        try:
-            oob = self._oob_buffer(memory, mptr, len(lbas), write=True)
-            transfer(memory, prp1, prp2, page_size, segments, to_guest=True)
-        except DmaError:
-            return Status.DATA_TRANSFER_ERROR, 0
-        except PrpError as err:
-            return err.status, 0
+        for run in runs:
+            if run.written:
+                segments.append(self._sectors(self.data, ss, run, run.written))
+            left = (run.count - run.written) * ss  # predefined data: zeroes
+            while left:
+                piece = min(left, len(zeroes))
+                segments.append(zeroes[:piece])
+                left -= piece
+        status, oob = self._transfer(memory, page_size, prp1, prp2, segments, mptr, len(lbas),
+                                     to_guest=True)
+        if status:
+            return status, 0
         if oob is not None:
-            for run, valid in pieces:
-                at = run.first * ms
-                oob[at:at + valid * ms] = self._sectors(self.oob, ms, run, valid)
-                oob[at + valid * ms:(run.first + run.count) * ms] = \
-                    b"\xff" * ((run.count - valid) * ms)
+            for run in runs:
+                at, end = run.first * ms, (run.first + run.written) * ms
+                oob[at:end] = self._sectors(self.oob, ms, run, run.written)
+                _fill(oob[end:(run.first + run.count) * ms], self.erased_oob)
         return Status.SUCCESS, 0
 
     # -- vector reset -----------------------------------------------------------------------
@@ -245,6 +259,7 @@ class OcssdNamespace:
             verdict = table.reset_status(chunk)
             if not verdict and self._reset_fails(chunk):
                 table.take_offline(chunk)
+                self.fail_next_reset.discard(chunk)
                 verdict = Status.OFFLINE_CHUNK | DNR
             elif not verdict:
                 table.reset(chunk)
@@ -259,8 +274,5 @@ class OcssdNamespace:
         return status, failed
 
     def _reset_fails(self, chunk: int) -> bool:
-        if chunk in self.chunks.fail_next_reset:
-            return True
-        probability = self.faults.reset_fail.get(chunk)
-        return bool(probability) and self.faults.hit(probability or 0)
+        return chunk in self.fail_next_reset or self.faults.reset_fails(chunk)
 

@@ -11,13 +11,19 @@ from pathlib import Path
 
 from ocssd_vfu.media.ocssd_image import ImageDescription, NamespaceLayout, describe
 from ocssd_vfu.media.raw import ImageError
-from ocssd_vfu.ocssd.chunks import OFFLINE_WP
+from ocssd_vfu.ocssd.chunks import SIZE_DEVIATES, Problem, chunk_problems, settled_limit
 from ocssd_vfu.ocssd.geometry import AddressFormat
-from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_FORMAT, CHUNK_DESCRIPTOR_SIZE, ChunkState
+from ocssd_vfu.spec.ocssd import (
+    CHUNK_DESCRIPTOR_FORMAT,
+    CHUNK_DESCRIPTOR_SIZE,
+    ChunkState,
+    ChunkType,
+)
 
-STATE_NAMES = {ChunkState.FREE: "FREE", ChunkState.CLOSED: "CLOSED", ChunkState.OPEN: "OPEN",
-               ChunkState.OFFLINE: "OFFLINE"}
-TYPE_NAMES = {1: "SEQWRITE_REQ", 2: "RANDWRITE_ALLOWED"}
+STATE_NAMES: dict[int, str] = {int(state): str(state.name) for state in ChunkState}
+# nvme-cli's names of the type nibble; the attribute nibble only has "size deviates".
+TYPE_NAMES = {int(ChunkType.SEQUENTIAL_WRITE): "SEQWRITE_REQ",
+              int(ChunkType.RANDOM_WRITE): "RANDWRITE_ALLOWED"}
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,12 @@ class Chunk:
 
     @property
     def state_name(self) -> str:
-        return STATE_NAMES.get(self.state, "UNKNOWN")  # type: ignore[call-overload]
+        return STATE_NAMES.get(self.state, "UNKNOWN")
 
     def nvme_cli_line(self) -> str:
         """As nvme-cli 1.12's `lnvm chunk-log` prints a descriptor."""
         kind = TYPE_NAMES.get(self.type & 0xF, "UNKNOWN")
-        attr = "DEVIATED" if self.type & 0xF0 == 0x10 else "NONE"
+        attr = "DEVIATED" if self.type & 0xF0 == SIZE_DEVIATES else "NONE"
         return (f" [{self.index:5d}] {{ SLBA: 0x{self.slba:016x}, WP: 0x{self.wp:016x}, "
                 f"CNLB: 0x{self.cnlb:016x}, State: {self.state_name:<8s}, Type: {kind:<20s}, "
                 f"Attr: {attr:<8s}, WLI: {self.wli:4d} }}")
@@ -51,37 +57,39 @@ def chunks_of(log: bytes | memoryview, layout: NamespaceLayout) -> Iterator[Chun
     g = layout.geometry
     for index, (cs, ct, wli, slba, cnlb, wp) in enumerate(
             CHUNK_DESCRIPTOR_FORMAT.iter_unpack(log)):
-        pu_index, chk = divmod(index, g.num_chk)
-        grp, pu = divmod(pu_index, g.num_pu)
-        yield Chunk(layout.index + 1, index, grp, pu, chk, cs, ct, wli, slba, cnlb, wp)
+        yield Chunk(layout.index + 1, index, *g.chunk_position(index), cs, ct, wli, slba, cnlb,
+                    wp)
 
 
-def problems(chunk: Chunk, layout: NamespaceLayout) -> list[str]:
+def problems(chunk: Chunk, address: AddressFormat) -> list[str]:
     """What is inconsistent in one descriptor (empty when it is sound)."""
-    g = layout.geometry
     where = f"namespace {chunk.nsid} chunk {chunk.index} (grp {chunk.grp} pu {chunk.pu} " \
             f"chk {chunk.chk})"
-    found = []
-    if chunk.state not in (1, 2, 4, 8):
-        found.append(f"{where}: state {chunk.state:#x} is not exactly one of FREE, CLOSED, "
-                     "OPEN, OFFLINE")
-    if chunk.type & 0x3 not in (1, 2) or chunk.type & ~0x13:
-        found.append(f"{where}: type {chunk.type:#x} is neither sequential nor random")
-    expected_slba = AddressFormat(g).chunk_lba(chunk.index)
+    found = [f"{where}: {_problem_text(problem, chunk, address.geometry.num_sec)}"
+             for problem in chunk_problems(chunk.state, chunk.type, chunk.wp, chunk.cnlb,
+                                           address.geometry.num_sec)]
+    expected_slba = address.chunk_lba(chunk.index)
     if chunk.slba != expected_slba:
         found.append(f"{where}: slba {chunk.slba:#x}, expected {expected_slba:#x}")
-    if chunk.cnlb != g.num_sec and not chunk.type & 0x10:
-        found.append(f"{where}: cnlb {chunk.cnlb}, expected {g.num_sec}")
-    if chunk.state == ChunkState.FREE and chunk.wp:
-        found.append(f"{where}: FREE with wp {chunk.wp}")
-    if chunk.state in (ChunkState.OPEN, ChunkState.CLOSED) and chunk.wp > chunk.cnlb:
-        found.append(f"{where}: wp {chunk.wp} beyond cnlb {chunk.cnlb}")
-    if chunk.state == ChunkState.OPEN and chunk.wp >= chunk.cnlb and chunk.type & 1:
-        found.append(f"{where}: OPEN with wp {chunk.wp} = cnlb (should be CLOSED)")
-    if chunk.state == ChunkState.OFFLINE and chunk.wp not in (OFFLINE_WP, 0) \
-            and chunk.wp > chunk.cnlb:
-        found.append(f"{where}: OFFLINE with wp {chunk.wp}")
     return found
+
+
+def _problem_text(problem: Problem, chunk: Chunk, clba: int) -> str:
+    match problem:
+        case Problem.STATE:
+            return f"state {chunk.state:#x} is not exactly one of FREE, CLOSED, OPEN, OFFLINE"
+        case Problem.TYPE:
+            return f"type {chunk.type:#x} is neither sequential nor random"
+        case Problem.CNLB:
+            return f"cnlb {chunk.cnlb}, expected {clba}"
+        case Problem.FREE_WITH_WP:
+            return f"FREE with wp {chunk.wp}"
+        case Problem.WP_BEYOND_CNLB:
+            return f"wp {chunk.wp} beyond cnlb {chunk.cnlb}"
+        case Problem.FULL_BUT_OPEN:
+            return f"OPEN with wp {chunk.wp} = cnlb (should be CLOSED)"
+        case Problem.OFFLINE_WP:
+            return f"OFFLINE with wp {chunk.wp}"
 
 
 @dataclass
@@ -101,11 +109,12 @@ def inspect(path: Path) -> ImageReport:
         chunks: list[Chunk] = []
         found: list[str] = []
         for layout in description.layouts():
+            address = AddressFormat(layout.geometry)
             size = layout.geometry.chunks * CHUNK_DESCRIPTOR_SIZE
             log = os.pread(fd, size, layout.log_offset)
             for chunk in chunks_of(log, layout):
                 chunks.append(chunk)
-                found += problems(chunk, layout)
+                found += problems(chunk, address)
         return ImageReport(description, chunks, found)
     finally:
         os.close(fd)
@@ -134,8 +143,7 @@ def info_lines(path: Path, report: ImageReport) -> list[str]:
     wear = [chunk.wli for chunk in report.chunks]
     lines.append(f"wear (WLI) : min {min(wear)}, max {max(wear)}, "
                  f"mean {sum(wear) / len(wear):.2f}")
-    written = sum(min(c.wp, c.cnlb) for c in report.chunks
-                  if c.state in (ChunkState.OPEN, ChunkState.CLOSED))
+    written = sum(settled_limit(c.state, c.wp, c.cnlb) for c in report.chunks)
     lines.append(f"written    : {written} sectors below write pointers")
     verdict = f"{len(report.problems)} problem(s)" if report.problems else "OK"
     lines.append(f"check      : {verdict}")

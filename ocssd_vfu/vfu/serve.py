@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.trace import make_tracer
 from ocssd_vfu.ocssd.faults import (
     FaultFileError,
+    Faults,
     parse_chunk_states,
     parse_reset_fail,
     parse_write_fail,
 )
-from ocssd_vfu.ocssd.namespace import Faults, OcssdNamespace
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
 from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
 
@@ -86,8 +88,7 @@ def _ocssd(options: ServeOptions) -> Assembled:
     image = OcssdImage(options.image, volatile=options.volatile)
     try:
         geometry = image.description.geometry
-        faults = Faults()
-        faults.rng.seed(options.fault_seed)
+        faults = Faults(rng=random.Random(options.fault_seed))
         if options.write_fail:
             faults.write_fail = parse_write_fail(options.write_fail, geometry)
         if options.reset_fail:

@@ -16,8 +16,9 @@ import pytest
 
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
 from ocssd_vfu.nvme.trace import make_tracer
+from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import AddressFormat, GeometryError, OcssdGeometry
-from ocssd_vfu.ocssd.namespace import Faults, OcssdNamespace
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     ChunkDescriptor,
@@ -327,6 +328,55 @@ def test_injected_write_failure_closes_the_chunk_early_and_its_reset_fails() -> 
     assert dev.vector(VECTOR_RESET, [lba(0, 1, 2)]) == (Status.OFFLINE_CHUNK | DNR, 1)
 
 
+def test_a_write_failure_closes_the_chunk_once_at_the_failing_sector() -> None:
+    # Fail at grp0/pu0/chk1 sector 2; the vector carries that chunk's s0-3, another PU's
+    # s0-3, then the chunk's s4-7: the chunk stays CLOSED at 2, not at the 2nd run's start.
+    dev = Device(faults=Faults(write_fail={(1, 2): 100}))
+    lbas = run(0, 4, chk=1) + run(0, 4, pu=1, chk=1) + run(4, 4, chk=1)
+    assert dev.write(lbas) == (Status.WRITE_FAIL_CHUNK_EARLY_CLOSE | DNR, 0xF0C)
+    assert dev.chunk(0, 0, 1) == (2, 1, 0, lba(0, 0, 1), 32, 2)     # CLOSED, WP 2
+    assert dev.chunk(0, 1, 1) == (4, 1, 0, lba(0, 1, 1), 32, 4)     # OPEN, WP 4
+    status, bitmap, data, _ = dev.read(run(0, 4, chk=1))
+    assert (status, bitmap) == (0, 0)
+    assert data == bytes(4096) + bytes([1]) * 4096 + bytes(2 * 4096)  # sectors 0-1 landed
+    assert dev.vector(VECTOR_RESET, [lba(0, 0, 1)]) == (Status.OFFLINE_CHUNK | DNR, 1)
+
+
+def test_consecutive_lbas_split_at_a_chunk_boundary_and_past_the_last_sector() -> None:
+    dev = Device()
+    assert dev.write(run(0, 24)) == (0, 0)
+    # chk0 s24-31 then chk1 s0-3: one LBA after another (lba(0,0,0,31) + 1 = lba(0,0,1)).
+    assert dev.write(run(24, 8) + run(0, 4, chk=1)) == (0, 0)
+    assert dev.chunk(0, 0, 0)[::5] == (2, 32) and dev.chunk(0, 0, 1)[::5] == (4, 4)
+    # 24 sectors per chunk (5-bit field): the LBA after sector 23 is outside the geometry.
+    sparse = Device(OcssdGeometry(num_grp=2, num_pu=2, num_chk=12, num_sec=24, ws_opt=4,
+                                  mw_cunits=8))
+    assert sparse.write(run(0, 20)) == (0, 0)
+    assert sparse.write(run(20, 4) + [lba(0, 0, 0, 24)] + run(0, 3, chk=1)) == \
+        (Status.LBA_OUT_OF_RANGE | DNR, 0b10000)
+
+
+def test_long_scalar_commands_fill_zeroes_and_erased_oob_past_the_shared_buffers() -> None:
+    # 128 sectors per chunk: a 100-LBA scalar read has a 92-sector unwritten stretch, more
+    # than the 64-sector zero buffer; a 96-LBA scalar write without MPTR erases 96 OOBs.
+    geometry = OcssdGeometry(num_grp=2, num_pu=2, num_chk=12, num_sec=128, mw_cunits=8)
+    dev = Device(geometry)
+    oob = bytes(range(128))
+    assert dev.write([lba(0, 0, 0, s) for s in range(8)], oob=oob) == (0, 0)  # LBAs 0-7 here
+    dev.flush()
+    host, prp2 = dev.host, dev._prp2(100)
+    host.ram_write(DATA, b"\xaa" * 100 * 4096)
+    host.ram_write(MPTR, b"\xaa" * 100 * 16)
+    assert host.command(1, 0x02, nsid=1, prp1=DATA, prp2=prp2, mptr=MPTR, cdw12=99)[5] == 0
+    assert host.ram_read(DATA, 8 * 4096) == b"".join(bytes([i]) * 4096 for i in range(8))
+    assert host.ram_read(DATA + 8 * 4096, 92 * 4096) == bytes(92 * 4096)
+    assert host.ram_read(MPTR, 100 * 16) == oob + b"\xff" * 92 * 16
+    chunk1 = 1 << 7  # grp 0, pu 0, chk 1 with a 7-bit sector field
+    prp2 = dev._prp2(96)
+    assert host.command(1, 0x01, nsid=1, prp1=DATA, prp2=prp2, cdw10=chunk1, cdw12=95)[5] == 0
+    assert dev.oob[128 * 16:(128 + 96) * 16] == b"\xff" * 96 * 16
+
+
 def test_injected_reset_failure_takes_the_chunk_offline() -> None:
     dev = Device(faults=Faults(reset_fail={3: 100}))
     for start in range(0, 32, 8):
@@ -399,6 +449,25 @@ def test_trace_decodes_vector_lbas_and_statuses() -> None:
     record = json.loads(records.getvalue().splitlines()[1])
     assert record["opcode"] == "VECTOR_CHUNK_WRITE" and record["status"] == "OUT_OF_ORDER_WRITE+DNR"
     assert record["lbas"][0] == {"grp": 0, "pu": 0, "chk": 3, "sec": 4}
+
+
+def test_trace_shows_scalar_commands_as_slba_and_nlb() -> None:
+    dev = Device()
+    text, records = io.StringIO(), io.StringIO()
+    tracers = [make_tracer(dev.host.ctrl, text, "text"),
+               make_tracer(dev.host.ctrl, records, "json")]
+
+    def both(*args: int) -> None:
+        for tracer in tracers:
+            tracer(*args)  # type: ignore[arg-type]
+
+    dev.host.ctrl.tracer = both  # type: ignore[assignment]
+    assert dev.host.command(1, 0x02, nsid=1, prp1=DATA, prp2=DATA + 0x1000,
+                            cdw10=lba(0, 1, 3), cdw12=1)[5] == 0
+    assert "VECTOR" not in text.getvalue()
+    assert " READ nsid 1 slba 0x260 nlb 2 prp1 " in text.getvalue()
+    record = json.loads(records.getvalue())
+    assert (record["slba"], record["nlb"]) == (0x260, 2) and "lbas" not in record
 
 
 def test_device_reset_makes_the_write_cache_readable() -> None:

@@ -18,8 +18,9 @@ from ocssd_vfu.ocssd.faults import (
     parse_reset_fail,
     parse_write_fail,
 )
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd.report import Chunk, problems
 from tests.conftest import RunCli
 from tests.reference_images import FRESH_IMG_MD5, decompress
 
@@ -189,6 +190,8 @@ def test_chunk_state_file(tmp_path: Path) -> None:
     ("grp=0 pu=0 chk=1 state=OPEN wp=x type=W_SEQ wi=0", "wp='x' is not a number"),
     ("grp=0 pu=0 chk=1 state=CLOSED wp=8 type=W_RAN wi=0", "a W_RAN chunk must be OPEN"),
     ("grp=0 pu=0 chk=1 state=OPEN wp=8 type=W_SEQ wi=0 colour=red", "unknown key 'colour'"),
+    ("grp=0 pu=0 chk=1 state=CLOSED wp=1025 type=W_SEQ wi=0", "wp=1025 exceeds the chunk's 1024"),
+    ("grp=0 pu=0 chk=1 state=OPEN wp=1024 type=W_SEQ wi=0", "an OPEN chunk has wp < 1024"),
 ])
 def test_malformed_chunk_state_lines_are_refused(tmp_path: Path, text: str,
                                                  message: str) -> None:
@@ -207,6 +210,29 @@ def test_fault_files(tmp_path: Path) -> None:
     write_fail.write_text("grp=1 pu=0 chk=2 sec=40 writefail_prob=101\n")
     with pytest.raises(FaultFileError, match=r"wf:1: writefail_prob=101 out of range"):
         parse_write_fail(write_fail, G)
+
+
+@pytest.mark.parametrize(("descriptor", "found"), [
+    # (state, type, slba, cnlb, wp) of chunk 17 = grp 0 pu 1 chk 1, SLBA 0x4400 in G.
+    ((4, 1, 0x4400, 1024, 8), []),
+    ((8, 1, 0x4400, 1024, 0xFFFF), []),
+    ((3, 1, 0x4400, 1024, 0), ["state 0x3 is not exactly one of FREE, CLOSED, OPEN, OFFLINE"]),
+    ((1, 0x23, 0x4400, 1024, 0), ["type 0x23 is neither sequential nor random"]),
+    ((1, 0x11, 0x4400, 512, 0), []),
+    ((1, 1, 0x4400, 512, 0), ["cnlb 512, expected 1024"]),
+    ((1, 1, 0x4400, 1024, 8), ["FREE with wp 8"]),
+    ((2, 1, 0x4400, 1024, 1025), ["wp 1025 beyond cnlb 1024"]),
+    ((4, 1, 0x4400, 1024, 1025), ["wp 1025 beyond cnlb 1024",
+                                  "OPEN with wp 1025 = cnlb (should be CLOSED)"]),
+    ((4, 2, 0x4400, 1024, 1024), []),
+    ((8, 1, 0x4400, 1024, 2000), ["OFFLINE with wp 2000"]),
+    ((1, 1, 0x2000, 1024, 0), ["slba 0x2000, expected 0x4400"]),
+])
+def test_chunk_descriptor_problems(descriptor: tuple[int, ...], found: list[str]) -> None:
+    state, chunk_type, slba, cnlb, wp = descriptor
+    chunk = Chunk(1, 17, 0, 1, 1, state, chunk_type, 0, slba, cnlb, wp)
+    assert problems(chunk, AddressFormat(G)) == \
+        [f"namespace 1 chunk 17 (grp 0 pu 1 chk 1): {text}" for text in found]
 
 
 def test_chunk_state_file_is_applied_at_start_and_persisted(ocssd_vfu: RunCli,
