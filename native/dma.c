@@ -39,7 +39,8 @@ static const struct ocssd_dma_region *resolve(const struct ocssd_dma_region *reg
 }
 
 /* Records a data range; a mapping failure waits until the walk has finished,
- * since PRP errors found later in the walk take precedence (prp.py order). */
+ * since PRP errors found later in the walk take precedence (as in the reference
+ * walk). */
 static int add_range(struct walk *w, uint64_t addr, uint64_t len)
 {
     if (w->count == w->capacity)

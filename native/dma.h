@@ -3,9 +3,10 @@
  *
  * Guest memory is a table of DMA regions sorted by start, not overlapping (as
  * GuestMemory keeps them). ocssd_prp_transfer() walks PRP1/PRP2 and the PRP
- * lists (NVMe 1.4 4.3, as ocssd_vfu/nvme/prp.py's prp_ranges), resolves every
- * guest address, list pages included, and only when the whole walk is valid
- * copies between the guest ranges and the device segments, in one direction.
+ * lists (NVMe 1.4 4.3; tests/unit/test_dma_shim.py's prp_ranges is the Python
+ * reference), resolves every guest address, list pages included, and only when
+ * the whole walk is valid copies between the guest ranges and the device
+ * segments, in one direction.
  */
 #ifndef OCSSD_DMA_H
 #define OCSSD_DMA_H
@@ -20,7 +21,8 @@
 
 /* Caller errors (never caused by guest data): negative returns. */
 #define OCSSD_DMA_EINVAL (-1)   /* page size not a power of two >= 8, or lengths overflow */
-#define OCSSD_DMA_ESCRATCH (-2) /* scratch shorter than ocssd_prp_max_ranges() */
+#define OCSSD_DMA_ESCRATCH (-2) /* scratch shorter than ocssd_prp_max_ranges(): checked
+                                  before the walk, so the caller may grow it and retry */
 
 struct ocssd_dma_region {
     uint64_t start;   /* guest address */

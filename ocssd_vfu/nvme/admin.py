@@ -1,6 +1,6 @@
-"""Admin commands: one table maps each opcode to its handler and its Commands
-Supported and Effects bits, so "Invalid Opcode" and the Effects log cannot
-disagree. Handlers return (status, result) and never raise for guest input.
+"""Admin commands: one table maps each opcode to its handler (an opcode missing
+from it is Invalid Opcode). Handlers return (status, result) and never raise
+for guest input.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
-from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, fail
+from ocssd_vfu.nvme.command import DEFERRED, FUSE_PSDT, OK, Command, Result, fail
 from ocssd_vfu.nvme.memory import DmaError
-from ocssd_vfu.nvme.prp import PrpError, prp_ranges, scatter
+from ocssd_vfu.nvme.prp import PrpError, transfer
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import (
+    CQE_SIZE,
     IDENTIFY_SIZE,
+    SQE_SIZE,
     AdminOpcode,
     FeatureId,
     IdentifyCns,
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
 
 AER_LIMIT = 4           # AERL + 1
-CSUPP = 1 << 0          # Commands Supported and Effects: command supported
-CSE_CCC = 1 << 4        # controller capability change
 
 
 @dataclass
@@ -49,8 +49,8 @@ class Features:
 def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
     """Copy `data` to the command's PRPs (its whole length: the host sized the buffer)."""
     try:
-        scatter(ctrl.memory, prp_ranges(ctrl.memory, cmd.prp1, cmd.prp2, len(data),
-                                        ctrl.page_size), data)
+        transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, [memoryview(data)],
+                 to_guest=True)
     except PrpError as err:
         return (err.status, 0)
     return OK
@@ -100,54 +100,48 @@ def identify(ctrl: Controller, cmd: Command) -> Result:
 
 
 # -- Queues -------------------------------------------------------------------------------
-def _check_new_queue(ctrl: Controller, qid: int, size: int, base: int,
-                     existing: Mapping[int, object], contiguous: bool) -> int:
+def _new_queue(ctrl: Controller, cmd: Command, existing: Mapping[int, object],
+               entry_size: int) -> tuple[int, int, int]:
+    """Create I/O CQ/SQ's common part: (status, qid, size) from CDW10, with the
+    queue id free, the size within MQES, and the ring (PRP1, physically
+    contiguous: CDW11.PC) page aligned and mapped in one guest region."""
+    qid, size, base = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1, cmd.prp1
     if qid == 0 or qid > ctrl.config.io_queue_pairs or qid in existing:
-        return Status.INVALID_QID | DNR
+        return (Status.INVALID_QID | DNR, qid, size)
     if size < 2 or size > MQES + 1:
-        return Status.INVALID_QUEUE_SIZE | DNR
-    if not contiguous:
-        return Status.INVALID_FIELD | DNR
+        return (Status.INVALID_QUEUE_SIZE | DNR, qid, size)
+    if not cmd.cdw11 & 1:
+        return (Status.INVALID_FIELD | DNR, qid, size)
     if base == 0 or base & (ctrl.page_size - 1):
-        return Status.INVALID_PRP_OFFSET | DNR
-    return Status.SUCCESS
+        return (Status.INVALID_PRP_OFFSET | DNR, qid, size)
+    try:
+        ctrl.memory.view(base, size * entry_size)
+    except DmaError:
+        return (Status.INVALID_FIELD | DNR, qid, size)
+    return (Status.SUCCESS, qid, size)
 
 
 def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
-    qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
-    contiguous, ien, vector = bool(cmd.cdw11 & 1), bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
-    status = _check_new_queue(ctrl, qid, size, cmd.prp1, ctrl.cqs, contiguous)
+    status, qid, size = _new_queue(ctrl, cmd, ctrl.cqs, CQE_SIZE)
     if status:
         return (status, 0)
+    ien, vector = bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
     if vector >= ctrl.config.msix_vectors:
         return fail(Status.INVALID_INTERRUPT_VECTOR)
-    if not _mapped(ctrl, cmd.prp1, size * 16):
-        return fail(Status.INVALID_FIELD)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
     return OK
 
 
 def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
-    qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
-    contiguous, cqid = bool(cmd.cdw11 & 1), cmd.cdw11 >> 16
+    cqid = cmd.cdw11 >> 16
     cq = ctrl.cqs.get(cqid)
     if cqid == 0 or cq is None:
         return fail(Status.INVALID_CQ)
-    status = _check_new_queue(ctrl, qid, size, cmd.prp1, ctrl.sqs, contiguous)
+    status, qid, size = _new_queue(ctrl, cmd, ctrl.sqs, SQE_SIZE)
     if status:
         return (status, 0)
-    if not _mapped(ctrl, cmd.prp1, size * 64):
-        return fail(Status.INVALID_FIELD)
     ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
     return OK
-
-
-def _mapped(ctrl: Controller, base: int, length: int) -> bool:
-    try:
-        ctrl.memory.view(base, length)
-    except DmaError:
-        return False
-    return True
 
 
 def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
@@ -190,8 +184,7 @@ def set_features(ctrl: Controller, cmd: Command) -> Result:
     elif fid == FeatureId.ASYNC_EVENT_CONFIGURATION:
         f.async_event_config = value & 0x3FF
     elif fid == FeatureId.ERROR_RECOVERY:
-        dulbe_capable = any(getattr(ns, "supports_dulbe", False)
-                            for ns in ctrl.namespaces.values())
+        dulbe_capable = any(ns.supports_dulbe for ns in ctrl.namespaces.values())
         if value & (1 << 16) and not dulbe_capable:  # DULBE needs NSFEAT bit 2
             return fail(Status.INVALID_FIELD)
         f.error_recovery = value & 0x1FFFF
@@ -287,27 +280,25 @@ def abort(ctrl: Controller, cmd: Command) -> Result:
     return (Status.SUCCESS, 1)  # dw0 bit 0: command not aborted (all run to completion)
 
 
-ADMIN_COMMANDS: dict[int, tuple[Callable[[Controller, Command], Result], int]] = {
-    AdminOpcode.DELETE_IO_SQ: (delete_io_sq, CSUPP),
-    AdminOpcode.CREATE_IO_SQ: (create_io_sq, CSUPP),
-    AdminOpcode.GET_LOG_PAGE: (get_log_page, CSUPP),
-    AdminOpcode.DELETE_IO_CQ: (delete_io_cq, CSUPP),
-    AdminOpcode.CREATE_IO_CQ: (create_io_cq, CSUPP),
-    AdminOpcode.IDENTIFY: (identify, CSUPP),
-    AdminOpcode.ABORT: (abort, CSUPP),
-    AdminOpcode.SET_FEATURES: (set_features, CSUPP | CSE_CCC),
-    AdminOpcode.GET_FEATURES: (get_features, CSUPP),
-    AdminOpcode.ASYNC_EVENT_REQUEST: (async_event_request, CSUPP),
-    AdminOpcode.OCSSD_GEOMETRY: (geometry, CSUPP),
+ADMIN_COMMANDS: dict[int, Callable[[Controller, Command], Result]] = {
+    AdminOpcode.DELETE_IO_SQ: delete_io_sq,
+    AdminOpcode.CREATE_IO_SQ: create_io_sq,
+    AdminOpcode.GET_LOG_PAGE: get_log_page,
+    AdminOpcode.DELETE_IO_CQ: delete_io_cq,
+    AdminOpcode.CREATE_IO_CQ: create_io_cq,
+    AdminOpcode.IDENTIFY: identify,
+    AdminOpcode.ABORT: abort,
+    AdminOpcode.SET_FEATURES: set_features,
+    AdminOpcode.GET_FEATURES: get_features,
+    AdminOpcode.ASYNC_EVENT_REQUEST: async_event_request,
+    AdminOpcode.OCSSD_GEOMETRY: geometry,
 }
 
 
 def dispatch(ctrl: Controller, cmd: Command) -> Result:
-    entry = ADMIN_COMMANDS.get(cmd.opc)
-    if entry is None:
+    handler = ADMIN_COMMANDS.get(cmd.opc)
+    if handler is None:
         return fail(Status.INVALID_OPCODE)
-    if cmd.fuse:
-        return fail(Status.INVALID_FIELD)
-    if cmd.psdt:
-        return fail(Status.INVALID_FIELD)  # SGLs are not offered (SGLS = 0)
-    return entry[0](ctrl, cmd)
+    if cmd.flags & FUSE_PSDT:
+        return fail(Status.INVALID_FIELD)  # no fused commands, no SGLs (SGLS = 0)
+    return handler(ctrl, cmd)

@@ -26,14 +26,9 @@ class Command(NamedTuple):
     cdw14: int
     cdw15: int
 
-    @property
-    def psdt(self) -> int:
-        return self.flags >> 6
 
-    @property
-    def fuse(self) -> int:
-        return self.flags & 0x3
-
+# CDW0 flag bits this controller supports none of: FUSE (1:0) and PSDT (7:6, SGLs).
+FUSE_PSDT = 0xC3
 
 # What a handler returns: (status, 64-bit command-specific result for CQE DW0-DW1).
 Result = tuple[int, int]

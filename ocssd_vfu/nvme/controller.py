@@ -8,7 +8,8 @@ the shell must carry out off its event loop (`take_sync_requests`).
 
 Register rules (NVMe 1.4 3.1, 7.6):
 - CC.EN 0->1 with valid AQA/ASQ/ACQ creates the admin queues and sets CSTS.RDY;
-  invalid ones set CSTS.CFS instead. CC.EN 1->0 is a controller reset.
+  invalid ones set CSTS.CFS instead. CC.EN 1->0 is a controller reset. The
+  memory page size (CC.MPS) is taken at enable: later CC writes do not change it.
 - CC.SHN != 0 requests a shutdown: CSTS.SHST goes to 01b (occurring) until the
   shell reports the image synced, then 10b (complete).
 """
@@ -19,6 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ocssd_vfu.nvme import admin, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
@@ -28,6 +30,9 @@ from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import Register
+
+if TYPE_CHECKING:
+    from ocssd_vfu.nvme.trace import Tracer
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
@@ -77,7 +82,8 @@ class Controller:
         self.aer_cids: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
-        self.tracer: Callable[[int, Command, int, int], None] | None = None
+        self.tracer: Tracer | None = None
+        self._set_page_size(0)
 
     def guest_error(self, category: str, message: str) -> None:
         """One place where guest misbehaviour is counted and logged."""
@@ -87,9 +93,9 @@ class Controller:
             log.warning("guest error %s (#%d): %s", category, count, message)
 
     # -- registers -------------------------------------------------------------------------
-    @property
-    def page_size(self) -> int:
-        return 1 << (12 + ((self.regs.cc >> 7) & 0xF))
+    def _set_page_size(self, mps: int) -> None:
+        self.page_size = 1 << (12 + mps)
+        self.max_transfer = self.page_size << self.config.mdts  # bytes per I/O command (MDTS)
 
     @property
     def enabled(self) -> bool:
@@ -148,6 +154,7 @@ class Controller:
                              f"invalid enable: CC={self.regs.cc:#x} AQA={self.regs.aqa:#x}")
             self.regs.csts |= 0x2  # CFS
             return
+        self._set_page_size(mps)
         cq = CompletionQueue(0, self.regs.acq, acqs, vector=0, interrupts_enabled=True)
         self.cqs = {0: cq}
         self.sqs = {0: SubmissionQueue.bound_to(cq, 0, self.regs.asq, asqs)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ocssd_vfu.nvme.command import DEFERRED, OK, Command, Result, SyncRequest, fail
+from ocssd_vfu.nvme.command import DEFERRED, FUSE_PSDT, OK, Command, Result, SyncRequest, fail
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.prp import PrpError
 from ocssd_vfu.nvme.queues import SubmissionQueue
@@ -27,7 +27,7 @@ Handler = Callable[["Controller", Any, Command], Result]
 
 def _read_write(ctrl: Controller, ns: PlainNamespace, cmd: Command, write: bool) -> Result:
     slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-    if nlb * ns.lba_size > ctrl.page_size << ctrl.config.mdts:
+    if nlb * ns.lba_size > ctrl.max_transfer:
         return fail(Status.INVALID_FIELD)
     status = ns.check_range(slba, nlb)
     if status:
@@ -79,7 +79,7 @@ KNOWN_OPCODES = {IoOpcode.FLUSH}.union(*IO_COMMANDS.values())
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     if cmd.opc not in KNOWN_OPCODES:
         return fail(Status.INVALID_OPCODE)
-    if cmd.fuse or cmd.psdt:
+    if cmd.flags & FUSE_PSDT:
         return fail(Status.INVALID_FIELD)
     if cmd.opc == IoOpcode.FLUSH:
         return flush(ctrl, sq, cmd)

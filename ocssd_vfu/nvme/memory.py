@@ -8,6 +8,12 @@ outside the mapped regions is a DmaError, never a stray access.
 The regions are also kept as a C table (`dma_table`) for the DMA shim
 (native/dma.c), rebuilt whenever they change; each region's buffer stays
 exported (cffi from_buffer) while it is mapped, so its pointer stays valid.
+`generation` counts those changes: a view kept across commands (a queue's ring)
+is good while the generation it was taken at is current.
+
+Each GuestMemory also holds the arrays prp.transfer hands the shim (segments,
+and scratch for the walk), reused from command to command: one controller's DMA
+runs on one thread.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ class GuestMemory:
         self._starts: list[int] = []
         self._regions: list[Region] = []
         self.dma_table: Any = ffi.new("struct ocssd_dma_region[]", 0)
+        self.generation = 0
+        # prp.transfer's reusable arrays (it grows them when a transfer needs more).
+        self.dma_segments: Any = ffi.new("struct ocssd_dma_segment[]", 4)
+        self.dma_scratch: Any = ffi.new("struct ocssd_dma_range[]", 64)
 
     def add(self, start: int, buffer: memoryview | bytearray, writable: bool = True) -> None:
         view = memoryview(buffer).cast("B")
@@ -65,13 +75,6 @@ class GuestMemory:
         self._rebuild_table()
         ffi.release(region.host)
 
-    def clear(self) -> None:
-        regions = self._regions
-        self._starts, self._regions = [], []
-        self._rebuild_table()
-        for region in regions:
-            ffi.release(region.host)
-
     def _rebuild_table(self) -> None:
         table = ffi.new("struct ocssd_dma_region[]", len(self._regions))
         for i, region in enumerate(self._regions):
@@ -79,6 +82,7 @@ class GuestMemory:
             entry.start, entry.length = region.start, region.length
             entry.host, entry.writable = region.host, region.writable
         self.dma_table = table
+        self.generation += 1
 
     def view(self, addr: int, length: int, write: bool = False) -> memoryview:
         """A view of guest memory [addr, addr+length) inside one region."""

@@ -6,7 +6,7 @@ blocks except page faults on the image, and syncing is the shell's job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.prp import transfer
@@ -19,14 +19,16 @@ class PlainNamespace:
     nsid: int
     storage: memoryview
     lba_size: int
+    nlbas: int = field(init=False)
+
+    supports_dulbe = False  # no deallocated blocks to report (Set Features 05h, DULBE)
+
+    def __post_init__(self) -> None:
+        self.nlbas = len(self.storage) // self.lba_size
 
     @property
     def lba_shift(self) -> int:
         return self.lba_size.bit_length() - 1
-
-    @property
-    def nlbas(self) -> int:
-        return len(self.storage) // self.lba_size
 
     def identify(self) -> bytes:
         ident = blank(IdentifyNamespace)

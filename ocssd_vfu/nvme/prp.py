@@ -1,4 +1,4 @@
-"""PRP (Physical Region Page) walks: a command's data pointer as guest ranges.
+"""PRP (Physical Region Page) transfers: a command's data pointer walked and copied.
 
 Rules (NVMe 1.4 4.3): PRP1 may carry a dword-aligned offset into its page; if
 the transfer ends within the next page PRP2 is that page (offset 0), otherwise
@@ -7,74 +7,28 @@ addresses with offset 0, and whose last entry chains to the next list page when
 more entries are needed. A list page with no room for a data entry besides its
 chain pointer is an Invalid PRP Offset (it would make no progress).
 
-`prp_ranges` is the reference walk (admin commands use it); I/O data goes
-through `transfer`, which does the same walk and the copy in C (native/dma.c).
+The walk and the copy are in C (native/dma.c); tests/unit/test_dma_shim.py
+holds a Python walk of the same rules as the reference it is checked against.
+`guest_views` resolves ranges the caller already has (an OCSSD metadata buffer).
 """
 
 from __future__ import annotations
 
-import struct
-
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
-from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.spec.status import Status
 from ocssd_vfu.vfu.binding import ffi, lib
 
 # C types of the DMA shim (native/dma.h), parsed once.
 _BYTES = ffi.typeof("char[]")
 _SEGMENTS = ffi.typeof("struct ocssd_dma_segment[]")
 _RANGES = ffi.typeof("struct ocssd_dma_range[]")
+_ESCRATCH = lib.OCSSD_DMA_ESCRATCH
 
 
 class PrpError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
-
-
-def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
-               page_size: int) -> list[tuple[int, int]]:
-    """The (address, length) guest ranges of a transfer of `length` bytes."""
-    if length == 0:
-        return []
-    if prp1 & 0x3:
-        raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
-    first = min(length, page_size - (prp1 & (page_size - 1)))
-    ranges = [(prp1, first)]
-    remaining = length - first
-    if remaining == 0:
-        return ranges
-    if remaining <= page_size:
-        if prp2 & (page_size - 1):
-            raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
-        ranges.append((prp2, remaining))
-        return ranges
-    if prp2 & 0x3:
-        raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
-    list_addr = prp2
-    while remaining > 0:
-        slots = (page_size - (list_addr & (page_size - 1))) // 8
-        pages_needed = -(-remaining // page_size)
-        chained = pages_needed > slots
-        if chained and slots < 2:
-            raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
-        take = min(slots, pages_needed)
-        try:
-            raw = memory.read(list_addr, take * 8)
-        except DmaError as exc:
-            raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
-        entries = struct.unpack(f"<{take}Q", raw)
-        data_entries = entries[:-1] if chained else entries
-        for entry in data_entries:
-            if entry & (page_size - 1):
-                raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
-            chunk = min(remaining, page_size)
-            ranges.append((entry, chunk))
-            remaining -= chunk
-        if chained:
-            list_addr = entries[-1]
-            if list_addr & 0x3:
-                raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
-    return ranges
 
 
 def guest_views(memory: GuestMemory, ranges: list[tuple[int, int]],
@@ -87,38 +41,36 @@ def guest_views(memory: GuestMemory, ranges: list[tuple[int, int]],
         raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
 
 
-def scatter(memory: GuestMemory, ranges: list[tuple[int, int]], data: bytes | memoryview) -> None:
-    """Write `data` into guest `ranges` (controller-to-host transfers)."""
-    offset = 0
-    for view in guest_views(memory, ranges, write=True):
-        view[:] = data[offset:offset + len(view)]
-        offset += len(view)
-
-
 def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
              device: list[memoryview], to_guest: bool) -> None:
     """Move bytes between the guest buffer PRP1/PRP2 describe and `device`
     segments (slices of the image), whose lengths add up to the transfer size.
 
-    The walk is prp_ranges' and every guest range is resolved before any byte
-    moves, so a bad address fails the command (PrpError) with neither side
-    half written.
+    Every guest range, list pages included, is resolved before any byte moves,
+    so a bad address fails the command (PrpError) with neither side half
+    written.
     """
-    # Hot path: pre-parsed ctypes and positional arguments (keywords cost here).
-    segments = ffi.new(_SEGMENTS, len(device))
+    # Hot path: pre-parsed ctypes, positional arguments (keywords cost here), and
+    # the segment and scratch arrays of `memory`, grown when too short.
+    count = len(device)
+    segments = memory.dma_segments
+    if count > len(segments):
+        segments = memory.dma_segments = ffi.new(_SEGMENTS, count)
     buffers = []
-    length = 0
     try:
         for i, segment in enumerate(device):
             buffer = ffi.from_buffer(_BYTES, segment, not to_guest)
             buffers.append(buffer)
             segments[i] = (buffer, len(buffer))
-            length += len(buffer)
-        scratch_len = lib.ocssd_prp_max_ranges(length, page_size)
-        table = memory.dma_table
+        table, scratch = memory.dma_table, memory.dma_scratch
         status = lib.ocssd_prp_transfer(table, len(table), prp1, prp2, page_size, segments,
-                                        len(device), to_guest, ffi.new(_RANGES, scratch_len),
-                                        scratch_len)
+                                        count, to_guest, scratch, len(scratch))
+        if status == _ESCRATCH:  # checked before the walk: nothing has moved
+            length = sum(len(buffer) for buffer in buffers)
+            scratch = memory.dma_scratch = ffi.new(
+                _RANGES, lib.ocssd_prp_max_ranges(length, page_size))
+            status = lib.ocssd_prp_transfer(table, len(table), prp1, prp2, page_size, segments,
+                                            count, to_guest, scratch, len(scratch))
     finally:
         for buffer in buffers:  # no export of the image outlives the call
             ffi.release(buffer)

@@ -4,6 +4,10 @@ A queue of N entries is full when tail + 1 == head (mod N). The controller
 owns an SQ's head and a CQ's tail; the host owns the others and moves them
 through doorbells. Each CQE carries a phase tag that flips on every wrap so
 the host can tell new entries from old ones.
+
+Each queue keeps a view of its whole ring, taken at its first use and again
+after any change of the guest memory map (GuestMemory.generation): a ring that
+is not mapped, or a CQ ring mapped read-only, is a DmaError there.
 """
 
 from __future__ import annotations
@@ -26,14 +30,20 @@ class CompletionQueue:
     phase: int = 1
     # SQs posting here: the CQ may not be deleted while any is left.
     sqs: list[SubmissionQueue] = field(default_factory=list)
+    ring: memoryview | None = field(default=None, repr=False)
+    generation: int = -1  # GuestMemory.generation when `ring` was taken
 
     def full(self) -> bool:
         return (self.tail + 1) % self.size == self.head
 
     def post(self, memory: GuestMemory, dw0: int, dw1: int, sqhd: int, sqid: int, cid: int,
              status: int) -> None:
-        entry = CQE_FORMAT.pack(dw0, dw1, sqhd, sqid, cid, (status << 1) | self.phase)
-        memory.write(self.base + self.tail * CQE_SIZE, entry)
+        ring = self.ring
+        if self.generation != memory.generation or ring is None:
+            ring = self.ring = memory.view(self.base, self.size * CQE_SIZE, write=True)
+            self.generation = memory.generation
+        CQE_FORMAT.pack_into(ring, self.tail * CQE_SIZE, dw0, dw1, sqhd, sqid, cid,
+                             (status << 1) | self.phase)
         self.tail += 1
         if self.tail == self.size:
             self.tail = 0
@@ -48,6 +58,8 @@ class SubmissionQueue:
     cq: CompletionQueue
     head: int = 0
     tail: int = 0
+    ring: memoryview | None = field(default=None, repr=False)
+    generation: int = -1  # GuestMemory.generation when `ring` was taken
 
     @classmethod
     def bound_to(cls, cq: CompletionQueue, qid: int, base: int, size: int) -> SubmissionQueue:
@@ -63,6 +75,10 @@ class SubmissionQueue:
 
     def fetch(self, memory: GuestMemory) -> tuple[int, ...]:
         """The SQE at head, decoded with the hot-path format; advances head."""
-        raw = memory.view(self.base + self.head * SQE_SIZE, SQE_SIZE)
+        ring = self.ring
+        if self.generation != memory.generation or ring is None:
+            ring = self.ring = memory.view(self.base, self.size * SQE_SIZE)
+            self.generation = memory.generation
+        entry = SQE_FORMAT.unpack_from(ring, self.head * SQE_SIZE)
         self.head = (self.head + 1) % self.size
-        return SQE_FORMAT.unpack(raw)
+        return entry

@@ -43,7 +43,7 @@ def vector_lbas(ctrl: Controller, cmd: Command) -> list[int] | int:
 
 def _scalar_lbas(ctrl: Controller, cmd: Command, ns: OcssdNamespace) -> list[int] | int:
     slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-    if nlb * ns.lba_size > ctrl.page_size << ctrl.config.mdts:
+    if nlb * ns.lba_size > ctrl.max_transfer:
         return Status.INVALID_FIELD | DNR
     return list(range(slba, slba + nlb))
 

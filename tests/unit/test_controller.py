@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ocssd_vfu.spec.nvme import IdentifyController, IdentifyNamespace, Register
 from ocssd_vfu.spec.status import DNR, Status
-from tests.unit.fakehost import DATA, IOSQ, FakeHost, prp_list
+from tests.unit.fakehost import DATA, IOSQ, RAM_BASE, FakeHost, prp_list
 
 PAGE = 4096
 
@@ -119,7 +119,9 @@ def test_prp_offset_and_prp2_page() -> None:
 
 
 def test_chained_prp_list() -> None:
-    host = enabled_host(nlbas=1024)
+    host = FakeHost(nlbas=1024)
+    host.ctrl.config.mdts = 10  # the controller takes MDTS (and MPS) at enable
+    host.enable()
     host.create_io_queues()
     pages = 520  # more than one 512-entry list page
     data_base = DATA + 0x10000
@@ -128,7 +130,6 @@ def test_chained_prp_list() -> None:
     host.ram_write(list1, prp_list(entries[:511] + [list2]))
     host.ram_write(list2, prp_list(entries[511:]))
     host.storage[:pages * PAGE] = bytes(i % 251 for i in range(pages * PAGE))
-    host.ctrl.config.mdts = 10
     done = host.command(1, 0x02, nsid=1, prp1=data_base, prp2=list1, cdw10=0, cdw12=pages - 1)
     assert done[5] == 0
     assert host.ram_read(data_base, pages * PAGE) == bytes(host.storage[:pages * PAGE])
@@ -225,3 +226,76 @@ def test_guest_errors_are_counted_per_category() -> None:
         host.ctrl.mmio_write(0x1000 + 8 * 9, 4, 1)      # SQ 9 does not exist
     host.ctrl.mmio_write(0x1000 + 4, 4, 999)            # admin CQ head beyond its size
     assert host.ctrl.guest_errors == {"sq_doorbell": 3, "cq_doorbell": 1}
+
+
+def test_fused_and_sgl_commands_are_refused() -> None:
+    host = enabled_host()
+    for flags in (0x01, 0x02, 0x40, 0x80):  # FUSE first/second, PSDT SGL
+        assert host.command(0, 0x06, prp1=DATA, cdw10=1, flags=flags)[5] == \
+            Status.INVALID_FIELD | DNR
+    host.create_io_queues()
+    for flags in (0x01, 0x40):
+        assert host.command(1, 0x02, nsid=1, prp1=DATA, flags=flags)[5] == \
+            Status.INVALID_FIELD | DNR
+    assert host.command(1, 0x02, nsid=1, prp1=DATA, flags=0x3C)[5] == 0  # reserved bits
+
+
+def test_create_queue_ring_must_be_aligned_and_mapped() -> None:
+    host = enabled_host()
+    assert host.command(0, 0x05, prp1=IOSQ + 0x200, cdw10=1 | 15 << 16, cdw11=3)[5] == \
+        Status.INVALID_PRP_OFFSET | DNR
+    assert host.command(0, 0x05, prp1=0xDEAD0000, cdw10=1 | 15 << 16, cdw11=3)[5] == \
+        Status.INVALID_FIELD | DNR
+    host.create_io_queues()
+    assert host.command(0, 0x01, prp1=0xDEAD0000, cdw10=2 | 15 << 16, cdw11=1 | 1 << 16)[5] \
+        == Status.INVALID_FIELD | DNR
+
+
+def test_page_size_and_transfer_limit_are_taken_at_enable() -> None:
+    host = enabled_host()
+    assert (host.ctrl.page_size, host.ctrl.max_transfer) == (PAGE, PAGE << 7)
+    host.ctrl.mmio_write(Register.CC, 4, host.ctrl.regs.cc | 1 << 7)  # MPS 8 KiB while enabled
+    host.ctrl.config.mdts = 2
+    assert (host.ctrl.page_size, host.ctrl.max_transfer) == (PAGE, PAGE << 7)
+    host.create_io_queues()
+    # One LBA from mid-page: PRP2 is the second 4 KiB page, not part of an 8 KiB one.
+    assert host.command(1, 0x02, nsid=1, prp1=DATA + 0x800, prp2=DATA + 0x2000)[5] == 0
+    host.ram_write(DATA, prp_list([DATA + (2 + i) * PAGE for i in range(127)]))
+    assert host.command(1, 0x02, nsid=1, prp1=DATA + PAGE, prp2=DATA, cdw12=127)[5] == 0
+
+
+def test_queue_rings_follow_the_guest_memory_map() -> None:
+    host = enabled_host()
+    host.create_io_queues()
+    host.storage[:PAGE] = b"\x11" * PAGE
+    assert host.command(1, 0x02, nsid=1, prp1=DATA)[5] == 0
+    # The guest memory is remapped elsewhere in this process (same guest addresses):
+    # the queues must read and write the new mapping, not a view of the old one.
+    moved = bytearray(host.ram)
+    host.memory.remove(RAM_BASE)
+    host.memory.add(RAM_BASE, moved)
+    host.ram = moved
+    host.storage[:PAGE] = b"\x22" * PAGE
+    assert host.command(1, 0x02, nsid=1, prp1=DATA)[5] == 0
+    assert host.ram_read(DATA, PAGE) == b"\x22" * PAGE
+
+
+def test_an_unmapped_or_read_only_ring_is_a_fatal_status() -> None:
+    host = enabled_host()
+    host.create_io_queues()
+    host.memory.remove(RAM_BASE)  # the SQ is gone under the controller
+    host.ctrl.mmio_write(Register.DOORBELLS + 8, 4, 1)
+    host.ctrl.process()
+    assert host.ctrl.mmio_read(Register.CSTS, 4) & 0x2  # CFS
+    assert host.ctrl.guest_errors["sq_unmapped"] == 1
+
+    host = enabled_host()
+    host.create_io_queues()
+    host.memory.remove(RAM_BASE)  # now mapped read-only: no CQE can be posted
+    host.memory.add(RAM_BASE, memoryview(host.ram).toreadonly(), writable=False)
+    host.submit(1, 0x00, nsid=1)
+    host.ctrl.process()
+    (request,) = host.ctrl.take_sync_requests()
+    host.ctrl.complete_deferred(request, Status.SUCCESS)
+    assert host.ctrl.mmio_read(Register.CSTS, 4) & 0x2
+    assert host.ctrl.guest_errors["cq_unmapped"] == 1
