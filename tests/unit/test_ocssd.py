@@ -428,8 +428,8 @@ def test_vector_commands_on_a_plain_namespace_are_invalid_opcodes() -> None:
 
 
 # -- command trace -------------------------------------------------------------------------
-def test_trace_decodes_vector_lbas_and_statuses() -> None:
-    dev = Device()
+def traced(dev: Device) -> tuple[io.StringIO, io.StringIO]:
+    """Trace DEV's commands both as text and as JSON lines."""
     text, records = io.StringIO(), io.StringIO()
     tracers = [make_tracer(dev.host.ctrl, text, "text"),
                make_tracer(dev.host.ctrl, records, "json")]
@@ -439,6 +439,12 @@ def test_trace_decodes_vector_lbas_and_statuses() -> None:
             tracer(*args)  # type: ignore[arg-type]
 
     dev.host.ctrl.tracer = both  # type: ignore[assignment]
+    return text, records
+
+
+def test_trace_decodes_vector_lbas_and_statuses() -> None:
+    dev = Device()
+    text, records = traced(dev)
     dev.write(run(0, 4, pu=1, chk=3) + run(0, 4, grp=1, chk=0))
     dev.write(run(4, 4, chk=3))
     lines = text.getvalue().splitlines()
@@ -453,15 +459,7 @@ def test_trace_decodes_vector_lbas_and_statuses() -> None:
 
 def test_trace_shows_scalar_commands_as_slba_and_nlb() -> None:
     dev = Device()
-    text, records = io.StringIO(), io.StringIO()
-    tracers = [make_tracer(dev.host.ctrl, text, "text"),
-               make_tracer(dev.host.ctrl, records, "json")]
-
-    def both(*args: int) -> None:
-        for tracer in tracers:
-            tracer(*args)  # type: ignore[arg-type]
-
-    dev.host.ctrl.tracer = both  # type: ignore[assignment]
+    text, records = traced(dev)
     assert dev.host.command(1, 0x02, nsid=1, prp1=DATA, prp2=DATA + 0x1000,
                             cdw10=lba(0, 1, 3), cdw12=1)[5] == 0
     assert "VECTOR" not in text.getvalue()
