@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench lint clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench profile lint clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,17 @@ unit: setup
 e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
+# Host-side (no QEMU) figures first, then the guest's fio tables; results in bench/results/.
 bench: setup
+	$(PY) -m ocssd_vfu.hostbench
 	$(PY) -m ocssd_vfu.bench
+
+hostbench: setup
+	$(PY) -m ocssd_vfu.hostbench
+
+# Where the server's time goes per command (py-spy samples the host-side bench at QD32).
+profile: setup
+	$(PY) -m ocssd_vfu.hostbench --profile --depths 32
 
 lint: setup
 	$(PY) -m ruff check ocssd_vfu tests native

@@ -2,16 +2,18 @@
 same run, in two tables.
 
 - NVMe: ocssd_vfu serving a plain namespace, QEMU's built-in NVMe device and
-  null_blk; 4K random read and write at QD32.
+  null_blk; 4K random read and write at QD32 (IOPS) and at QD1 (p50 and p99
+  completion latency).
 - pblk: a pblk target on an OCSSD 2.0 image served by ocssd_vfu (a second
-  vfio-user device in the same guest) and null_blk; 4K random read and write
-  at QD32 and 128K sequential write at QD32. The range is written once before
-  the jobs, because a fresh pblk answers reads of unmapped blocks without
-  touching the device.
+  vfio-user device in the same guest) and null_blk; the same jobs plus 128K
+  sequential write at QD32. The range is written once before the jobs, because
+  a fresh pblk answers reads of unmapped blocks without touching the device.
 
-Speed is never asserted; the run fails only when a fio job reports an error or
-a result is missing. TCG varies by tens of percent between boots: compare the
-ratios, which are measured side by side.
+Every job runs `--rounds` times (the NVMe devices interleaved round by round);
+the tables give the median with min and max, summary.json every run, bench.png
+a chart. Speed is never asserted; the run fails only when a fio job reports an
+error or a result is missing. TCG varies by tens of percent between boots:
+compare the ratios, which are measured side by side.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +40,31 @@ class Job:
     title: str
     rw: str
     bs: str
-    unit: str  # "IOPS" or "MiB/s"
+    iodepth: int
+    kind: str  # "IOPS", "MiB/s" or "latency" (p50 and p99 completion latency, µs)
+
+    def figures(self) -> tuple[str, ...]:
+        """The figures one run of this job gives."""
+        return ("p50 us", "p99 us") if self.kind == "latency" else (self.kind,)
 
 
-NVME_JOBS = (Job("4k-randread-qd32", "randread", "4k", "IOPS"),
-             Job("4k-randwrite-qd32", "randwrite", "4k", "IOPS"))
+NVME_JOBS = (Job("4k-randread-qd32", "randread", "4k", 32, "IOPS"),
+             Job("4k-randwrite-qd32", "randwrite", "4k", 32, "IOPS"),
+             Job("4k-randread-qd1", "randread", "4k", 1, "latency"),
+             Job("4k-randwrite-qd1", "randwrite", "4k", 1, "latency"))
 NVME_DEVICES = ("ocssd_vfu", "qemu-nvme", "null_blk")
 NVME_SIZE = "128M"
 
 # Run in this order, after the fill: reads first, while the range holds the fill's data.
-PBLK_JOBS = (Job("4k-randread-qd32", "randread", "4k", "IOPS"),
-             Job("4k-randwrite-qd32", "randwrite", "4k", "IOPS"),
-             Job("128k-seqwrite-qd32", "write", "128k", "MiB/s"))
+PBLK_JOBS = (Job("4k-randread-qd32", "randread", "4k", 32, "IOPS"),
+             Job("4k-randwrite-qd32", "randwrite", "4k", 32, "IOPS"),
+             Job("128k-seqwrite-qd32", "write", "128k", 32, "MiB/s"),
+             Job("4k-randread-qd1", "randread", "4k", 1, "latency"),
+             Job("4k-randwrite-qd1", "randwrite", "4k", 1, "latency"))
 PBLK_DEVICES = ("pblk", "null_blk")
 PBLK_SIZE = "256M"
 # The 128K sequential fill of the pblk range before the measured jobs.
-PBLK_FILL = Job("fill-128k-seqwrite", "write", "128k", "MiB/s")
+PBLK_FILL = Job("fill-128k-seqwrite", "write", "128k", 32, "MiB/s")
 
 # 2 groups x 4 PUs x 32 chunks x 1024 sectors of 4 KiB: 1 GiB (sparse), 32 lines,
 # enough over-provisioning for pblk and quick to set up under TCG.
@@ -106,15 +118,25 @@ settle() {{
         sleep 1; i=$((i + 1))
     done
 }}
-# run_fio DEVICE TITLE RW BS SIZE SECONDS PATH (SECONDS 0: write SIZE once, not time-based)
+# run_fio DEVICE TITLE RW BS QD SIZE SECONDS PATH NAME
+#   (SECONDS 0: write SIZE once, not time-based; the result goes to /results/NAME.json)
 run_fio() {{
-    timing="--runtime=$6 --time_based"
-    if [ "$6" = 0 ]; then timing=""; fi
-    echo "== $1 $2"
-    fio --name="$2" --filename="$7" --rw="$3" --bs="$4" --iodepth=32 \\
-        --ioengine=libaio --direct=1 --size="$5" $timing \\
-        --eta=never --output-format=json --output="/results/$1-$2.json" \\
+    timing="--runtime=$7 --time_based"
+    if [ "$7" = 0 ]; then timing=""; fi
+    echo "== $1 $2 ($9)"
+    fio --name="$2" --filename="$8" --rw="$3" --bs="$4" --iodepth="$5" \\
+        --ioengine=libaio --direct=1 --size="$6" $timing \\
+        --eta=never --output-format=json --output="/results/$9.json" \\
         || {{ echo "bench: fio $1 $2 failed (status $?)" >&2; bad=1; }}
+}}
+# run_jobs DEVICE PREFIX SIZE PATH ROUND JOB...: each JOB is TITLE:RW:BS:QD.
+run_jobs() {{
+    device=$1 prefix=$2 size=$3 path=$4 round=$5
+    shift 5
+    for job in "$@"; do
+        set -- $(echo "$job" | tr : ' ')
+        run_fio "$device" "$1" "$2" "$3" "$4" "$size" {runtime} "$path" "$prefix-$1-r$round"
+    done
 }}
 
 settle
@@ -122,11 +144,13 @@ qnvme=$(wait_ctrl "{model_qemu}") || fail "no NVMe controller with model '{model
 [ -b /dev/nullb0 ] || fail "no /dev/nullb0 (null_blk)"
 plain=$(wait_ctrl "{model_plain}") || fail "no NVMe controller with model '{model_plain}'"
 echo "== NVMe table: ocssd_vfu plain ${{plain}}n1, qemu-nvme ${{qnvme}}n1, null_blk nullb0"
-for dev in ocssd_vfu:/dev/${{plain}}n1 qemu-nvme:/dev/${{qnvme}}n1 null_blk:/dev/nullb0; do
-    for job in {nvme_jobs}; do
-        set -- $(echo "$job" | tr : ' ')
-        run_fio "${{dev%%:*}}" "$1" "$2" "$3" {nvme_size} {runtime} "${{dev#*:}}"
+# Rounds interleave the devices, so that drift of the machine affects them alike.
+round=1
+while [ $round -le {rounds} ]; do
+    for dev in ocssd_vfu:/dev/${{plain}}n1 qemu-nvme:/dev/${{qnvme}}n1 null_blk:/dev/nullb0; do
+        run_jobs "${{dev%%:*}}" "${{dev%%:*}}" {nvme_size} "${{dev#*:}}" $round {nvme_jobs}
     done
+    round=$((round + 1))
 done
 
 ocssd=$(wait_ctrl "{model_ocssd}") || fail "no NVMe controller with model '{model_ocssd}'"
@@ -136,122 +160,188 @@ echo "== nvme lnvm create -d $ns -n bench -t pblk"
 nvme lnvm create -d "$ns" -n bench -t pblk || fail "nvme lnvm create -d $ns -n bench -t pblk failed"
 [ -b /dev/bench ] || fail "no /dev/bench after nvme lnvm create"
 dmesg | grep -E "nvm: registered $ns|pblk bench:" || true
-run_fio pblk {fill} /dev/bench
-for job in {pblk_jobs}; do
-    set -- $(echo "$job" | tr : ' ')
-    run_fio pblk "$1" "$2" "$3" {pblk_size} {runtime} /dev/bench
+run_fio pblk {fill} /dev/bench pblk-{fill_title}
+round=1
+while [ $round -le {rounds} ]; do
+    run_jobs pblk pblk {pblk_size} /dev/bench $round {pblk_jobs}
+    round=$((round + 1))
 done
 echo "== nvme lnvm remove -n bench"
 nvme lnvm remove -n bench || fail "nvme lnvm remove -n bench failed"
-for job in {pblk_jobs}; do
-    set -- $(echo "$job" | tr : ' ')
-    run_fio null_blk-pblk "$1" "$2" "$3" {pblk_size} {runtime} /dev/nullb0
+round=1
+while [ $round -le {rounds} ]; do
+    run_jobs null_blk null_blk-pblk {pblk_size} /dev/nullb0 $round {pblk_jobs}
+    round=$((round + 1))
 done
 dmesg > /results/dmesg.txt
 exit $bad
 """
 
 
-def guest_script(runtime: int) -> str:
+def guest_script(runtime: int, rounds: int) -> str:
     def words(jobs: tuple[Job, ...]) -> str:
-        return " ".join(f"{job.title}:{job.rw}:{job.bs}" for job in jobs)
+        return " ".join(f"{job.title}:{job.rw}:{job.bs}:{job.iodepth}" for job in jobs)
 
-    fill = f"{PBLK_FILL.title} {PBLK_FILL.rw} {PBLK_FILL.bs} {PBLK_SIZE} 0"
+    fill = (f"{PBLK_FILL.title} {PBLK_FILL.rw} {PBLK_FILL.bs} {PBLK_FILL.iodepth} "
+            f"{PBLK_SIZE} 0")
     return GUEST_SCRIPT.format(
         model_plain=MODEL_PLAIN, model_qemu=MODEL_QEMU, model_ocssd=MODEL_OCSSD,
         nvme_jobs=words(NVME_JOBS), nvme_size=NVME_SIZE, pblk_jobs=words(PBLK_JOBS),
-        pblk_size=PBLK_SIZE, fill=fill, runtime=runtime)
+        pblk_size=PBLK_SIZE, fill=fill, fill_title=PBLK_FILL.title, runtime=runtime,
+        rounds=rounds)
 
 
-# The files the guest writes: (table, device) -> the prefix of its fio JSON files.
-def result_name(table: str, device: str, job: Job) -> str:
+def result_name(table: str, device: str, job: Job, round_: int | None) -> str:
+    """The guest's fio JSON file for one run (round None: the pblk fill, run once)."""
     prefix = "null_blk-pblk" if (table, device) == ("pblk", "null_blk") else device
-    return f"{prefix}-{job.title}.json"
+    suffix = "" if round_ is None else f"-r{round_}"
+    return f"{prefix}-{job.title}{suffix}.json"
 
 
 class ResultError(Exception):
     """A fio result that is missing, unreadable or reports an error."""
 
 
-def fio_figure(result: dict[str, Any], job: Job) -> float:
-    """IOPS or MiB/s of a fio JSON result; ResultError if the job reported an error."""
+def job_figures(result: dict[str, Any], job: Job) -> dict[str, float]:
+    """The figures of a fio JSON result (Job.figures()); ResultError if the job failed."""
     try:
         entry = result["jobs"][0]
         side = entry["read" if "read" in job.rw else "write"]
         error = int(entry["error"])
-        if job.unit == "IOPS":
-            value = float(side["iops"])
+        if job.kind == "IOPS":
+            figures = {"IOPS": float(side["iops"])}
+        elif job.kind == "MiB/s":
+            figures = {"MiB/s": float(side.get("bw_bytes", side["bw"] * 1024)) / (1 << 20)}
         else:
-            value = float(side.get("bw_bytes", side["bw"] * 1024)) / (1 << 20)
+            percentiles = side["clat_ns"]["percentile"]
+            figures = {"p50 us": float(percentiles["50.000000"]) / 1000,
+                       "p99 us": float(percentiles["99.000000"]) / 1000}
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ResultError(f"unexpected fio output ({exc!r})") from exc
     if error:
         raise ResultError(f"fio reported error {error}")
-    return value
+    return figures
 
 
-def read_figure(path: Path, job: Job) -> float:
+def read_figures(path: Path, job: Job) -> dict[str, float]:
     if not path.exists():
         raise ResultError("no result")
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ResultError(f"unreadable result ({exc})") from exc
-    return fio_figure(result, job)
+    return job_figures(result, job)
 
 
-def ratio(ours: float | None, base: float | None) -> float:
-    return ours / base if ours is not None and base else math.nan
+@dataclass(frozen=True)
+class Stats:
+    """One figure over the rounds of a run."""
+
+    median: float
+    low: float
+    high: float
+    runs: tuple[float, ...]
+
+    @classmethod
+    def of(cls, runs: list[float]) -> Stats:
+        return cls(statistics.median(runs), min(runs), max(runs), tuple(runs))
 
 
-def _cell(value: float | None, width: int) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:>{width},.0f}"
+def ratio(ours: Stats | None, base: Stats | None) -> float:
+    return ours.median / base.median if ours is not None and base and base.median else math.nan
+
+
+# Rows of a table: "<job title> <figure>", e.g. "4k-randread-qd1 p99 us".
+Table = dict[str, dict[str, Stats | None]]
+
+
+def rows(jobs: tuple[Job, ...]) -> list[tuple[str, str]]:
+    """(row name, unit) of every figure of `jobs`, in order."""
+    return [(f"{job.title} {figure}" if job.kind == "latency" else job.title,
+             "us" if job.kind == "latency" else job.kind)
+            for job in jobs for figure in job.figures()]
+
+
+def collect(results: Path, table: str, jobs: tuple[Job, ...], devices: tuple[str, ...],
+            rounds: int) -> tuple[Table, list[str]]:
+    """Every figure of one table over its rounds, and what went wrong. A figure
+    missing from some round is a problem; the rounds that have it still count."""
+    figures: Table = {}
+    problems = []
+    for job in jobs:
+        for device in devices:
+            runs: dict[str, list[float]] = {figure: [] for figure in job.figures()}
+            for round_ in range(1, rounds + 1):
+                try:
+                    found = read_figures(results / result_name(table, device, job, round_), job)
+                except ResultError as exc:
+                    problems.append(f"{device} {job.title} round {round_}: {exc}")
+                    continue
+                for figure, value in found.items():
+                    runs[figure].append(value)
+            for figure, values in runs.items():
+                row = f"{job.title} {figure}" if job.kind == "latency" else job.title
+                figures.setdefault(row, {})[device] = Stats.of(values) if values else None
+    return figures, problems
+
+
+def _cell(stats: Stats | None, width: int) -> str:
+    if stats is None:
+        return f"{'-':>{width}}"
+    text = f"{stats.median:,.0f} ({stats.low:,.0f}-{stats.high:,.0f})"
+    return f"{text:>{width}}"
 
 
 def _ratio_cell(value: float, width: int) -> str:
     return f"{'-':>{width}}" if math.isnan(value) else f"{value:>{width - 1}.2f}x"
 
 
-Table = dict[str, dict[str, float | None]]
-
-
-def format_nvme_table(table: Table) -> str:
-    lines = [f"{'job':<20}{'ocssd_vfu':>12}{'qemu-nvme':>12}{'null_blk':>12}"
-             f"{'vs qemu':>10}{'vs null':>10}"]
-    for job in NVME_JOBS:
-        row = table.get(job.title, {})
-        ours = row.get("ocssd_vfu")
-        lines.append(f"{job.title:<20}"
-                     + "".join(_cell(row.get(d), 12) for d in NVME_DEVICES)
-                     + "".join(_ratio_cell(ratio(ours, row.get(b)), 10)
-                               for b in ("qemu-nvme", "null_blk")))
+def format_table(table: Table, jobs: tuple[Job, ...], devices: tuple[str, ...],
+                 baselines: tuple[str, ...]) -> str:
+    """Medians with (min-max) per device, then the ratio of the first device's median
+    to each baseline's (for latencies, lower is better)."""
+    width = 26
+    lines = [f"{'job':<24}" + "".join(f"{d:>{width}}" for d in devices)
+             + "".join(f"{'vs ' + b:>12}" for b in baselines) + "  unit"]
+    for row, unit in rows(jobs):
+        cells = table.get(row, {})
+        ours = cells.get(devices[0])
+        lines.append(f"{row:<24}" + "".join(_cell(cells.get(d), width) for d in devices)
+                     + "".join(_ratio_cell(ratio(ours, cells.get(b)), 12) for b in baselines)
+                     + f"  {unit}")
     return "\n".join(lines)
 
 
-def format_pblk_table(table: Table) -> str:
-    lines = [f"{'job':<20}{'pblk':>12}{'null_blk':>12}{'ratio':>10}  unit"]
-    for job in PBLK_JOBS:
-        row = table.get(job.title, {})
-        lines.append(f"{job.title:<20}" + "".join(_cell(row.get(d), 12) for d in PBLK_DEVICES)
-                     + _ratio_cell(ratio(row.get("pblk"), row.get("null_blk")), 10)
-                     + f"  {job.unit}")
-    return "\n".join(lines)
+def chart(summary: dict[str, Any], path: Path) -> None:
+    """Medians as bars with min-max whiskers: one panel per table and unit."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
 
-def collect(results: Path, table: str, jobs: tuple[Job, ...],
-            devices: tuple[str, ...]) -> tuple[Table, list[str]]:
-    """The figures of one table, and what went wrong."""
-    figures: Table = {}
-    problems = []
-    for job in jobs:
-        for device in devices:
-            try:
-                value: float | None = read_figure(results / result_name(table, device, job), job)
-            except ResultError as exc:
-                problems.append(f"{device} {job.title}: {exc}")
-                value = None
-            figures.setdefault(job.title, {})[device] = value
-    return figures, problems
+    panels = [(name, unit, [row for row, u in rows(jobs) if u == unit], devices)
+              for name, jobs, devices in (("NVMe", NVME_JOBS, NVME_DEVICES),
+                                          ("pblk", PBLK_JOBS, PBLK_DEVICES))
+              for unit in dict.fromkeys(u for _, u in rows(jobs))]
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
+    for axis, (name, unit, row_names, devices) in zip(axes, panels, strict=True):
+        width = 0.8 / len(devices)
+        for i, device in enumerate(devices):
+            cells = [summary[name.lower()]["jobs"][row].get(device) for row in row_names]
+            medians = [c["median"] if c else 0 for c in cells]
+            whiskers = [[c["median"] - c["low"] if c else 0 for c in cells],
+                        [c["high"] - c["median"] if c else 0 for c in cells]]
+            positions = [j + i * width for j in range(len(row_names))]
+            axis.bar(positions, medians, width, yerr=whiskers, capsize=3, label=device)
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(row_names))],
+                        [r.replace(" ", "\n", 1) for r in row_names], fontsize=7)
+        axis.set_title(f"{name}: {unit}", fontsize=9)
+        axis.legend(fontsize=7)
+    figure.suptitle("make bench: median of the rounds, whiskers min-max "
+                    "(latency: lower is better)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
 
 
 DMESG_LINE = re.compile(r"^\[[ 0-9.]*\] (.*)$", re.M)
@@ -270,12 +360,20 @@ def dmesg_notes(dmesg: str) -> tuple[list[str], list[str]]:
     return ours, trouble
 
 
+def as_json(table: Table) -> dict[str, dict[str, dict[str, Any] | None]]:
+    return {row: {device: None if stats is None else asdict(stats)
+                  for device, stats in cells.items()}
+            for row, cells in table.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ocssd_vfu.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runtime", type=int, default=10, help="seconds per fio job")
+    parser.add_argument("--runtime", type=int, default=8, help="seconds per fio job")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of every job; the tables give their median, min and max")
     parser.add_argument("--out", type=Path, default=Path("bench/results"),
-                        help="where the fio JSON and the summary go")
+                        help="where the fio JSON, summary.json and bench.png go")
     args = parser.parse_args(argv)
     results = args.out / "fio"
     started = time.monotonic()
@@ -286,31 +384,39 @@ def main(argv: list[str] | None = None) -> int:
                 f.truncate(1 << 30)
         create_image(work / "pblk.img", PBLK_GEOMETRY)
         script = work / "bench.sh"
-        script.write_text(guest_script(args.runtime))
-        timed_jobs = len(NVME_JOBS) * len(NVME_DEVICES) + len(PBLK_JOBS) * len(PBLK_DEVICES)
+        script.write_text(guest_script(args.runtime, args.rounds))
+        timed_jobs = args.rounds * (len(NVME_JOBS) * len(NVME_DEVICES)
+                                    + len(PBLK_JOBS) * len(PBLK_DEVICES))
         if results.exists():
             for old in results.glob("*"):
                 old.unlink()
         status = run_guest(GuestRun(script=script,
                                     images=[work / "ocssd.raw", work / "pblk.img"],
                                     qemu_nvme=[work / "qemu-nvme.raw"], results=results,
-                                    timeout=300 + 6 * args.runtime * timed_jobs))
+                                    timeout=300 + 3 * args.runtime * timed_jobs))
     elapsed = time.monotonic() - started
-    nvme, problems = collect(results, "nvme", NVME_JOBS, NVME_DEVICES)
-    pblk, pblk_problems = collect(results, "pblk", PBLK_JOBS, PBLK_DEVICES)
-    filled, fill_problems = collect(results, "pblk", (PBLK_FILL,), ("pblk",))
-    problems += pblk_problems + fill_problems
-    fill = filled[PBLK_FILL.title]["pblk"]
+    nvme, problems = collect(results, "nvme", NVME_JOBS, NVME_DEVICES, args.rounds)
+    pblk, pblk_problems = collect(results, "pblk", PBLK_JOBS, PBLK_DEVICES, args.rounds)
+    problems += pblk_problems
+    fill: float | None = None
+    try:
+        fill = read_figures(results / result_name("pblk", "pblk", PBLK_FILL, None),
+                            PBLK_FILL)["MiB/s"]
+    except ResultError as exc:
+        problems.append(f"pblk {PBLK_FILL.title}: {exc}")
     dmesg_path = results / "dmesg.txt"
     notes, trouble = dmesg_notes(dmesg_path.read_text(errors="replace")
                                  if dmesg_path.exists() else "")
 
-    print("\nNVMe: ocssd_vfu (plain namespace) vs QEMU's NVMe and null_blk, IOPS, "
-          f"{NVME_SIZE} range, {args.runtime} s")
-    print(format_nvme_table(nvme))
-    print(f"\npblk on an OCSSD 2.0 image ({PBLK_GEOMETRY_TEXT}) vs null_blk, "
-          f"{PBLK_SIZE} range written first, {args.runtime} s")
-    print(format_pblk_table(pblk))
+    print(f"\nNVMe: ocssd_vfu (plain namespace) vs QEMU's NVMe and null_blk, {NVME_SIZE} "
+          f"range, {args.runtime} s per job, median (min-max) of {args.rounds} rounds")
+    print(format_table(nvme, NVME_JOBS, NVME_DEVICES, ("qemu-nvme", "null_blk")))
+    print(f"\npblk on an OCSSD 2.0 image ({PBLK_GEOMETRY_TEXT}) vs null_blk, {PBLK_SIZE} "
+          f"range written first ({fill or 0:.0f} MiB/s), {args.runtime} s per job, "
+          f"median (min-max) of {args.rounds} rounds")
+    print(format_table(pblk, PBLK_JOBS, PBLK_DEVICES, ("null_blk",)))
+    print("(ratios: the first column's median over the baseline's; for latencies, lower is "
+          "better)")
     if notes:
         print("\nguest kernel:\n" + "\n".join(f"  {line}" for line in notes))
     if trouble:
@@ -320,16 +426,18 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         "runtime_s": args.runtime,
-        "nvme": {"size": NVME_SIZE, "unit": "IOPS", "jobs": nvme},
-        "pblk": {"size": PBLK_SIZE, "geometry": PBLK_GEOMETRY_TEXT,
-                 "fill_mib_s": fill,
-                 "units": {job.title: job.unit for job in PBLK_JOBS}, "jobs": pblk},
+        "rounds": args.rounds,
+        "nvme": {"size": NVME_SIZE, "units": dict(rows(NVME_JOBS)), "jobs": as_json(nvme)},
+        "pblk": {"size": PBLK_SIZE, "geometry": PBLK_GEOMETRY_TEXT, "fill_mib_s": fill,
+                 "units": dict(rows(PBLK_JOBS)), "jobs": as_json(pblk)},
         "guest_kernel": {"pblk": notes, "trouble": trouble},
         "problems": problems,
         "guest_status": status,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    chart(summary, args.out / "bench.png")
+    print(f"bench: {args.out / 'summary.json'}, {args.out / 'bench.png'}")
     for problem in problems:
         print(f"bench: {problem}", file=sys.stderr)
     if status != 0:

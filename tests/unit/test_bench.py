@@ -11,103 +11,148 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu import bench
-from ocssd_vfu.bench import NVME_JOBS, PBLK_FILL, PBLK_JOBS, Job, ResultError
+from ocssd_vfu.bench import NVME_JOBS, PBLK_FILL, PBLK_JOBS, Job, ResultError, Stats
 
-RANDREAD = Job("4k-randread-qd32", "randread", "4k", "IOPS")
-SEQWRITE = Job("128k-seqwrite-qd32", "write", "128k", "MiB/s")
+RANDREAD = Job("4k-randread-qd32", "randread", "4k", 32, "IOPS")
+SEQWRITE = Job("128k-seqwrite-qd32", "write", "128k", 32, "MiB/s")
+LATENCY = Job("4k-randwrite-qd1", "randwrite", "4k", 1, "latency")
 
 
 def fio_json(*, read_iops: float = 0.0, write_iops: float = 0.0, write_bw_bytes: int = 0,
-             error: int = 0) -> dict[str, object]:
+             error: int = 0, write_p50_ns: int = 0, write_p99_ns: int = 0) -> dict[str, object]:
+    percentiles = {"1.000000": 1, "50.000000": write_p50_ns, "99.000000": write_p99_ns}
     return {"fio version": "fio-3.33", "jobs": [{
         "jobname": "x", "error": error,
         "read": {"iops": read_iops, "bw": 0, "bw_bytes": 0},
         "write": {"iops": write_iops, "bw": write_bw_bytes // 1024,
-                  "bw_bytes": write_bw_bytes},
+                  "bw_bytes": write_bw_bytes, "clat_ns": {"percentile": percentiles}},
     }]}
 
 
-def test_fio_figure_iops_from_the_side_the_job_used() -> None:
-    assert bench.fio_figure(fio_json(read_iops=1234.5, write_iops=9), RANDREAD) == 1234.5
+def test_iops_from_the_side_the_job_used() -> None:
+    assert bench.job_figures(fio_json(read_iops=1234.5, write_iops=9), RANDREAD) == \
+        {"IOPS": 1234.5}
 
 
-def test_fio_figure_mib_per_second() -> None:
-    assert bench.fio_figure(fio_json(write_bw_bytes=162 << 20), SEQWRITE) == 162.0
+def test_mib_per_second() -> None:
+    assert bench.job_figures(fio_json(write_bw_bytes=162 << 20), SEQWRITE) == {"MiB/s": 162.0}
 
 
-def test_fio_figure_falls_back_to_kib_bw() -> None:
+def test_falls_back_to_kib_bw() -> None:
     result = fio_json()
     result["jobs"][0]["write"] = {"iops": 1, "bw": 2048}  # type: ignore[index]
-    assert bench.fio_figure(result, SEQWRITE) == 2.0
+    assert bench.job_figures(result, SEQWRITE) == {"MiB/s": 2.0}
+
+
+def test_latency_percentiles_in_microseconds() -> None:
+    result = fio_json(write_p50_ns=87_040, write_p99_ns=211_968)
+    assert bench.job_figures(result, LATENCY) == {"p50 us": 87.04, "p99 us": 211.968}
 
 
 def test_fio_error_is_a_result_error() -> None:
     with pytest.raises(ResultError, match="error 5"):
-        bench.fio_figure(fio_json(read_iops=100, error=5), RANDREAD)
+        bench.job_figures(fio_json(read_iops=100, error=5), RANDREAD)
 
 
 def test_malformed_fio_output_is_a_result_error() -> None:
     with pytest.raises(ResultError):
-        bench.fio_figure({"jobs": []}, RANDREAD)
+        bench.job_figures({"jobs": []}, RANDREAD)
+    with pytest.raises(ResultError):
+        bench.job_figures(fio_json(), Job("4k-randread-qd1", "randread", "4k", 1, "latency"))
 
 
 def test_missing_and_garbled_files(tmp_path: Path) -> None:
     with pytest.raises(ResultError, match="no result"):
-        bench.read_figure(tmp_path / "absent.json", RANDREAD)
+        bench.read_figures(tmp_path / "absent.json", RANDREAD)
     (tmp_path / "cut.json").write_text('{"jobs": [')
     with pytest.raises(ResultError, match="unreadable"):
-        bench.read_figure(tmp_path / "cut.json", RANDREAD)
+        bench.read_figures(tmp_path / "cut.json", RANDREAD)
 
 
-def test_collect_names_what_is_missing(tmp_path: Path) -> None:
-    for job in PBLK_JOBS:
-        figure = {"write_bw_bytes": 10 << 20} if job.unit == "MiB/s" else \
-            {"read_iops" if "read" in job.rw else "write_iops": 1000.0}
-        path = tmp_path / bench.result_name("pblk", "pblk", job)
-        path.write_text(json.dumps(fio_json(**figure)))
-    table, problems = bench.collect(tmp_path, "pblk", PBLK_JOBS, bench.PBLK_DEVICES)
-    assert table["4k-randread-qd32"] == {"pblk": 1000.0, "null_blk": None}
-    assert table["128k-seqwrite-qd32"]["pblk"] == 10.0
-    assert problems == [f"null_blk {job.title}: no result" for job in PBLK_JOBS]
+def test_stats_of_rounds() -> None:
+    assert Stats.of([300.0, 100.0, 200.0]) == Stats(200.0, 100.0, 300.0, (300.0, 100.0, 200.0))
+    assert Stats.of([1.0, 4.0]).median == 2.5
+
+
+def test_collect_takes_the_median_and_names_what_is_missing(tmp_path: Path) -> None:
+    jobs = (RANDREAD, LATENCY)
+    for round_, iops in ((1, 900.0), (2, 1100.0), (3, 1000.0)):
+        path = tmp_path / bench.result_name("pblk", "pblk", RANDREAD, round_)
+        path.write_text(json.dumps(fio_json(read_iops=iops)))
+    for round_ in (1, 2):
+        path = tmp_path / bench.result_name("pblk", "pblk", LATENCY, round_)
+        path.write_text(json.dumps(fio_json(write_p50_ns=50_000 * round_,
+                                            write_p99_ns=90_000 * round_)))
+    table, problems = bench.collect(tmp_path, "pblk", jobs, bench.PBLK_DEVICES, 3)
+    assert table["4k-randread-qd32"] == {"pblk": Stats(1000.0, 900.0, 1100.0,
+                                                       (900.0, 1100.0, 1000.0)),
+                                         "null_blk": None}
+    assert table["4k-randwrite-qd1 p50 us"]["pblk"] == Stats(75.0, 50.0, 100.0, (50.0, 100.0))
+    assert table["4k-randwrite-qd1 p99 us"]["pblk"] == Stats(135.0, 90.0, 180.0, (90.0, 180.0))
+    assert problems == [
+        "null_blk 4k-randread-qd32 round 1: no result",
+        "null_blk 4k-randread-qd32 round 2: no result",
+        "null_blk 4k-randread-qd32 round 3: no result",
+        "pblk 4k-randwrite-qd1 round 3: no result",
+        "null_blk 4k-randwrite-qd1 round 1: no result",
+        "null_blk 4k-randwrite-qd1 round 2: no result",
+        "null_blk 4k-randwrite-qd1 round 3: no result",
+    ]
 
 
 def test_result_names_keep_the_two_null_blk_runs_apart() -> None:
     job = NVME_JOBS[0]
-    assert bench.result_name("nvme", "null_blk", job) == "null_blk-4k-randread-qd32.json"
-    assert bench.result_name("pblk", "null_blk", job) == "null_blk-pblk-4k-randread-qd32.json"
-    assert bench.result_name("pblk", "pblk", PBLK_FILL) == "pblk-fill-128k-seqwrite.json"
+    assert bench.result_name("nvme", "null_blk", job, 2) == "null_blk-4k-randread-qd32-r2.json"
+    assert bench.result_name("pblk", "null_blk", job, 1) == \
+        "null_blk-pblk-4k-randread-qd32-r1.json"
+    assert bench.result_name("pblk", "pblk", PBLK_FILL, None) == "pblk-fill-128k-seqwrite.json"
 
 
 def test_ratio() -> None:
-    assert bench.ratio(50.0, 100.0) == 0.5
-    assert math.isnan(bench.ratio(None, 100.0))
-    assert math.isnan(bench.ratio(50.0, None))
-    assert math.isnan(bench.ratio(50.0, 0.0))
+    assert bench.ratio(Stats.of([50.0]), Stats.of([100.0])) == 0.5
+    assert math.isnan(bench.ratio(None, Stats.of([100.0])))
+    assert math.isnan(bench.ratio(Stats.of([50.0]), None))
+    assert math.isnan(bench.ratio(Stats.of([50.0]), Stats.of([0.0])))
 
 
 def test_pblk_table() -> None:
-    text = bench.format_pblk_table({
-        "4k-randread-qd32": {"pblk": 7100.0, "null_blk": 17900.0},
-        "4k-randwrite-qd32": {"pblk": 14200.0, "null_blk": None},
-        "128k-seqwrite-qd32": {"pblk": 162.4, "null_blk": 1624.0},
-    })
+    text = bench.format_table({
+        "4k-randread-qd32": {"pblk": Stats.of([7100.0, 7000.0, 7300.0]),
+                             "null_blk": Stats.of([17900.0])},
+        "4k-randwrite-qd32": {"pblk": Stats.of([14200.0]), "null_blk": None},
+        "128k-seqwrite-qd32": {"pblk": Stats.of([162.4]), "null_blk": Stats.of([1624.0])},
+        "4k-randread-qd1 p50 us": {"pblk": Stats.of([120.0]), "null_blk": Stats.of([60.0])},
+    }, PBLK_JOBS, bench.PBLK_DEVICES, ("null_blk",))
+    # Row names padded to 24, cells right-aligned in 26, ratios in 12.
     assert text.splitlines() == [
-        "job                         pblk    null_blk     ratio  unit",
-        "4k-randread-qd32           7,100      17,900     0.40x  IOPS",
-        "4k-randwrite-qd32         14,200           -         -  IOPS",
-        "128k-seqwrite-qd32           162       1,624     0.10x  MiB/s",
+        "job                                           pblk                  null_blk"
+        " vs null_blk  unit",
+        "4k-randread-qd32               7,100 (7,000-7,300)    17,900 (17,900-17,900)"
+        "       0.40x  IOPS",
+        "4k-randwrite-qd32           14,200 (14,200-14,200)                         -"
+        "           -  IOPS",
+        "128k-seqwrite-qd32                   162 (162-162)       1,624 (1,624-1,624)"
+        "       0.10x  MiB/s",
+        "4k-randread-qd1 p50 us               120 (120-120)                60 (60-60)"
+        "       2.00x  us",
+        "4k-randread-qd1 p99 us                           -                         -"
+        "           -  us",
+        "4k-randwrite-qd1 p50 us                          -                         -"
+        "           -  us",
+        "4k-randwrite-qd1 p99 us                          -                         -"
+        "           -  us",
     ]
 
 
-def test_nvme_table_keeps_its_columns() -> None:
-    text = bench.format_nvme_table({
-        "4k-randread-qd32": {"ocssd_vfu": 18000.0, "qemu-nvme": 12000.0, "null_blk": 20000.0},
-    })
-    assert text.splitlines() == [
-        "job                    ocssd_vfu   qemu-nvme    null_blk   vs qemu   vs null",
-        "4k-randread-qd32          18,000      12,000      20,000     1.50x     0.90x",
-        "4k-randwrite-qd32              -           -           -         -         -",
-    ]
+def test_chart_is_a_png(tmp_path: Path) -> None:
+    stats = {"median": 2.0, "low": 1.0, "high": 3.0, "runs": [1.0, 2.0, 3.0]}
+    summary = {name: {"jobs": {row: {device: stats for device in devices}
+                               for row, _ in bench.rows(jobs)}}
+               for name, jobs, devices in (("nvme", NVME_JOBS, bench.NVME_DEVICES),
+                                           ("pblk", PBLK_JOBS, bench.PBLK_DEVICES))}
+    summary["pblk"]["jobs"]["4k-randread-qd32"]["null_blk"] = None
+    bench.chart(summary, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_dmesg_notes() -> None:
@@ -129,12 +174,14 @@ def test_dmesg_notes() -> None:
 
 
 def test_guest_script_is_valid_shell_with_every_job() -> None:
-    script = bench.guest_script(7)
+    script = bench.guest_script(7, 3)
     for job in (*NVME_JOBS, *PBLK_JOBS, PBLK_FILL):
         assert job.title in script
+    assert "4k-randread-qd1:randread:4k:1" in script
     for model in (bench.MODEL_PLAIN, bench.MODEL_OCSSD, bench.MODEL_QEMU):
         assert f'"{model}"' in script
-    assert "--runtime=$6 --time_based" in script and " 7 " in script
+    assert '--runtime=$7 --time_based' in script and '"$size" 7 "$path"' in script
+    assert script.count("while [ $round -le 3 ]") == 3
     assert script.startswith("set -e\n")
     shell = shutil.which("sh")
     if shell is None:
