@@ -12,7 +12,8 @@ same run, in two tables.
 Every job runs `--rounds` times (the NVMe devices interleaved round by round);
 the tables give the median with min and max, summary.json every run, bench.png
 a chart. Speed is never asserted; the run fails only when a fio job reports an
-error or a result is missing. TCG varies by tens of percent between boots:
+error, a result is missing or the guest kernel logged trouble (I/O timeouts,
+controller resets, failed requests). TCG varies by tens of percent between boots:
 compare the ratios, which are measured side by side.
 """
 
@@ -407,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     dmesg_path = results / "dmesg.txt"
     notes, trouble = dmesg_notes(dmesg_path.read_text(errors="replace")
                                  if dmesg_path.exists() else "")
+    # Timeouts, resets, failed requests: the figures of such a run are not comparable.
+    problems += [f"guest kernel: {line}" for line in trouble]
 
     print(f"\nNVMe: ocssd_vfu (plain namespace) vs QEMU's NVMe and null_blk, {NVME_SIZE} "
           f"range, {args.runtime} s per job, median (min-max) of {args.rounds} rounds")
@@ -444,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: the guest run failed (status {status})", file=sys.stderr)
         return 1
     if problems:
-        print("bench: a fio job reported an error or a result is missing", file=sys.stderr)
+        print("bench: a fio job reported an error, a result is missing or the guest kernel "
+              "logged trouble", file=sys.stderr)
         return 1
     return 0
 
