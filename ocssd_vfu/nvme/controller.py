@@ -50,6 +50,8 @@ class ControllerConfig:
     mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
     msix_vectors: int = MAX_IO_QUEUES + 1
     io_queue_pairs: int = MAX_IO_QUEUES
+    sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
+    shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
 
 
 @dataclass
