@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ocssd_vfu.nvme.dptr import sgl_transfer
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
-from ocssd_vfu.spec.nvme import IdentifyController
+from ocssd_vfu.spec.nvme import IdentifyController, SglDescriptor
 from ocssd_vfu.spec.status import DNR, Status
 from ocssd_vfu.vfu.binding import lib
 from tests.unit.fakehost import DATA, FakeHost
@@ -31,7 +31,8 @@ SEGMENTS = DATA + 0x80000   # SGL segments live here; data buffers at DATA
 
 
 def descriptor(addr: int, length: int, kind: int, subtype: int = 0) -> bytes:
-    return struct.pack("<QI3xB", addr, length, kind << 4 | subtype)
+    return SglDescriptor.build(dict(address=addr, length=length,
+                                    sgl_identifier=kind << 4 | subtype))
 
 
 def in_sqe(addr: int, length: int, kind: int, subtype: int = 0) -> dict[str, int]:
@@ -48,6 +49,12 @@ def io_host() -> FakeHost:
 
 def rw(host: FakeHost, opc: int, nlb: int, pointer: dict[str, int], flags: int = PSDT_SGL) -> int:
     return host.command(1, opc, nsid=1, cdw12=nlb - 1, flags=flags, **pointer)[5]
+
+
+def test_the_descriptor_declaration_matches_figure_110() -> None:
+    raw = descriptor(0x1122334455667788, 0x1000, LAST_SEGMENT)
+    assert SglDescriptor.sizeof() == 16
+    assert raw == bytes.fromhex("8877665544332211" "00100000" "000000" "30")
 
 
 def test_status_numbers_agree_with_the_enum() -> None:
