@@ -1,0 +1,84 @@
+"""Data pointers and doorbells end to end: Linux's SGLs, shadow doorbells across
+reboots and controller resets, and what shadow doorbells save."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunCli
+from tests.e2e.guest_runs import guest_on_image
+
+pytestmark = pytest.mark.e2e
+
+# 5.10 uses SGLs for I/O when SGLS is set and a request's segments average
+# sgl_threshold bytes (32 KiB; user buffers are 4 KiB pages): 4096 forces them.
+FIO_VERIFY = ("fio --name=v --filename=/dev/nvme0n1 --rw=randwrite --bs=128k --iodepth=8 "
+              "--ioengine=libaio --direct=1 --offset=16M --size=16M --verify=crc32c "
+              "--output-format=terse | cut -d';' -f1-8\n")
+MARKER = ('dd if=/dev/nvme0n1 bs=4k count=1 skip=$BOOT iflag=direct 2>/dev/null '
+          '| head -c 11 | tr "\\000" "."; echo " <- read in boot $BOOT"\n'
+          'printf "boot-%06d" $BOOT | dd of=/dev/nvme0n1 bs=4k seek=$((BOOT+1)) conv=sync '
+          'oflag=direct 2>/dev/null\n')
+DOORBELL_JOB = ("fio --name=d --filename=/dev/nvme0n1 --rw=randwrite --bs=4k --iodepth=16 "
+                "--ioengine=libaio --direct=1 --size=8M --verify=crc32c --output-format=terse "
+                "| cut -d';' -f1-8\n")
+
+
+def _raw(tmp_path: Path, name: str = "plain.raw") -> Path:
+    raw = tmp_path / name
+    with raw.open("wb") as f:
+        f.truncate(64 << 20)
+    return raw
+
+
+def _fio_errors(stdout: str) -> list[str]:
+    """The error field of every fio terse line."""
+    return re.findall(r"^3;fio-[^;]*;\w+;\d+;(\d+);", stdout, re.M)
+
+
+def test_sgls_and_shadow_doorbells_across_reboots_and_a_reset(ocssd_vfu: RunCli,
+                                                              tmp_path: Path) -> None:
+    trace = tmp_path / "trace.txt"
+    script = ('[ "$BOOT" = 1 ] && nvme id-ctrl /dev/nvme0 | grep -E "^(oacs|sgls) "\n'
+              "echo 4096 > /sys/module/nvme/parameters/sgl_threshold\n"
+              # The controller reset forgets the doorbell buffer; 5.10 sends it again.
+              '[ "$BOOT" = 2 ] && { nvme reset /dev/nvme0 && echo "reset done"; }\n'
+              # Boot 3 runs with coalescing: 4 entries or 1 ms per interrupt.
+              '[ "$BOOT" = 3 ] && nvme set-feature /dev/nvme0 -f 8 -v 0x0a03 >/dev/null '
+              '&& nvme get-feature /dev/nvme0 -f 8\n'
+              + MARKER + FIO_VERIFY)
+    done = guest_on_image(ocssd_vfu, _raw(tmp_path), script, "--boots", "3",
+                          f"--serve-arg=--trace={trace}", timeout="400")
+    assert re.search(r"^oacs\s+: 0x100$", done.stdout, re.M)     # Doorbell Buffer Config
+    assert re.search(r"^sgls\s+: 0xb0001$", done.stdout, re.M)
+    assert "reset done" in done.stdout
+    assert re.search(r"Interrupt Coalescing\), Current value:0x0*a03", done.stdout)
+    assert "........... <- read in boot 1" in done.stdout
+    assert "boot-000001 <- read in boot 2" in done.stdout
+    assert "boot-000002 <- read in boot 3" in done.stdout
+    assert _fio_errors(done.stdout) == ["0", "0", "0"]
+    lines = trace.read_text().splitlines()
+    sgl_io = [line for line in lines if re.search(
+        r"^sq [1-9]\d* cid \d+ (READ|WRITE) nsid 1 slba 0x[0-9a-f]+ nlb 32 psdt 1 .* SUCCESS$",
+        line)]
+    # 16 MiB of 128 KiB writes and their verify reads, in each of the 3 boots.
+    assert len(sgl_io) >= 3 * 2 * 128, lines[-5:]
+    assert "guest errors" not in done.stderr
+
+
+def test_shadow_doorbells_cut_the_doorbell_writes(ocssd_vfu: RunCli, tmp_path: Path) -> None:
+    counts = {}
+    for name, flags in (("shadow", ()), ("mmio", ("--serve-arg=--no-shadow-doorbells",))):
+        done = guest_on_image(ocssd_vfu, _raw(tmp_path, f"{name}.raw"), DOORBELL_JOB, *flags,
+                              timeout="300")
+        assert _fio_errors(done.stdout) == ["0"]
+        found = re.findall(r"doorbell writes so far: (\d+)", done.stderr)
+        assert found, done.stderr
+        counts[name] = int(found[-1])
+    # 2048 writes and 2048 verify reads. Without shadow doorbells every batch rings
+    # its SQ tail and every interrupt its CQ head; with them no CQ head rings (until
+    # a wrap) and a batch submitted while the controller is busy rings nothing.
+    assert counts["shadow"] * 2 < counts["mmio"], counts
