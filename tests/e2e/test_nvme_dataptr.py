@@ -90,3 +90,23 @@ def test_shadow_doorbells_cut_the_doorbell_writes(ocssd_vfu: RunCli, tmp_path: P
     # its SQ tail and every interrupt its CQ head; with them no CQ head rings (until
     # a wrap) and a batch submitted while the controller is busy rings nothing.
     assert counts["shadow"] * 2 < counts["mmio"], counts
+
+
+def test_pblk_writes_through_sgls_with_their_oob(ocssd_vfu: RunCli, tmp_path: Path) -> None:
+    # pblk's write buffer pages are physically contiguous: its vector writes come as one
+    # 32 KiB Data Block each, the OOB through MPTR (PSDT 01b), at the default threshold.
+    image, trace = tmp_path / "ocssd.img", tmp_path / "trace.txt"
+    assert ocssd_vfu("image", "create", str(image), "--num-chk", "60").status == 0
+    script = ("nvme lnvm create -d nvme0n1 -n x -t pblk -f\n"
+              "mkfs.ext4 -q /dev/x && mount /dev/x /mnt\n"
+              "dd if=/dev/urandom of=/mnt/f bs=1M count=16 2>/dev/null; sync; md5sum /mnt/f\n"
+              "umount /mnt; mount /dev/x /mnt\n"
+              "dd if=/mnt/f bs=4096 iflag=direct 2>/dev/null | md5sum\n")
+    done = guest_on_image(ocssd_vfu, image, script, f"--serve-arg=--trace={trace}",
+                          timeout="300")
+    sums = re.findall(r"^([0-9a-f]{32})  ", done.stdout, re.M)
+    assert len(sums) == 2 and sums[0] == sums[1], done.stdout
+    writes = re.findall(r"^sq [1-9]\d* cid \d+ VECTOR_CHUNK_WRITE nsid 1 lbas \d+ \[.*\] psdt 1 "
+                        r"prp1 0x[0-9a-f]+ prp2 0x[0-9a-f]+ mptr 0x[1-9a-f][0-9a-f]* -> SUCCESS$",
+                        trace.read_text(), re.M)
+    assert len(writes) >= 16 * 1024 // 32  # 16 MiB of file data at most 32 KiB per write
