@@ -4,7 +4,7 @@ Run by setuptools at `pip install` (setup.py's cffi_modules).  It compiles
 against the libvfio-user that `make setup` provisioned into the cache and
 records that directory (rpath and LIBVFIO_USER_DIR) so that the module loads
 it at run time without any environment variable.  The same module carries the
-DMA shim (dma.c: PRP walk and copy, the I/O data path).
+DMA shim (dma.c: PRP and SGL walks and the copy, the I/O data path).
 """
 
 import os
@@ -89,7 +89,12 @@ static const char LIBVFIO_USER_DIR[];
 
 DMA_CDEF = """
 #define OCSSD_STATUS_DATA_TRANSFER_ERROR ...
+#define OCSSD_STATUS_INVALID_SGL_SEGMENT_DESCRIPTOR ...
+#define OCSSD_STATUS_INVALID_NUMBER_OF_SGL_DESCRIPTORS ...
+#define OCSSD_STATUS_DATA_SGL_LENGTH_INVALID ...
+#define OCSSD_STATUS_SGL_DESCRIPTOR_TYPE_INVALID ...
 #define OCSSD_STATUS_INVALID_PRP_OFFSET ...
+#define OCSSD_STATUS_SGL_OFFSET_INVALID ...
 #define OCSSD_STATUS_DNR ...
 #define OCSSD_DMA_EINVAL ...
 #define OCSSD_DMA_ESCRATCH ...
@@ -101,6 +106,13 @@ int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
                        uint64_t prp1, uint64_t prp2, uint64_t page_size,
                        const struct ocssd_dma_segment *segments, size_t nsegments,
                        int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len);
+int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint64_t address,
+                  uint64_t length_and_id, uint64_t length, int to_guest,
+                  struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count);
+uint64_t ocssd_sgl_max_descriptors(uint64_t length);
+void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
+                    const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
+void ocssd_full_barrier(void);
 """
 
 NATIVE = REPO / "native"

@@ -102,6 +102,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    "PRPs, status) to FILE, or stderr")
     p.add_argument("--trace-format", choices=["text", "json"], default="text",
                    help="text (default) or one JSON object per line, for tools")
+    p.add_argument("--no-sgl", dest="sgl", action="store_false",
+                   help="no SGLs: Identify SGLS 0, I/O commands with PSDT != 0 are refused")
+    p.add_argument("--no-shadow-doorbells", dest="shadow_doorbells", action="store_false",
+                   help="no Doorbell Buffer Config (OACS bit 8 off): every doorbell is an "
+                   "MMIO write (a vfio-user message)")
     ocssd = p.add_argument_group("OCSSD devices")
     ocssd.add_argument("--volatile", action="store_true",
                        help="keep every change in RAM; the image file is never written")

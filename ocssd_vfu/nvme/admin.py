@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ocssd_vfu.nvme import doorbells, dptr, interrupts
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
-from ocssd_vfu.nvme.command import DEFERRED, FUSE_PSDT, OK, Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError
-from ocssd_vfu.nvme.prp import PrpError, transfer
+from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail
+from ocssd_vfu.nvme.memory import DmaError, TransferError
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import (
@@ -49,9 +49,8 @@ class Features:
 def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
     """Copy `data` to the command's PRPs (its whole length: the host sized the buffer)."""
     try:
-        transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, [memoryview(data)],
-                 to_guest=True)
-    except PrpError as err:
+        dptr.transfer(ctrl.memory, cmd, ctrl.page_size, [memoryview(data)], to_guest=True)
+    except TransferError as err:
         return (err.status, 0)
     return OK
 
@@ -66,6 +65,8 @@ def identify_controller(ctrl: Controller) -> bytes:
         rab=6, ieee=b"\x00\x54\x52", mdts=cfg.mdts, ver=VERSION, cntrltype=1, oncs=cfg.oncs,
         acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=0x4, wctemp=0x0157, cctemp=0x0175,
         sqes=0x66, cqes=0x44, nn=max(ctrl.namespaces, default=0), vwc=1,
+        sgls=dptr.SGLS if cfg.sgl else 0,
+        oacs=doorbells.OACS_DOORBELL_BUFFER_CONFIG if cfg.shadow_doorbells else 0,
         subnqn=f"nqn.2026-11.io.ocssd-vfu:{cfg.serial}".encode().ljust(256, b"\0")))
     ident.psd[0].mp = 2500  # power state 0: 25 W
     return IdentifyController.build(ident)
@@ -129,6 +130,7 @@ def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
     if vector >= ctrl.config.msix_vectors:
         return fail(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
+    doorbells.queue_created(ctrl, qid, cq=True)
     return OK
 
 
@@ -141,6 +143,7 @@ def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
     if status:
         return (status, 0)
     ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
+    doorbells.queue_created(ctrl, qid, cq=False)
     return OK
 
 
@@ -188,6 +191,8 @@ def set_features(ctrl: Controller, cmd: Command) -> Result:
         if value & (1 << 16) and not dulbe_capable:  # DULBE needs NSFEAT bit 2
             return fail(Status.INVALID_FIELD)
         f.error_recovery = value & 0x1FFFF
+    elif fid in interrupts.FEATURES:
+        return ctrl.coalescing.set_feature(fid, value)
     else:
         return fail(Status.INVALID_FIELD)
     return OK
@@ -201,6 +206,8 @@ def get_features(ctrl: Controller, cmd: Command) -> Result:
               FeatureId.ASYNC_EVENT_CONFIGURATION: f.async_event_config,
               FeatureId.ERROR_RECOVERY: f.error_recovery,
               FeatureId.NUMBER_OF_QUEUES: limit | limit << 16}
+    if fid in interrupts.FEATURES:
+        return ctrl.coalescing.get_feature(fid, cmd.cdw11)
     if fid not in values:
         return fail(Status.INVALID_FIELD)
     return (Status.SUCCESS, values[FeatureId(fid)])
@@ -291,6 +298,7 @@ ADMIN_COMMANDS: dict[int, Callable[[Controller, Command], Result]] = {
     AdminOpcode.SET_FEATURES: set_features,
     AdminOpcode.GET_FEATURES: get_features,
     AdminOpcode.ASYNC_EVENT_REQUEST: async_event_request,
+    AdminOpcode.DOORBELL_BUFFER_CONFIG: doorbells.doorbell_buffer_config,
     AdminOpcode.OCSSD_GEOMETRY: geometry,
 }
 
@@ -299,6 +307,6 @@ def dispatch(ctrl: Controller, cmd: Command) -> Result:
     handler = ADMIN_COMMANDS.get(cmd.opc)
     if handler is None:
         return fail(Status.INVALID_OPCODE)
-    if cmd.flags & FUSE_PSDT:
-        return fail(Status.INVALID_FIELD)  # no fused commands, no SGLs (SGLS = 0)
+    if cmd.flags & (FUSE | PSDT):  # no fused commands; admin over PCIe uses PRPs only
+        return fail(Status.INVALID_FIELD)
     return handler(ctrl, cmd)

@@ -27,8 +27,9 @@ class Command(NamedTuple):
     cdw15: int
 
 
-# CDW0 flag bits this controller supports none of: FUSE (1:0) and PSDT (7:6, SGLs).
-FUSE_PSDT = 0xC3
+# CDW0 flag fields: FUSE (1:0, no fused commands here) and PSDT (7:6, dptr.py).
+FUSE = 0x03
+PSDT = 0xC0
 
 # What a handler returns: (status, 64-bit command-specific result for CQE DW0-DW1).
 Result = tuple[int, int]

@@ -1,10 +1,12 @@
 """The NVMe controller as a sans-I/O state machine.
 
-Inputs: BAR0 register reads/writes (`mmio_read`, `mmio_write`) and `process()`,
+Inputs: BAR0 register reads/writes (`mmio_read`, `mmio_write`), `process()`,
 which the shell calls once per wake-up after all doorbells of that wake-up
-arrived. Outputs: guest-memory accesses through GuestMemory, interrupts
-through the `interrupt(vector)` callable (one per CQ per batch), and requests
-the shell must carry out off its event loop (`take_sync_requests`).
+arrived, and `expire_interrupts()` once `interrupt_deadline()` (a `clock()`
+time) has come. Outputs: guest-memory accesses through GuestMemory (shadow
+doorbells included: doorbells.py), interrupts through the `interrupt(vector)`
+callable (one per CQ per batch, or as coalescing says: interrupts.py), and
+requests the shell must carry out off its event loop (`take_sync_requests`).
 
 Register rules (NVMe 1.4 3.1, 7.6):
 - CC.EN 0->1 with valid AQA/ASQ/ACQ creates the admin queues and sets CSTS.RDY;
@@ -17,6 +19,7 @@ Register rules (NVMe 1.4 3.1, 7.6):
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +28,8 @@ from typing import TYPE_CHECKING
 from ocssd_vfu.nvme import admin, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
+from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
+from ocssd_vfu.nvme.interrupts import Coalescing
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
@@ -50,6 +55,8 @@ class ControllerConfig:
     mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
     msix_vectors: int = MAX_IO_QUEUES + 1
     io_queue_pairs: int = MAX_IO_QUEUES
+    sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
+    shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Controller:
     namespaces: dict[int, Namespace]
     interrupt: Callable[[int], None]
     config: ControllerConfig = field(default_factory=ControllerConfig)
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.regs = Registers()
@@ -83,6 +91,9 @@ class Controller:
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
         self.tracer: Tracer | None = None
+        self.shadow: ShadowDoorbells | None = None
+        self.coalescing = self._new_coalescing()
+        self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
         self._set_page_size(0)
 
     def guest_error(self, category: str, message: str) -> None:
@@ -162,6 +173,8 @@ class Controller:
 
     def reset(self) -> None:
         """Controller reset (CC.EN 1->0, or the whole device reset by the host)."""
+        self._forget_shadow_doorbells()
+        self.coalescing = self._new_coalescing()
         self.sqs.clear()
         self.cqs.clear()
         self.pending.clear()
@@ -173,6 +186,7 @@ class Controller:
     def device_reset(self) -> None:
         """The whole function reset (VM start, guest reboot, QEMU gone): a new host will
         find everything below each write pointer readable, as after a power cycle."""
+        self.shadow = None  # the host's pages may be anyone's memory by now
         self.reset()
         self.regs = Registers()
         for ns in self.namespaces.values():
@@ -181,7 +195,33 @@ class Controller:
     def shutdown_complete(self) -> None:
         self.regs.csts = (self.regs.csts & ~0xC) | 0x8
 
+    def _new_coalescing(self) -> Coalescing:
+        # Late-bound: the shell wires `interrupt` after the controller exists.
+        return Coalescing(lambda vector: self.interrupt(vector), self.config.msix_vectors)
+
+    def _forget_shadow_doorbells(self) -> None:
+        """Zero each I/O queue's shadow value and EventIdx, then forget the pages
+        (doorbells.py says why)."""
+        shadow, self.shadow = self.shadow, None
+        if shadow is None:
+            return
+        try:
+            for qid in self.sqs.keys() - {0}:
+                shadow.write(self.memory, qid, False, 0)
+                shadow.arm(self.memory, qid, False, 0)
+            for qid in self.cqs.keys() - {0}:
+                shadow.write(self.memory, qid, True, 0)
+                shadow.arm(self.memory, qid, True, 0)
+        except DmaError:
+            pass  # unmapped already: nothing left to clean
+
+    def lose_shadow_doorbells(self) -> None:
+        self.guest_error("shadow_unmapped", "shadow doorbell or EventIdx page unmapped: "
+                         "back to MMIO doorbells")
+        self.shadow = None
+
     def _doorbell(self, offset: int, value: int) -> None:
+        self.doorbell_writes += 1
         index, rem = divmod(offset - Register.DOORBELLS, DOORBELL_STRIDE)
         qid, is_cq = divmod(index, 2)
         if rem or not self.enabled:
@@ -206,8 +246,65 @@ class Controller:
 
     # -- command processing ----------------------------------------------------------------
     def process(self) -> None:
-        """Run every new command of every rung SQ; one interrupt per CQ touched."""
+        """Run every new command of every rung SQ (and, with shadow doorbells, of
+        every SQ whose shadow tail moved); one interrupt per CQ touched."""
         touched: set[CompletionQueue] = set()
+        while True:
+            if self.shadow is not None:
+                self._read_shadow_doorbells()
+            self._drain(touched)
+            if self.shadow is None or not self._rearm():
+                break
+        for cq in touched:
+            self._raise(cq)
+
+    def _read_shadow_doorbells(self) -> None:
+        assert self.shadow is not None
+        try:
+            for qid, sq in self.sqs.items():
+                tail = self.shadow.read(self.memory, qid, False) if qid else sq.tail
+                if tail != sq.tail and self._valid_shadow(tail, sq.size, "SQ", qid):
+                    sq.tail = tail
+                    self.pending.add(qid)
+            for qid, cq in self.cqs.items():
+                head = self.shadow.read(self.memory, qid, True) if qid else cq.head
+                if head != cq.head and self._valid_shadow(head, cq.size, "CQ", qid):
+                    cq.head = head
+                    self.pending.update(sq.qid for sq in cq.sqs if not sq.empty())
+        except DmaError:
+            self.lose_shadow_doorbells()
+
+    def _valid_shadow(self, value: int, size: int, kind: str, qid: int) -> bool:
+        if value < size:
+            return True
+        self.guest_error("shadow_doorbell", f"{kind} {qid} shadow doorbell {value} invalid")
+        return False
+
+    def _rearm(self) -> bool:
+        """Arm every I/O queue's EventIdx, then tell whether the host moved a shadow
+        value meanwhile (it may then have skipped the MMIO write)."""
+        shadow, memory = self.shadow, self.memory
+        assert shadow is not None
+        try:
+            waiting = [cq for qid, cq in self.cqs.items()
+                       if qid and cq.full() and any(not sq.empty() for sq in cq.sqs)]
+            for qid, sq in self.sqs.items():
+                if qid:
+                    shadow.arm(memory, qid, False, sq.tail)
+            for qid, cq in self.cqs.items():
+                if qid:
+                    shadow.arm(memory, qid, True, cq.head if cq in waiting else EVENTIDX_NEVER)
+            memory.barrier()
+            # Invalid values were reported by the read and do not count as moves.
+            moved = any(_moved(shadow.read(memory, qid, False), sq.tail, sq.size)
+                        for qid, sq in self.sqs.items() if qid)
+            return moved or any(_moved(shadow.read(memory, cq.qid, True), cq.head, cq.size)
+                                for cq in waiting)
+        except DmaError:
+            self.lose_shadow_doorbells()
+            return False
+
+    def _drain(self, touched: set[CompletionQueue]) -> None:
         while self.pending:
             qid = self.pending.pop()
             sq = self.sqs.get(qid)
@@ -223,8 +320,6 @@ class Controller:
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)
-        for cq in touched:
-            self._raise(cq)
 
     def _fetch(self, sq: SubmissionQueue) -> Command | None:
         try:
@@ -240,16 +335,27 @@ class Controller:
         return io.dispatch(self, sq, cmd)
 
     def _complete(self, sq: SubmissionQueue, cid: int, status: int, result: int) -> None:
+        cq = sq.cq
         try:
-            sq.cq.post(self.memory, result & 0xFFFFFFFF, result >> 32, sq.head, sq.qid, cid,
-                       status)
+            cq.post(self.memory, result & 0xFFFFFFFF, result >> 32, sq.head, sq.qid, cid, status)
         except DmaError:
-            self.guest_error("cq_unmapped", f"CQ {sq.cq.qid} at {sq.cq.base:#x} is not in memory")
+            self.guest_error("cq_unmapped", f"CQ {cq.qid} at {cq.base:#x} is not in memory")
             self.regs.csts |= 0x2
+            return
+        if cq.interrupts_enabled and self.coalescing.applies(cq.qid, cq.vector):
+            self.coalescing.posted(cq.vector, self.clock())
 
     def _raise(self, cq: CompletionQueue) -> None:
-        if cq.interrupts_enabled and cq.head != cq.tail:
+        if (cq.interrupts_enabled and cq.head != cq.tail
+                and not self.coalescing.applies(cq.qid, cq.vector)):
             self.interrupt(cq.vector)
+
+    def interrupt_deadline(self) -> float | None:
+        """When (in `clock()` time) a coalesced interrupt is due, if one waits."""
+        return self.coalescing.deadline()
+
+    def expire_interrupts(self) -> None:
+        self.coalescing.expire(self.clock())
 
     def complete_deferred(self, request: SyncRequest, status: int) -> None:
         """The shell finished a SyncRequest: post its completion (or finish shutdown)."""
@@ -267,6 +373,10 @@ class Controller:
     def take_sync_requests(self) -> list[SyncRequest]:
         requests, self.sync_requests = self.sync_requests, []
         return requests
+
+
+def _moved(value: int, current: int, size: int) -> bool:
+    return value != current and value < size
 
 
 def _merge(old: int, byte_offset: int, size: int, value: int) -> int:

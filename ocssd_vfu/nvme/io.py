@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ocssd_vfu.nvme.command import DEFERRED, FUSE_PSDT, OK, Command, Result, SyncRequest, fail
+from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, SyncRequest, fail
+from ocssd_vfu.nvme.memory import TransferError
 from ocssd_vfu.nvme.namespace import PlainNamespace
-from ocssd_vfu.nvme.prp import PrpError
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd import commands as ocssd
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
@@ -33,9 +33,8 @@ def _read_write(ctrl: Controller, ns: PlainNamespace, cmd: Command, write: bool)
     if status:
         return (status, 0)
     try:
-        ns.transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, slba, nlb,
-                    to_guest=not write)
-    except PrpError as err:
+        ns.transfer(ctrl.memory, cmd, ctrl.page_size, slba, nlb, to_guest=not write)
+    except TransferError as err:
         return (err.status, 0)
     return OK
 
@@ -79,7 +78,7 @@ KNOWN_OPCODES = {IoOpcode.FLUSH}.union(*IO_COMMANDS.values())
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     if cmd.opc not in KNOWN_OPCODES:
         return fail(Status.INVALID_OPCODE)
-    if cmd.flags & FUSE_PSDT:
+    if cmd.flags & FUSE or (cmd.flags & PSDT and not ctrl.config.sgl):
         return fail(Status.INVALID_FIELD)
     if cmd.opc == IoOpcode.FLUSH:
         return flush(ctrl, sq, cmd)

@@ -11,9 +11,9 @@ exported (cffi from_buffer) while it is mapped, so its pointer stays valid.
 `generation` counts those changes: a view kept across commands (a queue's ring)
 is good while the generation it was taken at is current.
 
-Each GuestMemory also holds the arrays prp.transfer hands the shim (segments,
-and scratch for the walk), reused from command to command: one controller's DMA
-runs on one thread.
+Each GuestMemory also holds the arrays the transfers hand the shim (segments,
+scratch for the walk, the SGL range count), reused from command to command: one
+controller's DMA runs on one thread.
 """
 
 from __future__ import annotations
@@ -22,11 +22,19 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from ocssd_vfu.vfu.binding import ffi
+from ocssd_vfu.vfu.binding import ffi, lib
 
 
 class DmaError(Exception):
     """A guest address range that is not (entirely) mapped."""
+
+
+class TransferError(Exception):
+    """A command's data or metadata pointer failed: `status` is its NVMe status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 @dataclass
@@ -48,9 +56,10 @@ class GuestMemory:
         self._regions: list[Region] = []
         self.dma_table: Any = ffi.new("struct ocssd_dma_region[]", 0)
         self.generation = 0
-        # prp.transfer's reusable arrays (it grows them when a transfer needs more).
+        # The transfers' reusable arrays (grown when a transfer needs more).
         self.dma_segments: Any = ffi.new("struct ocssd_dma_segment[]", 4)
         self.dma_scratch: Any = ffi.new("struct ocssd_dma_range[]", 64)
+        self.dma_count: Any = ffi.new("size_t *")
 
     def add(self, start: int, buffer: memoryview | bytearray, writable: bool = True) -> None:
         view = memoryview(buffer).cast("B")
@@ -101,3 +110,9 @@ class GuestMemory:
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         self.view(addr, len(data), write=True)[:] = data
+
+    @staticmethod
+    def barrier() -> None:
+        """A full memory barrier: orders our stores before our loads of memory
+        the host's CPUs write at the same time (shadow doorbells)."""
+        lib.ocssd_full_barrier()

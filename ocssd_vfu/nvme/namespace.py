@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ocssd_vfu.nvme import dptr
 from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.nvme.prp import transfer
 from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -45,8 +45,8 @@ class PlainNamespace:
             return Status.LBA_OUT_OF_RANGE | DNR
         return Status.SUCCESS
 
-    def transfer(self, memory: GuestMemory, prp1: int, prp2: int, page_size: int, slba: int,
-                 nlb: int, to_guest: bool) -> None:
+    def transfer(self, memory: GuestMemory, pointer: dptr.DataPointer, page_size: int,
+                 slba: int, nlb: int, to_guest: bool) -> None:
         start = slba * self.lba_size
         segment = self.storage[start:start + nlb * self.lba_size]
-        transfer(memory, prp1, prp2, page_size, [segment], to_guest)
+        dptr.transfer(memory, pointer, page_size, [segment], to_guest)

@@ -10,11 +10,12 @@ chain pointer is an Invalid PRP Offset (it would make no progress).
 The walk and the copy are in C (native/dma.c); tests/unit/test_dma_shim.py
 holds a Python walk of the same rules as the reference it is checked against.
 `guest_views` resolves ranges the caller already has (an OCSSD metadata buffer).
+Commands reach this through dptr.transfer, which picks PRPs or SGLs by PSDT.
 """
 
 from __future__ import annotations
 
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
 from ocssd_vfu.spec.status import Status
 from ocssd_vfu.vfu.binding import ffi, lib
 
@@ -25,12 +26,6 @@ _RANGES = ffi.typeof("struct ocssd_dma_range[]")
 _ESCRATCH = lib.OCSSD_DMA_ESCRATCH
 
 
-class PrpError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
 def guest_views(memory: GuestMemory, ranges: list[tuple[int, int]],
                 write: bool) -> list[memoryview]:
     """Views of every range, all resolved before any byte moves: a bad range
@@ -38,7 +33,7 @@ def guest_views(memory: GuestMemory, ranges: list[tuple[int, int]],
     try:
         return [memory.view(addr, length, write=write) for addr, length in ranges]
     except DmaError as exc:
-        raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
+        raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
 
 
 def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
@@ -47,7 +42,7 @@ def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
     segments (slices of the image), whose lengths add up to the transfer size.
 
     Every guest range, list pages included, is resolved before any byte moves,
-    so a bad address fails the command (PrpError) with neither side half
+    so a bad address fails the command (TransferError) with neither side half
     written.
     """
     # Hot path: pre-parsed ctypes, positional arguments (keywords cost here), and
@@ -75,6 +70,6 @@ def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
         for buffer in buffers:  # no export of the image outlives the call
             ffi.release(buffer)
     if status > 0:
-        raise PrpError(status)
+        raise TransferError(status)
     if status < 0:
         raise ValueError(f"ocssd_prp_transfer: caller error {status} (page size {page_size})")

@@ -57,8 +57,8 @@ def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
                 record["lbas"] = [ns.address.unpack(lba)._asdict() for lba in lbas]
         elif qid and cmd.opc in SCALAR_OPCODES:
             record["slba"], record["nlb"] = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-        record.update(prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr, status=status_name(status),
-                      result=result)
+        record.update(psdt=(cmd.flags >> 6) & 0x3, prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr,
+                      status=status_name(status), result=result)
         out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
         out.flush()
 
@@ -72,6 +72,8 @@ def _text(record: dict[str, object]) -> str:
         parts.append(f"lbas {len(lbas)} [" + ", ".join(_runs(lbas)) + "]")
     elif "slba" in record:
         parts.append(f"slba {record['slba']:#x} nlb {record['nlb']}")
+    if record["psdt"]:  # an SGL: DPTR holds its first descriptor (dptr.py)
+        parts.append(f"psdt {record['psdt']}")
     parts.append(f"prp1 {record['prp1']:#x} prp2 {record['prp2']:#x} mptr {record['mptr']:#x}")
     parts.append(f"-> {record['status']}")
     if record["result"]:

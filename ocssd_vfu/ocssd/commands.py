@@ -2,9 +2,10 @@
 scalar Read, Write and Dataset Management the raw block device still receives
 (ocssd-spec §2.4, §2.9).
 
-Vector command dwords: CDW4-5 MPTR (contiguous OOB, 0 = none), DPTR the data
-PRPs, CDW10-11 the LBA itself when NLB = 0, else the address of an array of
-NLB + 1 u64 LBAs (plain contiguous DMA), CDW12[15:0] NLB (0-based, at most 63).
+Vector command dwords: CDW4-5 MPTR (the OOB, 0 = none: contiguous, or an SGL
+with PSDT 10b), DPTR the data PRPs or SGL, CDW10-11 the LBA itself when NLB = 0,
+else the address of an array of NLB + 1 u64 LBAs (plain contiguous DMA, whatever
+PSDT says), CDW12[15:0] NLB (0-based, at most 63).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from ocssd_vfu.nvme import dptr
 from ocssd_vfu.nvme.command import Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError
-from ocssd_vfu.nvme.prp import PrpError, transfer
+from ocssd_vfu.nvme.memory import DmaError, TransferError
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 from ocssd_vfu.spec.status import DNR, Status
@@ -63,22 +64,21 @@ def vector_write(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
     lbas = vector_lbas(ctrl, cmd)
     if isinstance(lbas, int):
         return (lbas, 0)
-    return ns.write(ctrl.memory, ctrl.page_size, lbas, cmd.prp1, cmd.prp2, cmd.mptr)
+    return ns.write(ctrl.memory, ctrl.page_size, lbas, cmd)
 
 
 def vector_read(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
     lbas = vector_lbas(ctrl, cmd)
     if isinstance(lbas, int):
         return (lbas, 0)
-    return ns.read(ctrl.memory, ctrl.page_size, lbas, cmd.prp1, cmd.prp2, cmd.mptr,
-                   _dulbe(ctrl))
+    return ns.read(ctrl.memory, ctrl.page_size, lbas, cmd, _dulbe(ctrl))
 
 
 def scalar_write(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
     lbas = _scalar_lbas(ctrl, cmd, ns)
     if isinstance(lbas, int):
         return (lbas, 0)
-    status, _ = ns.write(ctrl.memory, ctrl.page_size, lbas, cmd.prp1, cmd.prp2, cmd.mptr)
+    status, _ = ns.write(ctrl.memory, ctrl.page_size, lbas, cmd)
     return (status, 0)  # DW0 of a scalar command is not a per-LBA bitmap
 
 
@@ -86,8 +86,7 @@ def scalar_read(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
     lbas = _scalar_lbas(ctrl, cmd, ns)
     if isinstance(lbas, int):
         return (lbas, 0)
-    status, _ = ns.read(ctrl.memory, ctrl.page_size, lbas, cmd.prp1, cmd.prp2, cmd.mptr,
-                        _dulbe(ctrl))
+    status, _ = ns.read(ctrl.memory, ctrl.page_size, lbas, cmd, _dulbe(ctrl))
     return (status, 0)
 
 
@@ -98,9 +97,8 @@ def dataset_management(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Re
     count = (cmd.cdw10 & 0xFF) + 1
     raw = bytearray(count * DSM_RANGE.size)
     try:
-        transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, [memoryview(raw)],
-                 to_guest=False)
-    except PrpError as err:
+        dptr.transfer(ctrl.memory, cmd, ctrl.page_size, [memoryview(raw)], to_guest=False)
+    except TransferError as err:
         return (err.status, 0)
     starts = []
     for _, length, slba in DSM_RANGE.iter_unpack(raw):

@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
-from ocssd_vfu.nvme.prp import PrpError, transfer
+from ocssd_vfu.nvme import dptr
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
 from ocssd_vfu.ocssd.chunks import ChunkTable
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
@@ -129,24 +129,22 @@ class OcssdNamespace:
     def _bits(run: Run, skip: int = 0) -> int:
         return ((1 << (run.count - skip)) - 1) << (run.first + skip)
 
-    def _transfer(self, memory: GuestMemory, page_size: int, prp1: int, prp2: int,
-                  segments: list[memoryview], mptr: int, nlb: int, to_guest: bool
-                  ) -> tuple[int, memoryview | None]:
+    def _transfer(self, memory: GuestMemory, page_size: int, pointer: dptr.DataPointer,
+                  segments: list[memoryview], nlb: int, to_guest: bool
+                  ) -> tuple[int, dptr.Metadata | None]:
         """Resolve the OOB buffer (None without MPTR or OOB) and move the data:
-        (status, OOB view). A bad MPTR fails the command before any data moves."""
+        (status, OOB buffer). A bad MPTR fails the command before any data moves."""
         ms = self.geometry.md_size
         try:
-            oob = memory.view(mptr, nlb * ms, to_guest) if mptr and ms else None
-            transfer(memory, prp1, prp2, page_size, segments, to_guest)
-        except DmaError:  # the OOB view's: transfer's own are PrpErrors
-            return Status.DATA_TRANSFER_ERROR, None
-        except PrpError as err:
+            oob = dptr.metadata(memory, pointer, nlb * ms, to_guest) if ms else None
+            dptr.transfer(memory, pointer, page_size, segments, to_guest)
+        except TransferError as err:
             return err.status, None
         return Status.SUCCESS, oob
 
     # -- vector write -----------------------------------------------------------------------
-    def write(self, memory: GuestMemory, page_size: int, lbas: list[int], prp1: int,
-              prp2: int, mptr: int) -> tuple[int, int]:
+    def write(self, memory: GuestMemory, page_size: int, lbas: list[int],
+              pointer: dptr.DataPointer) -> tuple[int, int]:
         runs, bad = self._runs(lbas)
         if bad:
             return Status.LBA_OUT_OF_RANGE | DNR, bad
@@ -171,7 +169,7 @@ class OcssdNamespace:
                 segments.append(self._sectors(self.data, ss, run, run.written))
             if run.written < run.count:  # the guest's data for the failed sectors goes nowhere
                 segments.append(memoryview(bytearray((run.count - run.written) * ss)))
-        status, oob = self._transfer(memory, page_size, prp1, prp2, segments, mptr, len(lbas),
+        status, oob = self._transfer(memory, page_size, pointer, segments, len(lbas),
                                      to_guest=False)
         if status:
             return status, 0
@@ -181,7 +179,7 @@ class OcssdNamespace:
                 if oob is None:
                     _fill(target, self.erased_oob)
                 else:
-                    target[:] = oob[run.first * ms:(run.first + run.written) * ms]
+                    target[:] = oob.view[run.first * ms:(run.first + run.written) * ms]
             if run.written < run.count:
                 failed |= self._bits(run, skip=run.written)
                 if closing.get(run.chunk) is run:
@@ -209,8 +207,8 @@ class OcssdNamespace:
         return closing
 
     # -- vector read ------------------------------------------------------------------------
-    def read(self, memory: GuestMemory, page_size: int, lbas: list[int], prp1: int,
-             prp2: int, mptr: int, dulbe: bool) -> tuple[int, int]:
+    def read(self, memory: GuestMemory, page_size: int, lbas: list[int],
+             pointer: dptr.DataPointer, dulbe: bool) -> tuple[int, int]:
         runs, bad = self._runs(lbas)
         if bad:
             return Status.LBA_OUT_OF_RANGE | DNR, bad
@@ -233,15 +231,16 @@ class OcssdNamespace:
                 piece = min(left, len(zeroes))
                 segments.append(zeroes[:piece])
                 left -= piece
-        status, oob = self._transfer(memory, page_size, prp1, prp2, segments, mptr, len(lbas),
+        status, oob = self._transfer(memory, page_size, pointer, segments, len(lbas),
                                      to_guest=True)
         if status:
             return status, 0
         if oob is not None:
             for run in runs:
                 at, end = run.first * ms, (run.first + run.written) * ms
-                oob[at:end] = self._sectors(self.oob, ms, run, run.written)
-                _fill(oob[end:(run.first + run.count) * ms], self.erased_oob)
+                oob.view[at:end] = self._sectors(self.oob, ms, run, run.written)
+                _fill(oob.view[end:(run.first + run.count) * ms], self.erased_oob)
+            oob.commit()
         return Status.SUCCESS, 0
 
     # -- vector reset -----------------------------------------------------------------------

@@ -294,6 +294,14 @@ NamespaceDescriptorHeader = Struct(
     Const(b"\0\0"),
 )
 
+SglDescriptor = Struct(             # NVMe 1.4 Figure 110; the C walk reads these bytes
+    "address" / Int64ul,
+    "length" / Int32ul,
+    Padding(3),
+    "sgl_identifier" / Int8ul,         # descriptor type [7:4], subtype [3:0]
+)
+
+
 def blank(structure: Struct) -> Container:
     """Every field of `structure` zero: set the few that matter, then build."""
     return structure.parse(bytes(structure.sizeof()))

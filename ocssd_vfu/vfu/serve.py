@@ -56,6 +56,8 @@ class ServeOptions:
     sync_interval: float = 0.0
     trace: str | None = None       # a file, or "-" for stderr
     trace_format: str = "text"
+    sgl: bool = True
+    shadow_doorbells: bool = True
 
 
 @dataclass
@@ -79,7 +81,9 @@ def _plain(options: ServeOptions) -> Assembled:
         raise ImageError("--volatile is for OCSSD images")
     image = RawImage(options.image, options.sec_size)
     namespace = PlainNamespace(1, image.view, image.lba_size)
-    return Assembled({1: namespace}, ControllerConfig(serial=_serial(options)), PLAIN_NVME_ID,
+    config = ControllerConfig(serial=_serial(options), sgl=options.sgl,
+                              shadow_doorbells=options.shadow_doorbells)
+    return Assembled({1: namespace}, config, PLAIN_NVME_ID,
                      image.sync, image.close,
                      f"{namespace.nlbas} x {image.lba_size}-byte blocks, plain NVMe")
 
@@ -108,7 +112,8 @@ def _ocssd(options: ServeOptions) -> Assembled:
         raise
     config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
                               serial=_serial(options), model="ocssd_vfu OCSSD 2.0 Ctrl",
-                              firmware="2.0", oncs=ONCS_DSM)
+                              firmware="2.0", oncs=ONCS_DSM, sgl=options.sgl,
+                              shadow_doorbells=options.shadow_doorbells)
     g = geometry
     kind = "volatile (RAM) " if options.volatile else ""
     return Assembled(namespaces, config, OCSSD_ID, image.sync, image.close,

@@ -2,7 +2,8 @@
 
 One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
 returns 0), then one `controller.process()` that drains every rung SQ and
-raises one interrupt per CQ. Image syncs (Flush, shutdown) run in worker
+raises one interrupt per CQ; or, with Interrupt Coalescing on, the controller's
+interrupt deadline passing (`expire_interrupts`). Image syncs (Flush, shutdown) run in worker
 threads: a register read blocks the guest's vCPU, so the trio thread never waits
 on the disk.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import signal
 import socket
@@ -62,23 +64,34 @@ class Server:
         self.sync_interval = sync_interval
 
     async def serve(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._stop_on_signals, nursery.cancel_scope)
-            if self.sync_interval > 0:
-                nursery.start_soon(self._sync_periodically)
-            while True:
-                await self._attach()
-                log.info("client attached")
-                await self._run_connection(nursery)
-                log.info("client gone%s", "; exiting (--once)" if self.once else "")
-                await self._sync_quietly()
-                if self.controller.guest_errors:
-                    log.info("guest errors so far: %s", ", ".join(
-                        f"{name} {count}" for name, count in
-                        sorted(self.controller.guest_errors.items())))
-                if self.once:
-                    nursery.cancel_scope.cancel()
-                    return
+        attached = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._stop_on_signals, nursery.cancel_scope)
+                if self.sync_interval > 0:
+                    nursery.start_soon(self._sync_periodically)
+                while True:
+                    await self._attach()
+                    attached = True
+                    log.info("client attached")
+                    await self._run_connection(nursery)
+                    log.info("client gone%s", "; exiting (--once)" if self.once else "")
+                    await self._sync_quietly()
+                    self._log_totals()
+                    attached = False
+                    if self.once:
+                        nursery.cancel_scope.cancel()
+                        return
+        finally:
+            if attached:  # stopped by a signal while a client was attached
+                self._log_totals()
+
+    def _log_totals(self) -> None:
+        controller = self.controller
+        log.info("doorbell writes so far: %d", controller.doorbell_writes)
+        if controller.guest_errors:
+            log.info("guest errors so far: %s", ", ".join(
+                f"{name} {count}" for name, count in sorted(controller.guest_errors.items())))
 
     async def _stop_on_signals(self, scope: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -98,7 +111,9 @@ class Server:
     async def _run_connection(self, nursery: trio.Nursery) -> None:
         hung_up = False
         while True:
-            await trio.lowlevel.wait_readable(self.device.poll_fd())
+            if not await self._wake_up():
+                self.controller.expire_interrupts()
+                continue
             while True:
                 handled = lib.vfu_run_ctx(self.device.ctx)
                 if handled > 0:
@@ -120,6 +135,15 @@ class Server:
             self.controller.process()
             for request in self.controller.take_sync_requests():
                 nursery.start_soon(self._sync_then_complete, request)
+
+    async def _wake_up(self) -> bool:
+        """Wait for client messages (True), or for a coalesced interrupt's deadline."""
+        deadline = self.controller.interrupt_deadline()
+        delay = math.inf if deadline is None else deadline - self.controller.clock()
+        with trio.move_on_after(max(delay, 0.0)):
+            await trio.lowlevel.wait_readable(self.device.poll_fd())
+            return True
+        return False
 
     def _hang_up(self) -> None:
         connection = socket.fromfd(self.device.poll_fd(), socket.AF_UNIX, socket.SOCK_STREAM)

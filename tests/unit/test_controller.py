@@ -228,13 +228,14 @@ def test_guest_errors_are_counted_per_category() -> None:
     assert host.ctrl.guest_errors == {"sq_doorbell": 3, "cq_doorbell": 1}
 
 
-def test_fused_and_sgl_commands_are_refused() -> None:
+def test_fused_commands_and_admin_sgls_are_refused() -> None:
+    # Admin commands over PCIe use PRPs only (NVMe 1.4 Figure 105, PSDT).
     host = enabled_host()
-    for flags in (0x01, 0x02, 0x40, 0x80):  # FUSE first/second, PSDT SGL
+    for flags in (0x01, 0x02, 0x40, 0x80, 0xC0):  # FUSE first/second, PSDT SGL
         assert host.command(0, 0x06, prp1=DATA, cdw10=1, flags=flags)[5] == \
             Status.INVALID_FIELD | DNR
     host.create_io_queues()
-    for flags in (0x01, 0x40):
+    for flags in (0x01, 0xC0):  # FUSE, PSDT 11b (reserved)
         assert host.command(1, 0x02, nsid=1, prp1=DATA, flags=flags)[5] == \
             Status.INVALID_FIELD | DNR
     assert host.command(1, 0x02, nsid=1, prp1=DATA, flags=0x3C)[5] == 0  # reserved bits

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
-from ocssd_vfu.nvme.prp import PrpError, guest_views, transfer
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.nvme.prp import guest_views, transfer
 from ocssd_vfu.spec.status import DNR, Status
 from ocssd_vfu.vfu.binding import ffi, lib
 
@@ -33,7 +33,7 @@ def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
     if length == 0:
         return []
     if prp1 & 0x3:
-        raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+        raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
     first = min(length, page_size - (prp1 & (page_size - 1)))
     ranges = [(prp1, first)]
     remaining = length - first
@@ -41,35 +41,35 @@ def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
         return ranges
     if remaining <= page_size:
         if prp2 & (page_size - 1):
-            raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+            raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
         ranges.append((prp2, remaining))
         return ranges
     if prp2 & 0x3:
-        raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+        raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
     list_addr = prp2
     while remaining > 0:
         slots = (page_size - (list_addr & (page_size - 1))) // 8
         pages_needed = -(-remaining // page_size)
         chained = pages_needed > slots
         if chained and slots < 2:
-            raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+            raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
         take = min(slots, pages_needed)
         try:
             raw = memory.read(list_addr, take * 8)
         except DmaError as exc:
-            raise PrpError(Status.DATA_TRANSFER_ERROR) from exc
+            raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
         entries = struct.unpack(f"<{take}Q", raw)
         data_entries = entries[:-1] if chained else entries
         for entry in data_entries:
             if entry & (page_size - 1):
-                raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+                raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
             chunk = min(remaining, page_size)
             ranges.append((entry, chunk))
             remaining -= chunk
         if chained:
             list_addr = entries[-1]
             if list_addr & 0x3:
-                raise PrpError(Status.INVALID_PRP_OFFSET | DNR)
+                raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
     return ranges
 
 
@@ -99,7 +99,7 @@ def outcome(move: Transfer, memory: GuestMemory, prp1: int, prp2: int, page_size
             device: list[memoryview], to_guest: bool) -> int:
     try:
         move(memory, prp1, prp2, page_size, device, to_guest)
-    except PrpError as err:
+    except TransferError as err:
         return err.status
     return 0
 
@@ -140,7 +140,7 @@ def test_one_page_boundary_uses_prp2_as_a_page() -> None:
     transfer(memory, 0x11200, 0x14000, PAGE, [memoryview(b"\xaa" * PAGE)], to_guest=True)
     assert ram[0x1200:0x2000] == b"\xaa" * 0xE00 and ram[0x4000:0x4200] == b"\xaa" * 0x200
     assert ram.count(0xAA) == PAGE
-    with pytest.raises(PrpError) as err:  # PRP2 must then be page aligned
+    with pytest.raises(TransferError) as err:  # PRP2 must then be page aligned
         transfer(memory, 0x11200, 0x14004, PAGE, [memoryview(bytearray(PAGE))], to_guest=True)
     assert err.value.status == IPO
 

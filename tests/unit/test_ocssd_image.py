@@ -11,6 +11,7 @@ import pytest
 
 from ocssd_vfu.media.ocssd_image import OcssdImage
 from ocssd_vfu.media.raw import ImageError
+from ocssd_vfu.nvme.command import Command
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.ocssd.faults import (
     FaultFileError,
@@ -142,7 +143,8 @@ def test_serving_extends_a_qemu_img_file_and_keeps_data_across_reopen(ocssd_vfu:
     for start in range(0, 1024, 8):
         ram[0x10000:0x18000] = bytes([start % 251]) * 0x8000
         lbas = [last_chunk | sec for sec in range(start, start + 8)]
-        assert ns.write(memory, 4096, lbas, 0x20000, 0x12000, 0x11000) == (0, 0)
+        write = Command(0x91, 0, 1, 1, 0, 0, 0x11000, 0x20000, 0x12000, 0, 0, 7, 0, 0, 0)
+        assert ns.write(memory, 4096, lbas, write) == (0, 0)
     image.close()
     again = OcssdImage(path)
     ns = OcssdNamespace(1, again.description.geometry, *again.namespace_views(layout))

@@ -1,0 +1,109 @@
+"""Shadow doorbells and EventIdx (Doorbell Buffer Config, admin 7Ch; OACS bit 8).
+
+The host gives two pages: the shadow doorbell buffer, where it writes every SQ
+tail and CQ head as it would to the MMIO doorbells, and the EventIdx buffer,
+where the controller says when it wants an MMIO write. Both have the BAR
+doorbells' layout: the SQ y tail at 8*y, the CQ y head at 8*y + 4 (DSTRD 0).
+The host rings the MMIO doorbell only when the EventIdx lies in [old, new) of
+the value it moved (modulo 2^16, Linux's nvme_dbbuf_need_event).
+
+Rules here:
+- Only I/O queues use them (Linux never points the admin queue there): the
+  admin queue stays on MMIO doorbells. MMIO doorbell writes stay valid input.
+- 7Ch: PRP1 (shadow) and PRP2 (EventIdx) non-zero and memory-page aligned, else
+  Invalid Field; both pages mapped writable, else Data Transfer Error. The
+  controller's current tails/heads are copied into the shadow page (a host may
+  configure after creating queues).
+- A queue created while configured gets shadow 0 and EventIdx 0 (the host's own
+  tail/head is 0 then, and the page may hold a deleted queue's values).
+- Processing reads every I/O SQ's shadow tail and CQ's shadow head. Then it arms
+  each SQ's EventIdx at the tail it consumed (the next submission rings) and each
+  CQ's at "never" (0xFFFFFFFF, still an MMIO at every wrap) unless one of its SQs
+  waits for room, then at the head it last read. After that a barrier, and a new
+  read of the shadow values: a host that wrote between our read and our EventIdx
+  saw the old EventIdx and may have skipped the MMIO (the re-arm race), so a
+  moved value means processing again.
+- A controller reset (CC.EN 1->0) forgets the configuration. Before forgetting,
+  it zeroes each I/O queue's shadow value and EventIdx: Linux 5.10.223 re-attaches
+  the old pages to the new queues and starts I/O before it sends 7Ch again
+  (neither the upstream fix that sends 7Ch before unquiescing nor the one that
+  clears the pages on reset is in it). Zeroed, the host's first doorbell update
+  and every wrap ring the MMIO doorbell the reset controller listens to. A whole
+  device reset (guest reboot, FLR) writes nothing: the memory may be another's by then.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ocssd_vfu.nvme.command import OK, Command, Result, fail
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.spec.status import Status
+
+if TYPE_CHECKING:
+    from ocssd_vfu.nvme.controller import Controller
+
+EVENTIDX_NEVER = 0xFFFFFFFF
+OACS_DOORBELL_BUFFER_CONFIG = 1 << 8
+_U32 = struct.Struct("<I")
+
+
+@dataclass
+class ShadowDoorbells:
+    shadow: int     # guest address of the shadow doorbell page
+    eventidx: int   # guest address of the EventIdx page
+    size: int       # bytes of each page in use
+    _views: tuple[memoryview, memoryview] | None = field(default=None, repr=False)
+    _generation: int = -1
+
+    def pages(self, memory: GuestMemory) -> tuple[memoryview, memoryview]:
+        """Both pages, resolved again after any change of the memory map (DmaError)."""
+        if self._views is None or self._generation != memory.generation:
+            self._views = (memory.view(self.shadow, self.size, write=True),
+                           memory.view(self.eventidx, self.size, write=True))
+            self._generation = memory.generation
+        return self._views
+
+    def read(self, memory: GuestMemory, qid: int, cq: bool) -> int:
+        value: int = _U32.unpack_from(self.pages(memory)[0], 8 * qid + 4 * cq)[0]
+        return value
+
+    def write(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
+        _U32.pack_into(self.pages(memory)[0], 8 * qid + 4 * cq, value)
+
+    def arm(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
+        _U32.pack_into(self.pages(memory)[1], 8 * qid + 4 * cq, value)
+
+
+def doorbell_buffer_config(ctrl: Controller, cmd: Command) -> Result:
+    if not ctrl.config.shadow_doorbells:
+        return fail(Status.INVALID_OPCODE)
+    mask = ctrl.page_size - 1
+    if not cmd.prp1 or not cmd.prp2 or cmd.prp1 & mask or cmd.prp2 & mask:
+        return fail(Status.INVALID_FIELD)
+    shadow = ShadowDoorbells(cmd.prp1, cmd.prp2, 8 * (ctrl.config.io_queue_pairs + 1))
+    try:
+        shadow.pages(ctrl.memory)
+        for qid, sq in ctrl.sqs.items():
+            if qid:
+                shadow.write(ctrl.memory, qid, False, sq.tail)
+                shadow.arm(ctrl.memory, qid, False, sq.tail)
+        for qid, cq in ctrl.cqs.items():
+            if qid:
+                shadow.write(ctrl.memory, qid, True, cq.head)
+                shadow.arm(ctrl.memory, qid, True, EVENTIDX_NEVER)
+    except DmaError:
+        return (Status.DATA_TRANSFER_ERROR, 0)
+    ctrl.shadow = shadow
+    return OK
+
+
+def queue_created(ctrl: Controller, qid: int, cq: bool) -> None:
+    if ctrl.shadow is not None:
+        try:
+            ctrl.shadow.write(ctrl.memory, qid, cq, 0)
+            ctrl.shadow.arm(ctrl.memory, qid, cq, 0)
+        except DmaError:
+            ctrl.lose_shadow_doorbells()
