@@ -4,7 +4,8 @@ Run by setuptools at `pip install` (setup.py's cffi_modules).  It compiles
 against the libvfio-user that `make setup` provisioned into the cache and
 records that directory (rpath and LIBVFIO_USER_DIR) so that the module loads
 it at run time without any environment variable.  The same module carries the
-DMA shim (dma.c: PRP and SGL walks and the copy, the I/O data path).
+DMA shim (dma.c: PRP and SGL walks and the copy, the I/O data path) and the
+I/O fast path (fastpath.c: plain Read and Write from SQE to CQE).
 """
 
 import os
@@ -113,6 +114,17 @@ uint64_t ocssd_sgl_max_descriptors(uint64_t length);
 void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
                     const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
 void ocssd_full_barrier(void);
+
+struct ocssd_fast_io {
+    uint8_t *data; uint64_t nlbas; uint32_t lba_shift; uint32_t nsid;
+    uint64_t page_size; uint64_t max_transfer;
+    uint64_t sq_base, cq_base; uint32_t sq_size, cq_size; uint32_t sqid; uint32_t cq_head;
+    uint32_t sq_head, sq_tail; uint32_t cq_tail, cq_phase;
+    uint64_t reads, writes, blocks_read, blocks_written;
+};
+long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
+                       struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
+                       size_t scratch_len);
 """
 
 NATIVE = REPO / "native"
@@ -122,11 +134,11 @@ ffibuilder.cdef(CDEF + DMA_CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.vfu._libvfio_user",
     '#include <sys/uio.h>\n#include <linux/pci_regs.h>\n#include "libvfio-user.h"\n'
-    '#include "dma.h"\n'
+    '#include "dma.h"\n#include "fastpath.h"\n'
     f'static const char LIBVFIO_USER_DIR[] = "{LIB_DIR}";\n',
     # setuptools wants source paths relative to the directory it runs in.
-    sources=[os.path.relpath(NATIVE / "dma.c")],
-    depends=[os.path.relpath(NATIVE / "dma.h")],
+    sources=[os.path.relpath(NATIVE / "dma.c"), os.path.relpath(NATIVE / "fastpath.c")],
+    depends=[os.path.relpath(NATIVE / "dma.h"), os.path.relpath(NATIVE / "fastpath.h")],
     include_dirs=[str(LIB_DIR / "include"), str(NATIVE)],
     library_dirs=[str(LIB_DIR / "lib")],
     libraries=["vfio-user"],

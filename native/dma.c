@@ -18,10 +18,9 @@ struct walk {
     int unmapped; /* a data range failed to resolve: reported after the walk */
 };
 
-/* The region holding all of [addr, addr+len), or NULL. The last region whose
- * start is <= addr is the only candidate (as GuestMemory.view). */
-static const struct ocssd_dma_region *resolve(const struct ocssd_dma_region *regions,
-                                              size_t nregions, uint64_t addr, uint64_t len)
+/* The last region whose start is <= addr is the only candidate (as GuestMemory.view). */
+const struct ocssd_dma_region *ocssd_dma_resolve(const struct ocssd_dma_region *regions,
+                                                 size_t nregions, uint64_t addr, uint64_t len)
 {
     size_t lo = 0, hi = nregions;
     while (lo < hi) {
@@ -45,7 +44,7 @@ static const struct ocssd_dma_region *resolve(const struct ocssd_dma_region *reg
  * walk). */
 static void add_range(struct walk *w, uint64_t addr, uint64_t len)
 {
-    const struct ocssd_dma_region *r = resolve(w->regions, w->nregions, addr, len);
+    const struct ocssd_dma_region *r = ocssd_dma_resolve(w->regions, w->nregions, addr, len);
     if (r == NULL || (w->to_guest && !r->writable)) {
         w->unmapped = 1;
         return;
@@ -86,7 +85,8 @@ static int walk_list(struct walk *w, uint64_t list, uint64_t remaining, uint64_t
         if (chained && slots < 2)
             return IPO_DNR;
         uint64_t take = chained ? slots : pages;
-        const struct ocssd_dma_region *r = resolve(w->regions, w->nregions, list, take * 8);
+        const struct ocssd_dma_region *r =
+            ocssd_dma_resolve(w->regions, w->nregions, list, take * 8);
         if (r == NULL)
             return OCSSD_STATUS_DATA_TRANSFER_ERROR;
         const uint8_t *entries = (const uint8_t *)r->host + (list - r->start);
@@ -283,8 +283,8 @@ static int walk_segments(struct sgl_walk *s, struct descriptor d)
         if (n > s->descriptors_left)
             return DNR(INVALID_NUMBER_OF_SGL_DESCRIPTORS);
         s->descriptors_left -= n;
-        const struct ocssd_dma_region *r = resolve(s->w.regions, s->w.nregions, d.address,
-                                                   d.length);
+        const struct ocssd_dma_region *r =
+            ocssd_dma_resolve(s->w.regions, s->w.nregions, d.address, d.length);
         if (r == NULL)
             return OCSSD_STATUS_DATA_TRANSFER_ERROR;
         const uint8_t *entries = (const uint8_t *)r->host + (d.address - r->start);

@@ -52,6 +52,10 @@ struct ocssd_dma_range {
     uint64_t len;
 };
 
+/* The region holding all of [addr, addr+len), or NULL. */
+const struct ocssd_dma_region *ocssd_dma_resolve(const struct ocssd_dma_region *regions,
+                                                 size_t nregions, uint64_t addr, uint64_t len);
+
 /* Scratch ranges a transfer of `length` bytes needs at most (0 for a bad page size). */
 uint64_t ocssd_prp_max_ranges(uint64_t length, uint64_t page_size);
 

@@ -29,6 +29,7 @@ from ocssd_vfu.nvme import admin, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
+from ocssd_vfu.nvme.fastpath import fast_path_for
 from ocssd_vfu.nvme.interrupts import Coalescing
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
@@ -37,6 +38,7 @@ from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import Register
 
 if TYPE_CHECKING:
+    from ocssd_vfu.nvme.fastpath import FastPath
     from ocssd_vfu.nvme.trace import Tracer
 
 log = logging.getLogger("ocssd_vfu.nvme")
@@ -57,6 +59,7 @@ class ControllerConfig:
     io_queue_pairs: int = MAX_IO_QUEUES
     sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
     shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
+    fast_path: bool = True         # plain Reads and Writes in C (fastpath.py)
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Controller:
         self.shadow: ShadowDoorbells | None = None
         self.coalescing = self._new_coalescing()
         self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
+        self.fast_path = fast_path_for(self)
         self._set_page_size(0)
 
     def guest_error(self, category: str, message: str) -> None:
@@ -310,7 +314,11 @@ class Controller:
             sq = self.sqs.get(qid)
             if sq is None:
                 continue
+            fast = self.fast_path if qid and self.tracer is None else None
             while not sq.empty() and not sq.cq.full():
+                if fast is not None and self._run_fast(fast, sq):
+                    touched.add(sq.cq)
+                    continue
                 cmd = self._fetch(sq)
                 if cmd is None:
                     break
@@ -320,6 +328,15 @@ class Controller:
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)
+
+    def _run_fast(self, fast: FastPath, sq: SubmissionQueue) -> int:
+        done = fast.run(self, sq)
+        cq = sq.cq
+        if done and cq.interrupts_enabled and self.coalescing.applies(cq.qid, cq.vector):
+            now = self.clock()
+            for _ in range(done):
+                self.coalescing.posted(cq.vector, now)
+        return done
 
     def _fetch(self, sq: SubmissionQueue) -> Command | None:
         try:

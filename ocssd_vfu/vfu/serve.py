@@ -58,6 +58,7 @@ class ServeOptions:
     trace_format: str = "text"
     sgl: bool = True
     shadow_doorbells: bool = True
+    fast_path: bool = True
 
 
 @dataclass
@@ -82,7 +83,8 @@ def _plain(options: ServeOptions) -> Assembled:
     image = RawImage(options.image, options.sec_size)
     namespace = PlainNamespace(1, image.view, image.lba_size)
     config = ControllerConfig(serial=_serial(options), sgl=options.sgl,
-                              shadow_doorbells=options.shadow_doorbells)
+                              shadow_doorbells=options.shadow_doorbells,
+                              fast_path=options.fast_path)
     return Assembled({1: namespace}, config, PLAIN_NVME_ID,
                      image.sync, image.close,
                      f"{namespace.nlbas} x {image.lba_size}-byte blocks, plain NVMe")

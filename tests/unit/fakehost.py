@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from ocssd_vfu.nvme.controller import Controller, Namespace
+from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
 from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, Register
@@ -18,6 +18,10 @@ DATA = RAM_BASE + 0x10000  # data buffers from here on
 
 
 class FakeHost:
+    # Whether plain Reads and Writes may take the C fast path (tests/unit/conftest.py's
+    # both_io_paths runs a module's tests with it on and off).
+    fast_path = True
+
     def __init__(self, nlbas: int = 256, lba_size: int = 4096, queue_size: int = 16,
                  namespace: Namespace | None = None) -> None:
         self.ram = bytearray(RAM_SIZE)
@@ -26,7 +30,8 @@ class FakeHost:
         self.storage = bytearray(nlbas * lba_size)
         self.interrupts: list[int] = []
         ns = namespace or PlainNamespace(1, memoryview(self.storage), lba_size)
-        self.ctrl = Controller(self.memory, {1: ns}, interrupt=self.interrupts.append)
+        self.ctrl = Controller(self.memory, {1: ns}, interrupt=self.interrupts.append,
+                               config=ControllerConfig(fast_path=self.fast_path))
         self.queue_size = queue_size
         self.tails = {0: 0}
         self.heads = {0: 0}

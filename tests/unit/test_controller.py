@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ocssd_vfu.spec.nvme import IdentifyController, IdentifyNamespace, Register
 from ocssd_vfu.spec.status import DNR, Status
 from tests.unit.fakehost import DATA, IOSQ, RAM_BASE, FakeHost, prp_list
+
+pytestmark = pytest.mark.usefixtures("both_io_paths")
 
 PAGE = 4096
 

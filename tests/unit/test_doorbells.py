@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, IdentifyController, Register
 from ocssd_vfu.spec.status import DNR, Status
 from tests.unit.fakehost import DATA, RAM_BASE, FakeHost
+
+pytestmark = pytest.mark.usefixtures("both_io_paths")
 
 SHADOW, EVENTIDX = RAM_BASE + 0x5000, RAM_BASE + 0x6000
 DBBUF, SET_FEATURES, GET_FEATURES, READ, WRITE = 0x7C, 0x09, 0x0A, 0x02, 0x01

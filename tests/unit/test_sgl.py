@@ -13,6 +13,7 @@ import random
 import struct
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,8 @@ from ocssd_vfu.spec.status import DNR, Status
 from ocssd_vfu.vfu.binding import lib
 from tests.unit.fakehost import DATA, FakeHost
 from tests.unit.test_ocssd import MPTR, VECTOR_READ, VECTOR_WRITE, Device, lba
+
+pytestmark = pytest.mark.usefixtures("both_io_paths")
 
 DATA_BLOCK, BIT_BUCKET, SEGMENT, LAST_SEGMENT = 0x0, 0x1, 0x2, 0x3
 PSDT_SGL, PSDT_SGL_MPTR_SGL = 0x40, 0x80
