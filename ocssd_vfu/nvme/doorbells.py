@@ -34,7 +34,6 @@ Rules here:
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 
 EVENTIDX_NEVER = 0xFFFFFFFF
 OACS_DOORBELL_BUFFER_CONFIG = 1 << 8
-_U32 = struct.Struct("<I")
 
 
 @dataclass
@@ -59,22 +57,24 @@ class ShadowDoorbells:
     _generation: int = -1
 
     def pages(self, memory: GuestMemory) -> tuple[memoryview, memoryview]:
-        """Both pages, resolved again after any change of the memory map (DmaError)."""
+        """Both pages as dwords (the host reads each value with one load, so each is
+        stored with one store: struct.pack_into would zero it first), resolved again
+        after any change of the memory map (DmaError)."""
         if self._views is None or self._generation != memory.generation:
-            self._views = (memory.view(self.shadow, self.size, write=True),
-                           memory.view(self.eventidx, self.size, write=True))
+            self._views = (memory.view(self.shadow, self.size, write=True).cast("I"),
+                           memory.view(self.eventidx, self.size, write=True).cast("I"))
             self._generation = memory.generation
         return self._views
 
     def read(self, memory: GuestMemory, qid: int, cq: bool) -> int:
-        value: int = _U32.unpack_from(self.pages(memory)[0], 8 * qid + 4 * cq)[0]
+        value: int = self.pages(memory)[0][2 * qid + cq]
         return value
 
     def write(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
-        _U32.pack_into(self.pages(memory)[0], 8 * qid + 4 * cq, value)
+        self.pages(memory)[0][2 * qid + cq] = value
 
     def arm(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
-        _U32.pack_into(self.pages(memory)[1], 8 * qid + 4 * cq, value)
+        self.pages(memory)[1][2 * qid + cq] = value
 
 
 def doorbell_buffer_config(ctrl: Controller, cmd: Command) -> Result:
