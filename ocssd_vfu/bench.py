@@ -9,6 +9,11 @@ same run, in two tables.
   sequential write at QD32. The range is written once before the jobs, because
   a fresh pblk answers reads of unmapped blocks without touching the device.
 
+- Doorbells: two more plain ocssd_vfu servers, one with shadow doorbells (the
+  default) and one with --no-shadow-doorbells, serve the same fixed number of
+  4K random reads at QD32; their doorbell MMIO writes (each one a vfio-user
+  message), from the totals they log, per I/O.
+
 Every job runs `--rounds` times (the NVMe devices interleaved round by round);
 the tables give the median with min and max, summary.json every run, bench.png
 a chart. Speed is never asserted; the run fails only when a fio job reports an
@@ -20,13 +25,16 @@ compare the ratios, which are measured side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +80,11 @@ PBLK_FILL = Job("fill-128k-seqwrite", "write", "128k", 32, "MiB/s")
 PBLK_GEOMETRY = OcssdGeometry(num_grp=2, num_pu=4, num_chk=32, num_sec=1024)
 PBLK_GEOMETRY_TEXT = (f"--num-grp {PBLK_GEOMETRY.num_grp} --num-pu {PBLK_GEOMETRY.num_pu} "
                       f"--num-chk {PBLK_GEOMETRY.num_chk} --num-sec {PBLK_GEOMETRY.num_sec}")
+
+# The doorbell comparison: servers the bench starts itself (serial -> extra serve flags).
+DOORBELL_SERVERS = {"bench-shadow": (), "bench-mmio": ("--no-shadow-doorbells",)}
+DOORBELL_IOS = 20000
+DOORBELL_TOTAL = re.compile(r"doorbell writes so far: (\d+)")
 
 # Controller models (Identify Controller MN) the guest script looks devices up by.
 MODEL_PLAIN = "ocssd_vfu NVMe"
@@ -154,6 +167,22 @@ while [ $round -le {rounds} ]; do
     round=$((round + 1))
 done
 
+# Doorbells: the same fixed number of reads on the two doorbell servers (found by serial).
+for serial in {doorbell_serials}; do
+    ctrl=""
+    for c in /sys/class/nvme/nvme*; do
+        if [ "$(cat "$c/serial" 2>/dev/null | tr -d ' ')" = "$serial" ]; then
+            ctrl=$(basename "$c")
+        fi
+    done
+    [ -n "$ctrl" ] || fail "no NVMe controller with serial $serial"
+    echo "== doorbells: $serial (${{ctrl}}n1), {doorbell_ios} 4K random reads at QD32"
+    fio --name=doorbells --filename="/dev/${{ctrl}}n1" --rw=randread --bs=4k --iodepth=32 \\
+        --ioengine=libaio --direct=1 --size={nvme_size} --number_ios={doorbell_ios} \\
+        --eta=never --output-format=json --output="/results/doorbells-$serial.json" \\
+        || {{ echo "bench: fio on $serial failed (status $?)" >&2; bad=1; }}
+done
+
 ocssd=$(wait_ctrl "{model_ocssd}") || fail "no NVMe controller with model '{model_ocssd}'"
 ns=${{ocssd}}n1
 [ -d /sys/block/$ns/lightnvm ] || fail "$ns is not a LightNVM (OCSSD) namespace"
@@ -189,7 +218,7 @@ def guest_script(runtime: int, rounds: int) -> str:
         model_plain=MODEL_PLAIN, model_qemu=MODEL_QEMU, model_ocssd=MODEL_OCSSD,
         nvme_jobs=words(NVME_JOBS), nvme_size=NVME_SIZE, pblk_jobs=words(PBLK_JOBS),
         pblk_size=PBLK_SIZE, fill=fill, fill_title=PBLK_FILL.title, runtime=runtime,
-        rounds=rounds)
+        rounds=rounds, doorbell_serials=" ".join(DOORBELL_SERVERS), doorbell_ios=DOORBELL_IOS)
 
 
 def result_name(table: str, device: str, job: Job, round_: int | None) -> str:
@@ -303,12 +332,12 @@ def format_table(table: Table, jobs: tuple[Job, ...], devices: tuple[str, ...],
     to each baseline's (for latencies, lower is better)."""
     width = 26
     lines = [f"{'job':<24}" + "".join(f"{d:>{width}}" for d in devices)
-             + "".join(f"{'vs ' + b:>12}" for b in baselines) + "  unit"]
+             + "".join(f"{'vs ' + b:>14}" for b in baselines) + "  unit"]
     for row, unit in rows(jobs):
         cells = table.get(row, {})
         ours = cells.get(devices[0])
         lines.append(f"{row:<24}" + "".join(_cell(cells.get(d), width) for d in devices)
-                     + "".join(_ratio_cell(ratio(ours, cells.get(b)), 12) for b in baselines)
+                     + "".join(_ratio_cell(ratio(ours, cells.get(b)), 14) for b in baselines)
                      + f"  {unit}")
     return "\n".join(lines)
 
@@ -361,6 +390,73 @@ def dmesg_notes(dmesg: str) -> tuple[list[str], list[str]]:
     return ours, trouble
 
 
+@contextlib.contextmanager
+def doorbell_servers(work: Path) -> Iterator[dict[str, tuple[Path, Path]]]:
+    """The doorbell comparison's servers, serial -> (socket, log), started here so
+    that their logs (with the doorbell totals) are ours; `serve --once` ends each
+    when QEMU goes, and one still running after that is stopped."""
+    procs: list[subprocess.Popen[bytes]] = []
+    servers = {}
+    try:
+        for serial, flags in DOORBELL_SERVERS.items():
+            image, sock, log = (work / f"{serial}{ext}" for ext in (".raw", ".sock", ".log"))
+            with image.open("wb") as f:
+                f.truncate(1 << 30)
+            with log.open("wb") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "ocssd_vfu", "serve", "--once", "--socket", str(sock),
+                     "--image", str(image), "--serial", serial, *flags],
+                    stdout=out, stderr=subprocess.STDOUT))
+            servers[serial] = (sock, log)
+        deadline = time.monotonic() + 30
+        while not all(sock.exists() for sock, _ in servers.values()):
+            if time.monotonic() > deadline or any(proc.poll() is not None for proc in procs):
+                logs = "\n".join(log.read_text(errors="replace") for _, log in servers.values())
+                raise ResultError(f"a doorbell server did not start:\n{logs}")
+            time.sleep(0.1)
+        yield servers
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait()
+
+
+def doorbell_figures(servers: dict[str, tuple[Path, Path]],
+                     results: Path) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """serial -> doorbell writes (the server's last logged total), I/Os (fio's) and
+    writes per I/O; and what went wrong."""
+    figures, problems = {}, []
+    for serial, (_, log) in servers.items():
+        totals = DOORBELL_TOTAL.findall(log.read_text(errors="replace")) if log.exists() else []
+        try:
+            result = json.loads((results / f"doorbells-{serial}.json").read_text())
+            ios = int(result["jobs"][0]["read"]["total_ios"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            problems.append(f"doorbells {serial}: no fio result ({exc})")
+            continue
+        if not totals or not ios:
+            problems.append(f"doorbells {serial}: no doorbell total in its log, or no I/O")
+            continue
+        writes = int(totals[-1])
+        figures[serial] = {"doorbell_writes": writes, "ios": ios, "per_io": writes / ios}
+    return figures, problems
+
+
+def format_doorbells(figures: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'server':<16}{'serve flags':<24}{'doorbell writes':>16}{'I/Os':>10}"
+             f"{'per I/O':>10}"]
+    for serial, flags in DOORBELL_SERVERS.items():
+        row = figures.get(serial)
+        cells = ("-", "-", "-") if row is None else (
+            f"{row['doorbell_writes']:,.0f}", f"{row['ios']:,.0f}", f"{row['per_io']:.3f}")
+        lines.append(f"{serial:<16}{' '.join(flags) or '(default)':<24}{cells[0]:>16}"
+                     f"{cells[1]:>10}{cells[2]:>10}")
+    return "\n".join(lines)
+
+
 def as_json(table: Table) -> dict[str, dict[str, dict[str, Any] | None]]:
     return {row: {device: None if stats is None else asdict(stats)
                   for device, stats in cells.items()}
@@ -391,12 +487,16 @@ def main(argv: list[str] | None = None) -> int:
         if results.exists():
             for old in results.glob("*"):
                 old.unlink()
-        status = run_guest(GuestRun(script=script,
-                                    images=[work / "ocssd.raw", work / "pblk.img"],
-                                    qemu_nvme=[work / "qemu-nvme.raw"], results=results,
-                                    timeout=300 + 3 * args.runtime * timed_jobs))
+        with doorbell_servers(work) as servers:
+            status = run_guest(GuestRun(
+                script=script, images=[work / "ocssd.raw", work / "pblk.img"],
+                sockets=[sock for sock, _ in servers.values()],
+                qemu_nvme=[work / "qemu-nvme.raw"], results=results,
+                timeout=300 + 3 * args.runtime * timed_jobs))
+        doorbells, problems = doorbell_figures(servers, results)
     elapsed = time.monotonic() - started
-    nvme, problems = collect(results, "nvme", NVME_JOBS, NVME_DEVICES, args.rounds)
+    nvme, nvme_problems = collect(results, "nvme", NVME_JOBS, NVME_DEVICES, args.rounds)
+    problems += nvme_problems
     pblk, pblk_problems = collect(results, "pblk", PBLK_JOBS, PBLK_DEVICES, args.rounds)
     problems += pblk_problems
     fill: float | None = None
@@ -420,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(pblk, PBLK_JOBS, PBLK_DEVICES, ("null_blk",)))
     print("(ratios: the first column's median over the baseline's; for latencies, lower is "
           "better)")
+    print(f"\nDoorbells: {DOORBELL_IOS} 4K random reads at QD32 on each, doorbell MMIO writes "
+          "(vfio-user messages) per I/O, boot included")
+    print(format_doorbells(doorbells))
     if notes:
         print("\nguest kernel:\n" + "\n".join(f"  {line}" for line in notes))
     if trouble:
@@ -433,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         "nvme": {"size": NVME_SIZE, "units": dict(rows(NVME_JOBS)), "jobs": as_json(nvme)},
         "pblk": {"size": PBLK_SIZE, "geometry": PBLK_GEOMETRY_TEXT, "fill_mib_s": fill,
                  "units": dict(rows(PBLK_JOBS)), "jobs": as_json(pblk)},
+        "doorbells": {"ios_per_server": DOORBELL_IOS, "servers": doorbells},
         "guest_kernel": {"pblk": notes, "trouble": trouble},
         "problems": problems,
         "guest_status": status,

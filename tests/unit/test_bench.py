@@ -123,24 +123,24 @@ def test_pblk_table() -> None:
         "128k-seqwrite-qd32": {"pblk": Stats.of([162.4]), "null_blk": Stats.of([1624.0])},
         "4k-randread-qd1 p50 us": {"pblk": Stats.of([120.0]), "null_blk": Stats.of([60.0])},
     }, PBLK_JOBS, bench.PBLK_DEVICES, ("null_blk",))
-    # Row names padded to 24, cells right-aligned in 26, ratios in 12.
+    # Row names padded to 24, cells right-aligned in 26, ratios in 14.
     assert text.splitlines() == [
         "job                                           pblk                  null_blk"
-        " vs null_blk  unit",
+        "   vs null_blk  unit",
         "4k-randread-qd32               7,100 (7,000-7,300)    17,900 (17,900-17,900)"
-        "       0.40x  IOPS",
+        "         0.40x  IOPS",
         "4k-randwrite-qd32           14,200 (14,200-14,200)                         -"
-        "           -  IOPS",
+        "             -  IOPS",
         "128k-seqwrite-qd32                   162 (162-162)       1,624 (1,624-1,624)"
-        "       0.10x  MiB/s",
+        "         0.10x  MiB/s",
         "4k-randread-qd1 p50 us               120 (120-120)                60 (60-60)"
-        "       2.00x  us",
+        "         2.00x  us",
         "4k-randread-qd1 p99 us                           -                         -"
-        "           -  us",
+        "             -  us",
         "4k-randwrite-qd1 p50 us                          -                         -"
-        "           -  us",
+        "             -  us",
         "4k-randwrite-qd1 p99 us                          -                         -"
-        "           -  us",
+        "             -  us",
     ]
 
 
@@ -187,3 +187,24 @@ def test_guest_script_is_valid_shell_with_every_job() -> None:
     if shell is None:
         pytest.skip("no sh")
     subprocess.run([shell, "-n", "-c", script], check=True)
+
+
+def test_doorbell_figures_from_server_logs_and_fio(tmp_path: Path) -> None:
+    servers = {serial: (tmp_path / f"{serial}.sock", tmp_path / f"{serial}.log")
+               for serial in bench.DOORBELL_SERVERS}
+    (tmp_path / "bench-shadow.log").write_text(
+        "ocssd-vfu serve: client attached\nocssd-vfu serve: doorbell writes so far: 12\n"
+        "ocssd-vfu serve: doorbell writes so far: 1500\n")
+    (tmp_path / "bench-mmio.log").write_text("ocssd-vfu serve: client attached\n")
+    for serial in bench.DOORBELL_SERVERS:
+        (tmp_path / f"doorbells-{serial}.json").write_text(json.dumps(
+            {"jobs": [{"read": {"total_ios": 20000}}]}))
+    figures, problems = bench.doorbell_figures(servers, tmp_path)
+    assert figures == {"bench-shadow": {"doorbell_writes": 1500, "ios": 20000,
+                                        "per_io": 0.075}}
+    assert problems == ["doorbells bench-mmio: no doorbell total in its log, or no I/O"]
+    assert bench.format_doorbells(figures).splitlines() == [
+        "server          serve flags              doorbell writes      I/Os   per I/O",
+        "bench-shadow    (default)                          1,500    20,000     0.075",
+        "bench-mmio      --no-shadow-doorbells                  -         -         -",
+    ]
