@@ -9,6 +9,8 @@ same run, in two tables.
   sequential write at QD32. The range is written once before the jobs, because
   a fresh pblk answers reads of unmapped blocks without touching the device.
 
+- Memory: an ocssd_vfu server on a 64 GiB (sparse) OCSSD image, written and
+  read through its block device; its RssAnon (/proc/PID/status) sampled.
 - Doorbells: two more plain ocssd_vfu servers, one with shadow doorbells (the
   default) and one with --no-shadow-doorbells, serve the same fixed number of
   4K random reads at QD32; their doorbell MMIO writes (each one a vfio-user
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -81,12 +84,17 @@ PBLK_GEOMETRY = OcssdGeometry(num_grp=2, num_pu=4, num_chk=32, num_sec=1024)
 PBLK_GEOMETRY_TEXT = (f"--num-grp {PBLK_GEOMETRY.num_grp} --num-pu {PBLK_GEOMETRY.num_pu} "
                       f"--num-chk {PBLK_GEOMETRY.num_chk} --num-sec {PBLK_GEOMETRY.num_sec}")
 
-# The doorbell comparison: servers the bench starts itself (serial -> extra serve flags).
+# Servers the bench starts itself, to read their logs and memory (serial -> extra flags):
+# the doorbell comparison, and the memory figure on a 64 GiB OCSSD image.
 DOORBELL_SERVERS = {"bench-shadow": (), "bench-mmio": ("--no-shadow-doorbells",)}
 DOORBELL_IOS = 20000
 DOORBELL_TOTAL = re.compile(r"doorbell writes so far: (\d+)")
+MEMORY_SERIAL = "bench-memory"
+MEMORY_GEOMETRY = OcssdGeometry(num_grp=4, num_pu=8, num_chk=128, num_sec=4096)  # 64 GiB
+MEMORY_IO = "256M"
+RSS_ANON = re.compile(r"^RssAnon:\s+(\d+) kB$", re.M)
 
-# Controller models (Identify Controller MN) the guest script looks devices up by.
+# Controller models (Identify Controller MN) the guest script looks the others up by.
 MODEL_PLAIN = "ocssd_vfu NVMe"
 MODEL_OCSSD = "ocssd_vfu OCSSD"
 MODEL_QEMU = "QEMU NVMe"
@@ -101,9 +109,11 @@ fail() {{
     exit 1
 }}
 # The controller (nvmeN) whose model contains $1, once it is live with namespace 1.
+# The servers the bench starts itself (serials bench-*) are looked up by serial instead.
 find_ctrl() {{
     for c in /sys/class/nvme/nvme*; do
         [ -e "$c/model" ] || continue
+        case "$(tr -d ' ' < "$c/serial")" in bench-*) continue ;; esac
         if grep -q "$1" "$c/model" && [ "$(cat "$c/state")" = live ] \\
             && [ -b "/dev/$(basename "$c")n1" ]; then
             basename "$c"; return 0
@@ -167,15 +177,29 @@ while [ $round -le {rounds} ]; do
     round=$((round + 1))
 done
 
-# Doorbells: the same fixed number of reads on the two doorbell servers (found by serial).
-for serial in {doorbell_serials}; do
-    ctrl=""
+# The controller (nvmeN) whose serial is $1.
+find_serial() {{
     for c in /sys/class/nvme/nvme*; do
-        if [ "$(cat "$c/serial" 2>/dev/null | tr -d ' ')" = "$serial" ]; then
-            ctrl=$(basename "$c")
+        if [ "$(tr -d ' ' < "$c/serial" 2>/dev/null)" = "$1" ]; then
+            basename "$c"; return 0
         fi
     done
-    [ -n "$ctrl" ] || fail "no NVMe controller with serial $serial"
+    return 1
+}}
+
+# Memory: sequential writes (QD1: an OCSSD chunk takes writes in order), then reads.
+ctrl=$(find_serial {memory_serial}) || fail "no NVMe controller with serial {memory_serial}"
+echo "== memory: {memory_io} written and read on ${{ctrl}}n1 (64 GiB OCSSD image)"
+fio --name=memory-write --filename="/dev/${{ctrl}}n1" --rw=write --bs=64k --iodepth=1 \\
+    --ioengine=libaio --direct=1 --size={memory_io} --eta=never --output=/dev/null \\
+    || {{ echo "bench: fio memory-write failed (status $?)" >&2; bad=1; }}
+fio --name=memory-read --filename="/dev/${{ctrl}}n1" --rw=randread --bs=4k --iodepth=32 \\
+    --ioengine=libaio --direct=1 --size={memory_io} --runtime=5 --time_based --eta=never \\
+    --output=/dev/null || {{ echo "bench: fio memory-read failed (status $?)" >&2; bad=1; }}
+
+# Doorbells: the same fixed number of reads on the two doorbell servers.
+for serial in {doorbell_serials}; do
+    ctrl=$(find_serial "$serial") || fail "no NVMe controller with serial $serial"
     echo "== doorbells: $serial (${{ctrl}}n1), {doorbell_ios} 4K random reads at QD32"
     fio --name=doorbells --filename="/dev/${{ctrl}}n1" --rw=randread --bs=4k --iodepth=32 \\
         --ioengine=libaio --direct=1 --size={nvme_size} --number_ios={doorbell_ios} \\
@@ -218,7 +242,8 @@ def guest_script(runtime: int, rounds: int) -> str:
         model_plain=MODEL_PLAIN, model_qemu=MODEL_QEMU, model_ocssd=MODEL_OCSSD,
         nvme_jobs=words(NVME_JOBS), nvme_size=NVME_SIZE, pblk_jobs=words(PBLK_JOBS),
         pblk_size=PBLK_SIZE, fill=fill, fill_title=PBLK_FILL.title, runtime=runtime,
-        rounds=rounds, doorbell_serials=" ".join(DOORBELL_SERVERS), doorbell_ios=DOORBELL_IOS)
+        rounds=rounds, doorbell_serials=" ".join(DOORBELL_SERVERS), doorbell_ios=DOORBELL_IOS,
+        memory_serial=MEMORY_SERIAL, memory_io=MEMORY_IO)
 
 
 def result_name(table: str, device: str, job: Job, round_: int | None) -> str:
@@ -390,46 +415,80 @@ def dmesg_notes(dmesg: str) -> tuple[list[str], list[str]]:
     return ours, trouble
 
 
+@dataclass
+class BenchServer:
+    socket: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+    rss_anon_peak_kib: int = 0
+
+
+def rss_anon_kib(status: str) -> int:
+    """RssAnon of a /proc/PID/status text (0 when absent)."""
+    found = RSS_ANON.search(status)
+    return int(found[1]) if found else 0
+
+
 @contextlib.contextmanager
-def doorbell_servers(work: Path) -> Iterator[dict[str, tuple[Path, Path]]]:
-    """The doorbell comparison's servers, serial -> (socket, log), started here so
-    that their logs (with the doorbell totals) are ours; `serve --once` ends each
-    when QEMU goes, and one still running after that is stopped."""
-    procs: list[subprocess.Popen[bytes]] = []
-    servers = {}
-    try:
-        for serial, flags in DOORBELL_SERVERS.items():
-            image, sock, log = (work / f"{serial}{ext}" for ext in (".raw", ".sock", ".log"))
+def bench_servers(work: Path) -> Iterator[dict[str, BenchServer]]:
+    """The servers the bench starts itself, by serial: their logs (doorbell totals) and
+    memory (sampled every 0.2 s) are ours. `serve --once` ends each when QEMU goes; one
+    still running after that is stopped."""
+    images = {serial: work / f"{serial}.raw" for serial in DOORBELL_SERVERS}
+    images[MEMORY_SERIAL] = work / f"{MEMORY_SERIAL}.img"
+    for serial, image in images.items():
+        if serial == MEMORY_SERIAL:
+            create_image(image, MEMORY_GEOMETRY)
+        else:
             with image.open("wb") as f:
                 f.truncate(1 << 30)
+    servers: dict[str, BenchServer] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            for server in servers.values():
+                with contextlib.suppress(OSError):
+                    rss = rss_anon_kib(Path(f"/proc/{server.process.pid}/status").read_text())
+                    server.rss_anon_peak_kib = max(server.rss_anon_peak_kib, rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        for serial, image in images.items():
+            sock, log = work / f"{serial}.sock", work / f"{serial}.log"
+            flags = DOORBELL_SERVERS.get(serial, ())
             with log.open("wb") as out:
-                procs.append(subprocess.Popen(
+                process = subprocess.Popen(
                     [sys.executable, "-m", "ocssd_vfu", "serve", "--once", "--socket", str(sock),
                      "--image", str(image), "--serial", serial, *flags],
-                    stdout=out, stderr=subprocess.STDOUT))
-            servers[serial] = (sock, log)
+                    stdout=out, stderr=subprocess.STDOUT)
+            servers[serial] = BenchServer(sock, log, process)
         deadline = time.monotonic() + 30
-        while not all(sock.exists() for sock, _ in servers.values()):
-            if time.monotonic() > deadline or any(proc.poll() is not None for proc in procs):
-                logs = "\n".join(log.read_text(errors="replace") for _, log in servers.values())
-                raise ResultError(f"a doorbell server did not start:\n{logs}")
+        while not all(server.socket.exists() for server in servers.values()):
+            if time.monotonic() > deadline or any(
+                    server.process.poll() is not None for server in servers.values()):
+                logs = "\n".join(s.log.read_text(errors="replace") for s in servers.values())
+                raise ResultError(f"a bench server did not start:\n{logs}")
             time.sleep(0.1)
+        sampler.start()
         yield servers
     finally:
-        for proc in procs:
+        done.set()
+        for server in servers.values():
             try:
-                proc.wait(timeout=30)
+                server.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait()
+                server.process.terminate()
+                server.process.wait()
 
 
-def doorbell_figures(servers: dict[str, tuple[Path, Path]],
+def doorbell_figures(servers: dict[str, BenchServer],
                      results: Path) -> tuple[dict[str, dict[str, float]], list[str]]:
     """serial -> doorbell writes (the server's last logged total), I/Os (fio's) and
     writes per I/O; and what went wrong."""
     figures, problems = {}, []
-    for serial, (_, log) in servers.items():
+    for serial in DOORBELL_SERVERS:
+        log = servers[serial].log
         totals = DOORBELL_TOTAL.findall(log.read_text(errors="replace")) if log.exists() else []
         try:
             result = json.loads((results / f"doorbells-{serial}.json").read_text())
@@ -487,13 +546,16 @@ def main(argv: list[str] | None = None) -> int:
         if results.exists():
             for old in results.glob("*"):
                 old.unlink()
-        with doorbell_servers(work) as servers:
+        with bench_servers(work) as servers:
             status = run_guest(GuestRun(
                 script=script, images=[work / "ocssd.raw", work / "pblk.img"],
-                sockets=[sock for sock, _ in servers.values()],
+                sockets=[server.socket for server in servers.values()],
                 qemu_nvme=[work / "qemu-nvme.raw"], results=results,
                 timeout=300 + 3 * args.runtime * timed_jobs))
         doorbells, problems = doorbell_figures(servers, results)
+        memory_kib = servers[MEMORY_SERIAL].rss_anon_peak_kib
+        if not memory_kib:
+            problems.append(f"{MEMORY_SERIAL}: no RssAnon sampled")
     elapsed = time.monotonic() - started
     nvme, nvme_problems = collect(results, "nvme", NVME_JOBS, NVME_DEVICES, args.rounds)
     problems += nvme_problems
@@ -523,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDoorbells: {DOORBELL_IOS} 4K random reads at QD32 on each, doorbell MMIO writes "
           "(vfio-user messages) per I/O, boot included")
     print(format_doorbells(doorbells))
+    print(f"\nMemory: server RssAnon peak {memory_kib / 1024:.1f} MiB on a 64 GiB OCSSD image "
+          f"({MEMORY_IO} written and read; the chunk table is "
+          f"{MEMORY_GEOMETRY.chunks * 32 // 1024} KiB of it)")
     if notes:
         print("\nguest kernel:\n" + "\n".join(f"  {line}" for line in notes))
     if trouble:
@@ -537,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         "pblk": {"size": PBLK_SIZE, "geometry": PBLK_GEOMETRY_TEXT, "fill_mib_s": fill,
                  "units": dict(rows(PBLK_JOBS)), "jobs": as_json(pblk)},
         "doorbells": {"ios_per_server": DOORBELL_IOS, "servers": doorbells},
+        "memory": {"image_gib": 64, "rss_anon_peak_kib": memory_kib},
         "guest_kernel": {"pblk": notes, "trouble": trouble},
         "problems": problems,
         "guest_status": status,

@@ -190,7 +190,8 @@ def test_guest_script_is_valid_shell_with_every_job() -> None:
 
 
 def test_doorbell_figures_from_server_logs_and_fio(tmp_path: Path) -> None:
-    servers = {serial: (tmp_path / f"{serial}.sock", tmp_path / f"{serial}.log")
+    servers = {serial: bench.BenchServer(tmp_path / f"{serial}.sock",
+                                         tmp_path / f"{serial}.log", None)  # type: ignore[arg-type]
                for serial in bench.DOORBELL_SERVERS}
     (tmp_path / "bench-shadow.log").write_text(
         "ocssd-vfu serve: client attached\nocssd-vfu serve: doorbell writes so far: 12\n"
@@ -208,3 +209,15 @@ def test_doorbell_figures_from_server_logs_and_fio(tmp_path: Path) -> None:
         "bench-shadow    (default)                          1,500    20,000     0.075",
         "bench-mmio      --no-shadow-doorbells                  -         -         -",
     ]
+
+
+def test_rss_anon_from_proc_status() -> None:
+    status = "Name:\tpython3\nVmRSS:\t   32032 kB\nRssAnon:\t   20512 kB\nRssFile:\t 11520 kB\n"
+    assert bench.rss_anon_kib(status) == 20512
+    assert bench.rss_anon_kib("Name:\tzombie\n") == 0
+
+
+def test_the_servers_the_bench_starts_are_kept_out_of_the_model_lookup() -> None:
+    assert all(serial.startswith("bench-") for serial in (*bench.DOORBELL_SERVERS,
+                                                           bench.MEMORY_SERIAL))
+    assert 'in bench-*) continue' in bench.guest_script(1, 1)
