@@ -17,6 +17,7 @@ Register rules (NVMe 1.4 3.1, 7.6):
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from ocssd_vfu.nvme import admin, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
+from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
@@ -45,7 +47,6 @@ class ControllerConfig:
     ssvid: int = 0x1AF4
     serial: str = "ocssd-vfu-0"
     model: str = "ocssd_vfu NVMe Ctrl"
-    oncs: int = 0
     firmware: str = "0.1"
     mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
     msix_vectors: int = MAX_IO_QUEUES + 1
@@ -71,6 +72,7 @@ class Controller:
     namespaces: dict[int, Namespace]
     interrupt: Callable[[int], None]
     config: ControllerConfig = field(default_factory=ControllerConfig)
+    clock: Callable[[], float] = time.monotonic  # seconds, for power-on hours
 
     def __post_init__(self) -> None:
         self.regs = Registers()
@@ -79,6 +81,7 @@ class Controller:
         self.pending: set[int] = set()
         self.sync_requests: list[SyncRequest] = []
         self.features = admin.Features()
+        self.health = Health(self.clock)
         self.aer_cids: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
@@ -173,6 +176,8 @@ class Controller:
     def device_reset(self) -> None:
         """The whole function reset (VM start, guest reboot, QEMU gone): a new host will
         find everything below each write pointer readable, as after a power cycle."""
+        shutdown_complete = (self.regs.csts >> 2) & 0x3 == 0b10
+        self.health.power_cycle(unsafe=bool(self.regs.cc & 1) and not shutdown_complete)
         self.reset()
         self.regs = Registers()
         for ns in self.namespaces.values():

@@ -3,49 +3,172 @@
 Flush concerns the whole controller (NSID FFFFFFFFh allowed); every other
 command is looked up in its namespace's table, so an opcode a namespace kind
 does not know is Invalid Opcode there (vector commands on a plain namespace).
+Each entry carries its Commands Supported and Effects bits (log page 05h) and
+whether it counts as a host read or write in the SMART / Health log, so a
+command cannot be dispatched without being advertised, nor the reverse.
+
+Plain namespaces: Read, Write and Compare move data through `move_data` and
+metadata through MPTR (separate buffer) or within the data (extended LBA);
+Write Zeroes (DEAC deallocates), Dataset Management (deallocate) and Write
+Uncorrectable carry no data. Every check runs before any byte moves.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ocssd_vfu.nvme.command import DEFERRED, FUSE_PSDT, OK, Command, Result, SyncRequest, fail
+from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE, NOT_COUNTED
 from ocssd_vfu.nvme.namespace import PlainNamespace
-from ocssd_vfu.nvme.prp import PrpError
+from ocssd_vfu.nvme.prp import PrpError, guest_views, transfer
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd import commands as ocssd
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.spec.nvme import IoOpcode
-from ocssd_vfu.spec.status import Status
+from ocssd_vfu.spec.nvme import CommandEffects, IoOpcode
+from ocssd_vfu.spec.status import DNR, Status
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
 
 Handler = Callable[["Controller", Any, Command], Result]
 
+DULBE = 1 << 16                   # Error Recovery feature (05h), CDW11
+WRITE_ZEROES_DEAC = 1 << 25       # CDW12
+DSM_DEALLOCATE = 1 << 2           # CDW11 attribute AD
+DSM_RANGE = struct.Struct("<IIQ")  # context attributes, length in LBAs (1-based), SLBA
 
-def _read_write(ctrl: Controller, ns: PlainNamespace, cmd: Command, write: bool) -> Result:
-    slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-    if nlb * ns.lba_size > ctrl.max_transfer:
-        return fail(Status.INVALID_FIELD)
-    status = ns.check_range(slba, nlb)
-    if status:
-        return (status, 0)
+READS = CommandEffects.CSUPP
+CHANGES = CommandEffects.CSUPP | CommandEffects.LBCC
+
+
+class IoCommand(NamedTuple):
+    handler: Handler
+    effects: int
+    counted: int = NOT_COUNTED    # HOST_READ / HOST_WRITE in the SMART / Health log
+
+
+def move_data(ctrl: Controller, cmd: Command, device: list[memoryview], to_guest: bool) -> int:
+    """The one place a plain I/O command's data pointer is walked: a status."""
     try:
-        ns.transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, slba, nlb,
-                    to_guest=not write)
+        transfer(ctrl.memory, cmd.prp1, cmd.prp2, ctrl.page_size, device, to_guest)
     except PrpError as err:
-        return (err.status, 0)
-    return OK
+        return err.status
+    return Status.SUCCESS
+
+
+def _guest_metadata(ctrl: Controller, ns: PlainNamespace, cmd: Command, nlb: int,
+                    write: bool) -> memoryview | int | None:
+    """The separate metadata buffer at MPTR (None when the format keeps none there),
+    or Data Transfer Error."""
+    if not ns.md_size or ns.extended:
+        return None
+    try:
+        return guest_views(ctrl.memory, [(cmd.mptr, nlb * ns.md_size)], write)[0]
+    except PrpError as err:
+        return err.status
+
+
+def _lba_range(ctrl: Controller, ns: PlainNamespace, cmd: Command,
+               transfers: bool) -> tuple[int, int, int]:
+    """(status, SLBA, NLB) of CDW10-12, in range and, for a data transfer, within MDTS."""
+    slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+    if transfers and nlb * ns.host_block_size > ctrl.max_transfer:
+        return (Status.INVALID_FIELD | DNR, slba, nlb)
+    return (ns.check_range(slba, nlb), slba, nlb)
+
+
+def _dulbe(ctrl: Controller) -> bool:
+    return bool(ctrl.features.error_recovery & DULBE)
 
 
 def read(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    return _read_write(ctrl, ns, cmd, write=False)
+    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=True)
+    if not status:
+        status = ns.check_readable(slba, nlb, _dulbe(ctrl))
+    if status:
+        return (status, 0)
+    metadata = _guest_metadata(ctrl, ns, cmd, nlb, write=True)
+    if isinstance(metadata, int):
+        return (metadata, 0)
+    status = move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest=True)
+    if not status and metadata is not None:
+        metadata[:] = ns.metadata(slba, nlb)
+    return (status, 0)
 
 
 def write(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    return _read_write(ctrl, ns, cmd, write=True)
+    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=True)
+    if status:
+        return (status, 0)
+    metadata = _guest_metadata(ctrl, ns, cmd, nlb, write=False)
+    if isinstance(metadata, int):
+        return (metadata, 0)
+    status = move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest=False)
+    if status:
+        return (status, 0)
+    if metadata is not None:
+        ns.metadata(slba, nlb)[:] = metadata
+    ns.written(slba, nlb)
+    return OK
+
+
+def compare(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
+    """The host's buffer (and separate metadata) against the blocks: Compare Failure on
+    the first differing byte."""
+    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=True)
+    if not status:
+        status = ns.check_readable(slba, nlb, _dulbe(ctrl))
+    if status:
+        return (status, 0)
+    metadata = _guest_metadata(ctrl, ns, cmd, nlb, write=False)
+    if isinstance(metadata, int):
+        return (metadata, 0)
+    stored = ns.host_segments(slba, nlb)
+    host = bytearray(nlb * ns.host_block_size)
+    status = move_data(ctrl, cmd, [memoryview(host)], to_guest=False)
+    if status:
+        return (status, 0)
+    if host != b"".join(stored) or (metadata is not None
+                                    and metadata != ns.metadata(slba, nlb)):
+        return fail(Status.COMPARE_FAILURE)
+    return OK
+
+
+def write_zeroes(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
+    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=False)
+    if status:
+        return (status, 0)
+    if cmd.cdw12 & WRITE_ZEROES_DEAC:
+        ns.deallocate(slba, nlb)
+    else:
+        ns.zero(slba, nlb)
+    return OK
+
+
+def write_uncorrectable(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
+    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=False)
+    if status:
+        return (status, 0)
+    ns.make_uncorrectable(slba, nlb)
+    return OK
+
+
+def dataset_management(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
+    """Deallocate every range (all checked first); other attributes are hints, ignored."""
+    if not cmd.cdw11 & DSM_DEALLOCATE:
+        return OK
+    raw = bytearray(((cmd.cdw10 & 0xFF) + 1) * DSM_RANGE.size)
+    status = move_data(ctrl, cmd, [memoryview(raw)], to_guest=False)
+    if status:
+        return (status, 0)
+    ranges = [(slba, length) for _, length, slba in DSM_RANGE.iter_unpack(raw) if length]
+    if any(ns.check_range(slba, length) for slba, length in ranges):
+        return fail(Status.LBA_OUT_OF_RANGE)
+    for slba, length in ranges:
+        ns.deallocate(slba, length)
+    return OK
 
 
 def flush(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
@@ -57,23 +180,39 @@ def flush(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     return (DEFERRED, 0)
 
 
-IO_COMMANDS: dict[type, dict[int, Handler]] = {
+FLUSH_EFFECTS = CommandEffects.CSUPP
+
+IO_COMMANDS: dict[type, dict[int, IoCommand]] = {
     PlainNamespace: {
-        IoOpcode.WRITE: write,
-        IoOpcode.READ: read,
+        IoOpcode.WRITE: IoCommand(write, CHANGES, HOST_WRITE),
+        IoOpcode.READ: IoCommand(read, READS, HOST_READ),
+        IoOpcode.WRITE_UNCORRECTABLE: IoCommand(write_uncorrectable, CHANGES),
+        IoOpcode.COMPARE: IoCommand(compare, READS, HOST_READ),
+        IoOpcode.WRITE_ZEROES: IoCommand(write_zeroes, CHANGES),
+        IoOpcode.DATASET_MANAGEMENT: IoCommand(dataset_management, CHANGES),
     },
+    # Chunks are written at their write pointer only: Write Zeroes and Write Uncorrectable
+    # (in-place writes) have no meaning there, and OCSSD 2.0 lists no Compare.
     OcssdNamespace: {
-        IoOpcode.WRITE: ocssd.scalar_write,
-        IoOpcode.READ: ocssd.scalar_read,
-        IoOpcode.DATASET_MANAGEMENT: ocssd.dataset_management,
-        IoOpcode.VECTOR_CHUNK_RESET: ocssd.vector_reset,
-        IoOpcode.VECTOR_CHUNK_WRITE: ocssd.vector_write,
-        IoOpcode.VECTOR_CHUNK_READ: ocssd.vector_read,
+        IoOpcode.WRITE: IoCommand(ocssd.scalar_write, CHANGES, HOST_WRITE),
+        IoOpcode.READ: IoCommand(ocssd.scalar_read, READS, HOST_READ),
+        IoOpcode.DATASET_MANAGEMENT: IoCommand(ocssd.dataset_management, CHANGES),
+        IoOpcode.VECTOR_CHUNK_RESET: IoCommand(ocssd.vector_reset, CHANGES),
+        IoOpcode.VECTOR_CHUNK_WRITE: IoCommand(ocssd.vector_write, CHANGES, HOST_WRITE),
+        IoOpcode.VECTOR_CHUNK_READ: IoCommand(ocssd.vector_read, READS, HOST_READ),
     },
 }
 
 
 KNOWN_OPCODES = {IoOpcode.FLUSH}.union(*IO_COMMANDS.values())
+
+
+def io_commands(ctrl: Controller) -> dict[int, int]:
+    """Opcode -> effects of every I/O command this controller's namespaces take."""
+    effects: dict[int, int] = {IoOpcode.FLUSH: FLUSH_EFFECTS}
+    for kind in {type(ns) for ns in ctrl.namespaces.values()}:
+        effects.update((opc, entry.effects) for opc, entry in IO_COMMANDS[kind].items())
+    return effects
 
 
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
@@ -86,7 +225,10 @@ def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     ns = ctrl.namespaces.get(cmd.nsid)
     if ns is None:
         return fail(Status.INVALID_NAMESPACE)
-    handler = IO_COMMANDS[type(ns)].get(cmd.opc)
-    if handler is None:
+    entry = IO_COMMANDS[type(ns)].get(cmd.opc)
+    if entry is None:
         return fail(Status.INVALID_OPCODE)
-    return handler(ctrl, ns, cmd)
+    status, result = entry.handler(ctrl, ns, cmd)
+    if entry.counted and not status:
+        ctrl.health.count(entry.counted, ((cmd.cdw12 & 0xFFFF) + 1) * ns.lba_size)
+    return (status, result)
