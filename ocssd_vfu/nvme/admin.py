@@ -237,7 +237,7 @@ def _temperature_field(cdw11: int, setting: bool) -> str | None:
 
 def get_temperature_threshold(ctrl: Controller, values: Features, cdw11: int) -> int | None:
     name = _temperature_field(cdw11, setting=False)
-    return None if name is None else getattr(values, name) | (cdw11 & 0x3F0000)
+    return None if name is None else int(getattr(values, name))
 
 
 def set_temperature_threshold(ctrl: Controller, cdw11: int) -> Result:

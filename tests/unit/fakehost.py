@@ -4,6 +4,8 @@ the interrupt line a list. Addresses and layouts are chosen by the test."""
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 
 from ocssd_vfu.nvme.controller import Controller, Namespace
 from ocssd_vfu.nvme.memory import GuestMemory
@@ -19,14 +21,16 @@ DATA = RAM_BASE + 0x10000  # data buffers from here on
 
 class FakeHost:
     def __init__(self, nlbas: int = 256, lba_size: int = 4096, queue_size: int = 16,
-                 namespace: Namespace | None = None) -> None:
+                 namespace: Namespace | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ram = bytearray(RAM_SIZE)
         self.memory = GuestMemory()
         self.memory.add(RAM_BASE, self.ram)
         self.storage = bytearray(nlbas * lba_size)
         self.interrupts: list[int] = []
         ns = namespace or PlainNamespace(1, memoryview(self.storage), lba_size)
-        self.ctrl = Controller(self.memory, {1: ns}, interrupt=self.interrupts.append)
+        self.ctrl = Controller(self.memory, {1: ns}, interrupt=self.interrupts.append,
+                               clock=clock)
         self.queue_size = queue_size
         self.tails = {0: 0}
         self.heads = {0: 0}
