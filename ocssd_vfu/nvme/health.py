@@ -6,15 +6,15 @@ read; Write and vector write likewise for writes. Write Zeroes and Write
 Uncorrectable count in neither, as the spec says. Data units are thousands of
 512-byte units, rounded up: 1 means 1 to 1,000 units.
 
-Power: the server's start is a power-on; each device reset (VM start or reboot,
-QEMU gone) is a power cycle, and one that finds the controller enabled without a
-completed shutdown (CC.SHN) is an unsafe shutdown. Power-on hours count from
-the server's start.
+Power: each device reset (QEMU resets the device when its VM starts or reboots,
+and the server when QEMU goes away) is a power cycle, and one that finds the
+controller enabled without a completed shutdown (CC.SHN) is an unsafe shutdown.
+Power-on hours count from the server's start.
 
 Nothing of this persists: a raw file has no room beside the namespace's blocks,
 and the OCSSD image format is qemu-nvme's, whose header has no field for it
 (writing elsewhere would make images differ from the reference's). Every
-counter starts at zero (one power cycle) when the server starts.
+counter starts at zero when the server starts.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Health:
     bytes_written: int = 0
     read_commands: int = 0
     write_commands: int = 0
-    power_cycles: int = 1
+    power_cycles: int = 0
     unsafe_shutdowns: int = 0
     powered_on_at: float = field(init=False)
 
