@@ -1,6 +1,8 @@
-"""Admin commands: one table maps each opcode to its handler (an opcode missing
-from it is Invalid Opcode). Handlers return (status, result) and never raise
-for guest input.
+"""Admin commands: one table maps each opcode to its handler and its Commands
+Supported and Effects bits (an opcode missing from it, or needing a namespace
+kind the controller lacks, is Invalid Opcode; log page 05h and OACS come from
+the same table). Features are a table too. Handlers return (status, result)
+and never raise for guest input.
 """
 
 from __future__ import annotations
@@ -208,22 +210,29 @@ class Features:
     async_event_config: int = 0
 
 
+Getter = Callable[["Controller", Features, int], "int | None"]
+Setter = Callable[["Controller", int], Result]
+
+
 class Feature(NamedTuple):
-    get: Callable[[Controller, Features, int], int | None]
-    set: Callable[[Controller, int], Result]
+    """get: the value CDW11 selects from a Features; set: a Set Features."""
+
+    get: Getter
+    set: Setter
     namespace_specific: bool = False
 
 
-def _stored(name: str, mask: int) -> tuple[Callable[[Controller, Features, int], int | None],
-                                            Callable[[Controller, int], Result]]:
-    """get/set of a feature that is one field of Features (CDW11 & mask)."""
-    def get(ctrl: Controller, values: Features, cdw11: int) -> int:
-        return int(getattr(values, name))
+def _field(name: str) -> Getter:
+    """The get of a feature that is one field of Features."""
+    return lambda ctrl, values, cdw11: int(getattr(values, name))
 
-    def set_(ctrl: Controller, cdw11: int) -> Result:
+
+def _set_field(name: str, mask: int) -> Setter:
+    """The set of a feature that is one field of Features: CDW11's bits in `mask`."""
+    def set_field(ctrl: Controller, cdw11: int) -> Result:
         setattr(ctrl.features, name, cdw11 & mask)
         return OK
-    return get, set_
+    return set_field
 
 
 def _temperature_field(cdw11: int, setting: bool) -> str | None:
@@ -277,18 +286,20 @@ def set_number_of_queues(ctrl: Controller, cdw11: int) -> Result:
 
 
 FEATURES: dict[int, Feature] = {
-    FeatureId.ARBITRATION: Feature(*_stored("arbitration", 0xFFFFFF07)),
-    FeatureId.POWER_MANAGEMENT: Feature(_stored("power_management", 0xFF)[0],
-                                        set_power_management),
+    FeatureId.ARBITRATION: Feature(_field("arbitration"),
+                                   _set_field("arbitration", 0xFFFFFF07)),
+    FeatureId.POWER_MANAGEMENT: Feature(_field("power_management"), set_power_management),
     FeatureId.TEMPERATURE_THRESHOLD: Feature(get_temperature_threshold,
                                              set_temperature_threshold),
     # One value for every namespace of the controller.
-    FeatureId.ERROR_RECOVERY: Feature(_stored("error_recovery", 0x1FFFF)[0], set_error_recovery,
+    FeatureId.ERROR_RECOVERY: Feature(_field("error_recovery"), set_error_recovery,
                                       namespace_specific=True),
-    FeatureId.VOLATILE_WRITE_CACHE: Feature(*_stored("volatile_write_cache", 0x1)),
+    FeatureId.VOLATILE_WRITE_CACHE: Feature(_field("volatile_write_cache"),
+                                            _set_field("volatile_write_cache", 0x1)),
     FeatureId.NUMBER_OF_QUEUES: Feature(lambda ctrl, values, cdw11: _queue_limit(ctrl),
                                         set_number_of_queues),
-    FeatureId.ASYNC_EVENT_CONFIGURATION: Feature(*_stored("async_event_config", 0x3FF)),
+    FeatureId.ASYNC_EVENT_CONFIGURATION: Feature(_field("async_event_config"),
+                                                 _set_field("async_event_config", 0x3FF)),
 }
 
 
