@@ -42,25 +42,16 @@ def data_units(byte_count: int) -> int:
 @dataclass
 class Health:
     clock: Callable[[], float]
-    bytes_read: int = 0
-    bytes_written: int = 0
-    read_commands: int = 0
-    write_commands: int = 0
+    # Indexed by HOST_READ / HOST_WRITE: commands, and bytes of data they moved; io.dispatch
+    # adds to them after every successful read or write.
+    commands: list[int] = field(default_factory=lambda: [0, 0, 0])
+    transferred: list[int] = field(default_factory=lambda: [0, 0, 0])
     power_cycles: int = 0
     unsafe_shutdowns: int = 0
     powered_on_at: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.powered_on_at = self.clock()
-
-    def count(self, kind: int, byte_count: int) -> None:
-        """A host read or write command completed successfully (the per-command hook)."""
-        if kind == HOST_READ:
-            self.read_commands += 1
-            self.bytes_read += byte_count
-        else:
-            self.write_commands += 1
-            self.bytes_written += byte_count
 
     def power_cycle(self, unsafe: bool) -> None:
         self.power_cycles += 1
@@ -77,10 +68,10 @@ class Health:
             composite_temperature=COMPOSITE_TEMPERATURE,
             available_spare=AVAILABLE_SPARE,
             available_spare_threshold=AVAILABLE_SPARE_THRESHOLD,
-            data_units_read=data_units(self.bytes_read),
-            data_units_written=data_units(self.bytes_written),
-            host_read_commands=self.read_commands,
-            host_write_commands=self.write_commands,
+            data_units_read=data_units(self.transferred[HOST_READ]),
+            data_units_written=data_units(self.transferred[HOST_WRITE]),
+            host_read_commands=self.commands[HOST_READ],
+            host_write_commands=self.commands[HOST_WRITE],
             power_cycles=self.power_cycles,
             power_on_hours=int(self.clock() - self.powered_on_at) // SECONDS_PER_HOUR,
             unsafe_shutdowns=self.unsafe_shutdowns))

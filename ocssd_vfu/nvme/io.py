@@ -58,86 +58,94 @@ def move_data(ctrl: Controller, cmd: Command, device: list[memoryview], to_guest
     return Status.SUCCESS
 
 
-def _guest_metadata(ctrl: Controller, ns: PlainNamespace, cmd: Command, nlb: int,
-                    write: bool) -> memoryview | int | None:
-    """The separate metadata buffer at MPTR (None when the format keeps none there),
-    or Data Transfer Error."""
-    if not ns.md_size or ns.extended:
-        return None
-    try:
-        return guest_views(ctrl.memory, [(cmd.mptr, nlb * ns.md_size)], write)[0]
+def _decode(cmd: Command) -> tuple[int, int]:
+    """SLBA (CDW10-11) and NLB (CDW12, 0-based)."""
+    return cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+
+
+def _check_transfer(ctrl: Controller, ns: PlainNamespace, slba: int, nlb: int) -> int:
+    """A data transfer's range: within MDTS (metadata included in an extended format),
+    within the namespace."""
+    if nlb * ns.host_block_size > ctrl.max_transfer:
+        return Status.INVALID_FIELD | DNR
+    if slba + nlb > ns.nlbas:
+        return Status.LBA_OUT_OF_RANGE | DNR
+    return Status.SUCCESS
+
+
+def _check_read(ctrl: Controller, ns: PlainNamespace, slba: int, nlb: int) -> int:
+    status = _check_transfer(ctrl, ns, slba, nlb)
+    dulbe = ctrl.features.error_recovery & DULBE
+    if not status and (ns.uncorrectable or dulbe):
+        status = ns.check_readable(slba, nlb, bool(dulbe))
+    return status
+
+
+def _move_blocks(ctrl: Controller, ns: PlainNamespace, cmd: Command, slba: int, nlb: int,
+                 to_guest: bool) -> int:
+    """Data and metadata of a checked range between the host's buffers and the blocks."""
+    if not ns.md_size:
+        return move_data(ctrl, cmd, [ns.data(slba, nlb)], to_guest)
+    if ns.extended:
+        return move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest)
+    try:  # resolved before the data moves: a bad MPTR moves nothing
+        (metadata,) = guest_views(ctrl.memory, [(cmd.mptr, nlb * ns.md_size)], to_guest)
     except PrpError as err:
         return err.status
-
-
-def _lba_range(ctrl: Controller, ns: PlainNamespace, cmd: Command,
-               transfers: bool) -> tuple[int, int, int]:
-    """(status, SLBA, NLB) of CDW10-12, in range and, for a data transfer, within MDTS."""
-    slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-    if transfers and nlb * ns.host_block_size > ctrl.max_transfer:
-        return (Status.INVALID_FIELD | DNR, slba, nlb)
-    return (ns.check_range(slba, nlb), slba, nlb)
-
-
-def _dulbe(ctrl: Controller) -> bool:
-    return bool(ctrl.features.error_recovery & DULBE)
+    status = move_data(ctrl, cmd, [ns.data(slba, nlb)], to_guest)
+    if status:
+        return status
+    if to_guest:
+        metadata[:] = ns.metadata(slba, nlb)
+    else:
+        ns.metadata(slba, nlb)[:] = metadata
+    return Status.SUCCESS
 
 
 def read(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=True)
-    if not status:
-        status = ns.check_readable(slba, nlb, _dulbe(ctrl))
+    slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1  # _decode, inlined
+    status = _check_read(ctrl, ns, slba, nlb)
     if status:
         return (status, 0)
-    metadata = _guest_metadata(ctrl, ns, cmd, nlb, write=True)
-    if isinstance(metadata, int):
-        return (metadata, 0)
-    status = move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest=True)
-    if not status and metadata is not None:
-        metadata[:] = ns.metadata(slba, nlb)
-    return (status, 0)
+    return (_move_blocks(ctrl, ns, cmd, slba, nlb, to_guest=True), 0)
 
 
 def write(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=True)
-    if status:
-        return (status, 0)
-    metadata = _guest_metadata(ctrl, ns, cmd, nlb, write=False)
-    if isinstance(metadata, int):
-        return (metadata, 0)
-    status = move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest=False)
-    if status:
-        return (status, 0)
-    if metadata is not None:
-        ns.metadata(slba, nlb)[:] = metadata
-    ns.written(slba, nlb)
-    return OK
+    slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1  # _decode, inlined
+    status = _check_transfer(ctrl, ns, slba, nlb) or _move_blocks(ctrl, ns, cmd, slba, nlb,
+                                                                  to_guest=False)
+    if not status and ns.uncorrectable:
+        ns.written(slba, nlb)
+    return (status, 0)
 
 
 def compare(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
     """The host's buffer (and separate metadata) against the blocks: Compare Failure on
     the first differing byte."""
-    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=True)
-    if not status:
-        status = ns.check_readable(slba, nlb, _dulbe(ctrl))
+    slba, nlb = _decode(cmd)
+    status = _check_read(ctrl, ns, slba, nlb)
     if status:
         return (status, 0)
-    metadata = _guest_metadata(ctrl, ns, cmd, nlb, write=False)
-    if isinstance(metadata, int):
-        return (metadata, 0)
-    stored = ns.host_segments(slba, nlb)
     host = bytearray(nlb * ns.host_block_size)
+    host_metadata = bytearray(nlb * ns.md_size if not ns.extended else 0)
+    try:
+        if host_metadata:
+            host_metadata[:] = guest_views(ctrl.memory, [(cmd.mptr, len(host_metadata))],
+                                           False)[0]
+    except PrpError as err:
+        return (err.status, 0)
     status = move_data(ctrl, cmd, [memoryview(host)], to_guest=False)
     if status:
         return (status, 0)
-    if host != b"".join(stored) or (metadata is not None
-                                    and metadata != ns.metadata(slba, nlb)):
+    if host != b"".join(ns.host_segments(slba, nlb)) or (
+            host_metadata and host_metadata != ns.metadata(slba, nlb)):
         return fail(Status.COMPARE_FAILURE)
     return OK
 
 
 def write_zeroes(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=False)
+    slba, nlb = _decode(cmd)
+    status = ns.check_range(slba, nlb)
     if status:
         return (status, 0)
     if cmd.cdw12 & WRITE_ZEROES_DEAC:
@@ -148,7 +156,8 @@ def write_zeroes(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
 
 
 def write_uncorrectable(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    status, slba, nlb = _lba_range(ctrl, ns, cmd, transfers=False)
+    slba, nlb = _decode(cmd)
+    status = ns.check_range(slba, nlb)
     if status:
         return (status, 0)
     ns.make_uncorrectable(slba, nlb)
@@ -229,6 +238,8 @@ def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     if entry is None:
         return fail(Status.INVALID_OPCODE)
     status, result = entry.handler(ctrl, ns, cmd)
-    if entry.counted and not status:
-        ctrl.health.count(entry.counted, ((cmd.cdw12 & 0xFFFF) + 1) * ns.lba_size)
+    if entry.counted and not status:  # two adds, no call: this runs for every I/O
+        health = ctrl.health
+        health.commands[entry.counted] += 1
+        health.transferred[entry.counted] += ((cmd.cdw12 & 0xFFFF) + 1) * ns.lba_size
     return (status, result)

@@ -79,12 +79,9 @@ class PlainNamespace:
         self.lba_size, self.md_size = lbaf.lba_size, lbaf.md_size
         self.nlbas = len(self.storage) // (lbaf.lba_size + lbaf.md_size)
         self.md_offset = self.nlbas * lbaf.lba_size
+        # Bytes per block in the host's data buffer.
+        self.host_block_size = lbaf.lba_size + (lbaf.md_size if extended else 0)
         self.uncorrectable.clear()
-
-    @property
-    def host_block_size(self) -> int:
-        """Bytes per block in the host's data buffer."""
-        return self.lba_size + self.md_size if self.extended else self.lba_size
 
     def identify(self) -> bytes:
         ident = blank(IdentifyNamespace)
