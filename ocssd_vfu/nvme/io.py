@@ -120,20 +120,20 @@ def write(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
 
 
 def compare(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    """The host's buffer (and separate metadata) against the blocks: Compare Failure on
-    the first differing byte."""
+    """The host's buffer (and separate metadata) against the blocks: Compare Failure if
+    any byte differs."""
     slba, nlb = _decode(cmd)
     status = _check_read(ctrl, ns, slba, nlb)
     if status:
         return (status, 0)
     host = bytearray(nlb * ns.host_block_size)
     host_metadata = bytearray(nlb * ns.md_size if not ns.extended else 0)
-    try:
-        if host_metadata:
-            host_metadata[:] = guest_views(ctrl.memory, [(cmd.mptr, len(host_metadata))],
-                                           False)[0]
-    except PrpError as err:
-        return (err.status, 0)
+    if host_metadata:
+        try:
+            (view,) = guest_views(ctrl.memory, [(cmd.mptr, len(host_metadata))], False)
+        except PrpError as err:
+            return (err.status, 0)
+        host_metadata[:] = view
     status = move_data(ctrl, cmd, [memoryview(host)], to_guest=False)
     if status:
         return (status, 0)

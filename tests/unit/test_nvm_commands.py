@@ -324,3 +324,56 @@ def test_lba_out_of_range(plain: Plain, opc: int) -> None:
 def test_ocssd_namespaces_do_not_take_in_place_commands(opc: int) -> None:
     device = Device()
     assert device.host.command(1, opc, nsid=1, prp1=DATA)[5] == INVALID_OPCODE_DNR
+
+
+def test_compare_with_unmapped_metadata_or_in_an_extended_format(plain: Plain) -> None:
+    host = plain(lba_size=512, md_size=8)
+    assert io(host, COMPARE, mptr=UNMAPPED) == DATA_TRANSFER_ERROR
+    extended = plain(lba_size=512, md_size=8, extended=True)
+    extended.ram_write(DATA, b"e" * 512 + b"E" * 8)
+    assert io(extended, WRITE) == SUCCESS
+    assert io(extended, COMPARE) == SUCCESS
+    extended.ram_write(DATA + 519, b"F")
+    assert io(extended, COMPARE) == COMPARE_FAILURE_DNR
+
+
+# -- serve's options for plain namespaces ------------------------------------------------------
+@pytest.mark.parametrize(("options", "message"), [
+    (dict(md_size=257), "--md-size must be 0 to 256, not 257"),
+    (dict(md_size=-8), "--md-size must be 0 to 256, not -8"),
+    (dict(extended_lba=True), "--extended-lba needs metadata"),
+    (dict(md_size=8, image="ocssd"), "--md-size and --extended-lba are for plain namespaces"),
+])
+def test_bad_metadata_options_are_one_line_errors(tmp_path: Path, options: dict[str, object],
+                                                  message: str) -> None:
+    from ocssd_vfu.media.ocssd_image import create_image
+    from ocssd_vfu.media.raw import ImageError
+    from ocssd_vfu.ocssd.geometry import OcssdGeometry
+    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+
+    image = tmp_path / "disk.img"
+    if options.pop("image", None) == "ocssd":
+        create_image(image, OcssdGeometry(num_grp=1, num_pu=1, num_chk=12, num_sec=32,
+                                          mw_cunits=8))
+    else:
+        image.write_bytes(bytes(65536))
+    before = image.read_bytes()
+    with pytest.raises(ImageError, match=message):
+        assemble(ServeOptions(socket=tmp_path / "s.sock", image=image, **options))  # type: ignore[arg-type]
+    assert image.read_bytes() == before
+
+
+def test_serve_describes_the_plain_namespace(tmp_path: Path) -> None:
+    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(10 * 520 + 7))
+    assembled = assemble(ServeOptions(socket=tmp_path / "s.sock", image=image, sec_size=512,
+                                      md_size=8))
+    try:
+        assert assembled.description == ("10 x 512-byte blocks + 8 bytes of metadata "
+                                          "(separate buffer), plain NVMe")
+        ns = assembled.namespaces[1]
+        assert isinstance(ns, PlainNamespace) and ns.md_offset == 5120
+    finally:
+        assembled.close()
