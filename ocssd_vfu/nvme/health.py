@@ -58,11 +58,11 @@ class Health:
         self.unsafe_shutdowns += unsafe
 
     def log(self, over_threshold: int, under_threshold: int) -> bytes:
-        """The log page, with the temperature warning when the composite temperature is
-        above the over-temperature threshold or below the under-temperature one."""
+        """The log page, with the temperature warning when the composite temperature is at
+        or above the over-temperature threshold, or at or below the under-temperature one."""
         page = blank(SmartHealthLog)
-        too_hot = over_threshold < COMPOSITE_TEMPERATURE
-        too_cold = under_threshold > COMPOSITE_TEMPERATURE
+        too_hot = over_threshold <= COMPOSITE_TEMPERATURE
+        too_cold = under_threshold >= COMPOSITE_TEMPERATURE
         page.update(dict(
             critical_warning=CriticalWarning.TEMPERATURE if too_hot or too_cold else 0,
             composite_temperature=COMPOSITE_TEMPERATURE,

@@ -223,18 +223,18 @@ def test_unsupported_log_pages(raw_host: FakeHost, lid: int) -> None:
     assert log_page(raw_host, lid, 512)[0] == INVALID_LOG_PAGE_DNR
 
 
-def test_temperature_threshold_raises_the_critical_warning(raw_host: FakeHost) -> None:
-    def set_threshold(cdw11: int) -> int:
-        return raw_host.command(0, SET_FEATURES, cdw10=0x04, cdw11=cdw11)[5]
-
-    assert set_threshold(310) == SUCCESS                       # over-temperature, composite
-    assert smart(raw_host).critical_warning == 0x02
-    assert set_threshold(0xF << 16 | 343) == SUCCESS           # TMPSEL Fh: all sensors
+@pytest.mark.parametrize(("cdw11", "warning"), [
+    (314, 0x00),                  # over-temperature threshold above the composite 313 K
+    (313, 0x02),                  # at it: "greater than or equal to"
+    (0xF << 16 | 300, 0x02),      # TMPSEL Fh: all sensors, the composite one included
+    (1 << 20 | 312, 0x00),        # under-temperature threshold below 313 K
+    (1 << 20 | 313, 0x02),        # at it: "less than or equal to"
+])
+def test_temperature_threshold_raises_the_critical_warning(raw_host: FakeHost, cdw11: int,
+                                                           warning: int) -> None:
     assert smart(raw_host).critical_warning == 0x00
-    assert set_threshold(1 << 20 | 320) == SUCCESS             # under-temperature
-    assert smart(raw_host).critical_warning == 0x02
-    assert set_threshold(1 << 20) == SUCCESS
-    assert smart(raw_host).critical_warning == 0x00
+    assert raw_host.command(0, SET_FEATURES, cdw10=0x04, cdw11=cdw11)[5] == SUCCESS
+    assert smart(raw_host).critical_warning == warning
 
 
 # -- Features -------------------------------------------------------------------------------------
