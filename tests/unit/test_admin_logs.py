@@ -370,3 +370,29 @@ def test_format_with_mset_and_user_data_erase(raw_host: FakeHost) -> None:
 
 def test_format_is_for_plain_namespaces_only() -> None:
     assert Device().host.command(0, FORMAT_NVM, nsid=1, cdw10=0)[5] == INVALID_OPCODE_DNR
+
+
+# -- the declarations against the spec's byte offsets ------------------------------------------
+def test_smart_health_log_layout() -> None:
+    page = SmartHealthLog.parse(bytes(512))
+    page.update(dict(critical_warning=0x1F, composite_temperature=0x0102, available_spare=3,
+                     data_units_read=0x11, data_units_written=0x12, host_read_commands=0x13,
+                     host_write_commands=0x14, power_cycles=0x15, power_on_hours=0x16,
+                     unsafe_shutdowns=0x17, warning_composite_temperature_time=0x18))
+    raw = SmartHealthLog.build(page)
+    assert len(raw) == 512
+    assert raw[0:4] == b"\x1f\x02\x01\x03"                 # bytes 0, 2:1, 3
+    offsets = {32: 0x11, 48: 0x12, 64: 0x13, 80: 0x14, 112: 0x15, 128: 0x16, 144: 0x17}
+    for offset, value in offsets.items():                  # 16-byte little-endian counters
+        assert raw[offset:offset + 16] == bytes([value]) + bytes(15), offset
+    assert raw[192:196] == b"\x18\x00\x00\x00"
+
+
+def test_effects_log_layout() -> None:
+    page = CommandsSupportedAndEffectsLog.parse(bytes(4096))
+    page.acs[0x80] = 0x00020007
+    page.iocs[0x09] = 0x3
+    raw = CommandsSupportedAndEffectsLog.build(page)
+    assert len(raw) == 4096
+    assert raw[0x80 * 4:0x80 * 4 + 4] == b"\x07\x00\x02\x00"     # ACS: bytes 1023:0
+    assert raw[1024 + 0x09 * 4:1024 + 0x09 * 4 + 4] == b"\x03\x00\x00\x00"  # IOCS: 2047:1024
