@@ -54,6 +54,11 @@ dd if=/dev/nvme0n1 of=/dev/null bs=4096 skip=80 count=1 iflag=direct; echo "dd-u
 nvme read /dev/nvme0n1 -s 80 -c 0 -z 4096 -y 16 -d /tmp/rd -M /tmp/rm
 dd if=/tmp/p of=/dev/nvme0n1 bs=4096 skip=80 seek=80 count=1 oflag=direct conv=notrunc
 dd if=/dev/nvme0n1 bs=1M count=8 iflag=direct 2>/dev/null | md5sum | sed 's/-/before-format/'
+nvme set-feature /dev/nvme0 -f 4 -v 300
+nvme smart-log /dev/nvme0 | grep '^critical_warning' | sed 's/^/too-hot /'
+nvme get-feature /dev/nvme0 -f 4 -s 1
+nvme set-feature /dev/nvme0 -f 4 -v 343
+nvme smart-log /dev/nvme0 | grep '^critical_warning' | sed 's/^/normal /'
 nvme format /dev/nvme0n1 -l 1 -s 1 --force
 nvme id-ns /dev/nvme0n1 | grep -E '^(nsze|flbas) '
 echo "sector $(blockdev --getss /dev/nvme0n1)"
@@ -71,6 +76,15 @@ md5sum /tmp/rm | sed 's|/tmp/rm|metadata-after-restart|'
 nvme set-feature /dev/nvme0 -f 5 -v 0x10000
 nvme read /dev/nvme0n1 -s 0 -c 7 -z 4096 -y 64 -d /tmp/rd -M /tmp/rm; echo "dulbe-written $?"
 nvme read /dev/nvme0n1 -s 20000 -c 7 -z 4096 -y 64 -d /tmp/rd -M /tmp/rm; echo "dulbe-erased $?"
+"""
+
+# The same blocks with the metadata inside the data buffer: 8 x (512 + 8) bytes.
+EXTENDED_BOOT = """\
+nvme id-ns /dev/nvme0n1 | grep -E '^flbas '
+nvme read /dev/nvme0n1 -s 8192 -c 7 -z 4160 -d /tmp/rd
+md5sum /tmp/rd | sed 's|/tmp/rd|extended-read|'
+{ head -c 512 /dev/zero | tr '\\0' x; head -c 8 /dev/zero | tr '\\0' y; } > /tmp/w
+nvme write /dev/nvme0n1 -s 9000 -c 0 -z 520 -d /tmp/w
 """
 
 
@@ -143,6 +157,11 @@ def test_nvm_commands_format_and_logs_across_a_restart(ocssd_vfu: RunCli,
     expected[64 * 4096:66 * 4096] = pattern(8192)
     assert f"{md5(bytes(expected))}  before-format" in first
 
+    # An over-temperature threshold below the composite temperature (313 K) warns.
+    assert re.search(r"^too-hot critical_warning\s+: (0x)?2$", first, re.M)
+    assert re.search(r"^normal critical_warning\s+: (0x)?0$", first, re.M)
+    assert "(Temperature Threshold), Default value:0x000157" in first
+
     # Format NVM to 512 + 8, user data erased.
     nlbas = SIZE // (512 + 8)
     assert re.search(rf"^nsze\s+: {nlbas:#x}$", first, re.M)
@@ -163,3 +182,16 @@ def test_nvm_commands_format_and_logs_across_a_restart(ocssd_vfu: RunCli,
     metadata = image[nlbas * 512 + 8192 * 8:nlbas * 512 + 8200 * 8]
     assert f"{md5(metadata)}  metadata-after-restart" in second
     assert metadata[:32] == metadata[32:] and any(metadata)
+
+    # The same file as an extended-LBA format: each block's metadata follows its data.
+    third = guest_on_image(ocssd_vfu, raw, EXTENDED_BOOT, "--serve-arg=--sec-size=512",
+                           "--serve-arg=--md-size=8", "--serve-arg=--extended-lba",
+                           timeout="300").stdout
+    assert re.search(r"^flbas\s+: 0x11$", third, re.M)
+    blocks = pattern(4096)
+    interleaved = b"".join(blocks[i * 512:(i + 1) * 512] + metadata[i * 8:(i + 1) * 8]
+                           for i in range(8))
+    assert f"{md5(interleaved)}  extended-read" in third
+    image = raw.read_bytes()
+    assert image[9000 * 512:9001 * 512] == b"x" * 512
+    assert image[nlbas * 512 + 9000 * 8:nlbas * 512 + 9001 * 8] == b"y" * 8
