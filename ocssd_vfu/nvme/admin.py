@@ -391,6 +391,8 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
     offset = cmd.cdw12 | cmd.cdw13 << 32
     if lid == LogPageId.OCSSD_CHUNK_INFORMATION:
         return chunk_information(ctrl, cmd, offset, numd * 4)
+    if numd * 4 > ctrl.max_transfer:  # before anything that size is allocated
+        return fail(Status.INVALID_FIELD)
     page = LOG_PAGES.get(lid)
     if page is None:
         return fail(Status.INVALID_LOG_PAGE)

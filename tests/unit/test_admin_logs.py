@@ -396,3 +396,10 @@ def test_effects_log_layout() -> None:
     assert len(raw) == 4096
     assert raw[0x80 * 4:0x80 * 4 + 4] == b"\x07\x00\x02\x00"     # ACS: bytes 1023:0
     assert raw[1024 + 0x09 * 4:1024 + 0x09 * 4 + 4] == b"\x03\x00\x00\x00"  # IOCS: 2047:1024
+
+
+def test_log_page_longer_than_mdts_is_refused(raw_host: FakeHost) -> None:
+    # NUMDU FFFFh: 16 GiB asked for; MDTS allows 512 KiB.
+    done = raw_host.command(0, GET_LOG_PAGE, nsid=ALL, prp1=DATA, cdw10=0x02 | 0xFFFF << 16,
+                            cdw11=0xFFFF)
+    assert done[5] == INVALID_FIELD_DNR
