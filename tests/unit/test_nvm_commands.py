@@ -10,10 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ocssd_vfu.media.raw import RawImage
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import IdentifyNamespace
+from ocssd_vfu.spec.status import Status
 from tests.unit.fakehost import DATA, RAM_BASE, FakeHost, prp_list
 from tests.unit.test_ocssd import Device
 
@@ -377,3 +380,57 @@ def test_serve_describes_the_plain_namespace(tmp_path: Path) -> None:
         assert isinstance(ns, PlainNamespace) and ns.md_offset == 5120
     finally:
         assembled.close()
+
+
+# -- garbage in, a status out -------------------------------------------------------------------
+def _fuzz_host(tmp_path: Path, extended: bool) -> tuple[FakeHost, RawImage]:
+    path = tmp_path / f"fuzz-{extended}.raw"
+    if not path.exists():
+        with path.open("wb") as f:
+            f.truncate(40 * 520)
+    image = RawImage(path, 512, 8)
+    ns = PlainNamespace(1, image.view, 512, 8, extended, allocation=image)
+    host = FakeHost(namespace=ns)
+    host.enable()
+    host.create_io_queues()
+    return host, image
+
+
+ADDRESSES = st.one_of(st.sampled_from([0, DATA, DATA + 4, DATA + 0xFFC, MPTR, UNMAPPED]),
+                      st.integers(0, 2**64 - 1))
+DWORDS = st.one_of(st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extended=st.booleans(),
+       opc=st.sampled_from([WRITE, READ, WRITE_UNCORRECTABLE, COMPARE, WRITE_ZEROES, DSM]),
+       prp1=ADDRESSES, prp2=ADDRESSES, mptr=ADDRESSES,
+       cdw10=DWORDS, cdw11=st.one_of(st.just(0), DWORDS), cdw12=DWORDS)
+def test_any_io_command_gets_a_status(tmp_path: Path, extended: bool, opc: int, prp1: int,
+                                      prp2: int, mptr: int, cdw10: int, cdw11: int,
+                                      cdw12: int) -> None:
+    host, image = _fuzz_host(tmp_path, extended)
+    try:
+        status = host.command(1, opc, nsid=1, prp1=prp1, prp2=prp2, mptr=mptr, cdw10=cdw10,
+                              cdw11=cdw11, cdw12=cdw12)[5]
+        assert status & 0x3FFF in set(Status)
+    finally:
+        os.close(image.fd)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(opc=st.sampled_from([0x02, 0x09, 0x0A, 0x80]),
+       nsid=st.sampled_from([0, 1, 2, 0xFFFFFFFF]), prp1=ADDRESSES,
+       cdw10=DWORDS, cdw11=DWORDS, cdw12=DWORDS, cdw13=DWORDS)
+def test_any_admin_command_gets_a_status(tmp_path: Path, opc: int, nsid: int, prp1: int,
+                                         cdw10: int, cdw11: int, cdw12: int,
+                                         cdw13: int) -> None:
+    host, image = _fuzz_host(tmp_path, extended=False)
+    try:
+        status = host.command(0, opc, nsid=nsid, prp1=prp1, cdw10=cdw10, cdw11=cdw11,
+                              cdw12=cdw12, cdw13=cdw13)[5]
+        assert status & 0x3FFF in set(Status)
+    finally:
+        os.close(image.fd)
