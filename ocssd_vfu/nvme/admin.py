@@ -1,8 +1,8 @@
 """Admin commands: one table maps each opcode to its handler and its Commands
-Supported and Effects bits (an opcode missing from it, or needing a namespace
-kind the controller lacks, is Invalid Opcode; log page 05h and OACS come from
-the same table). Features are a table too. Handlers return (status, result)
-and never raise for guest input.
+Supported and Effects bits (an opcode missing from it, or not offered by this
+controller, is Invalid Opcode; log page 05h and OACS come from the same table).
+Features are a table too. Handlers return (status, result) and never raise for
+guest input.
 """
 
 from __future__ import annotations
@@ -438,10 +438,19 @@ def abort(ctrl: Controller, cmd: Command) -> Result:
     return (Status.SUCCESS, 1)  # dw0 bit 0: command not aborted (all run to completion)
 
 
+def _always(ctrl: Controller) -> bool:
+    return True
+
+
+def _with(kind: type) -> Callable[[Controller], bool]:
+    """Offered by a controller with a namespace of `kind`."""
+    return lambda ctrl: any(isinstance(ns, kind) for ns in ctrl.namespaces.values())
+
+
 class AdminCommand(NamedTuple):
     handler: Callable[[Controller, Command], Result]
     effects: int
-    needs: type | None = None     # a namespace kind the controller must have, else Invalid Opcode
+    offered: Callable[[Controller], bool] = _always   # else Invalid Opcode, and not in 05h
 
 
 ADMIN = CommandEffects.CSUPP
@@ -458,22 +467,19 @@ ADMIN_COMMANDS: dict[int, AdminCommand] = {
     AdminOpcode.ASYNC_EVENT_REQUEST: AdminCommand(async_event_request, ADMIN),
     AdminOpcode.FORMAT_NVM: AdminCommand(
         format_nvm, ADMIN | CommandEffects.LBCC | CommandEffects.NCC
-        | CommandEffects.CSE_ALL_NAMESPACES, needs=PlainNamespace),
-    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN, needs=OcssdNamespace),
+        | CommandEffects.CSE_ALL_NAMESPACES, offered=_with(PlainNamespace)),
+    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN, offered=_with(OcssdNamespace)),
 }
 
 
 def admin_commands(ctrl: Controller) -> dict[int, int]:
     """Opcode -> effects of every admin command this controller takes."""
-    kinds = {type(ns) for ns in ctrl.namespaces.values()}
-    return {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items()
-            if entry.needs is None or entry.needs in kinds}
+    return {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items() if entry.offered(ctrl)}
 
 
 def dispatch(ctrl: Controller, cmd: Command) -> Result:
     entry = ADMIN_COMMANDS.get(cmd.opc)
-    if entry is None or (entry.needs is not None and not any(
-            isinstance(ns, entry.needs) for ns in ctrl.namespaces.values())):
+    if entry is None or not entry.offered(ctrl):
         return fail(Status.INVALID_OPCODE)
     if cmd.flags & FUSE_PSDT:
         return fail(Status.INVALID_FIELD)  # no fused commands, no SGLs (SGLS = 0)

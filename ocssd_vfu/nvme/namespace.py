@@ -77,6 +77,7 @@ class PlainNamespace:
         lbaf = self.formats[index]
         self.format_index, self.extended = index, extended
         self.lba_size, self.md_size = lbaf.lba_size, lbaf.md_size
+        self.lba_shift = lbaf.lba_size.bit_length() - 1
         self.nlbas = len(self.storage) // (lbaf.lba_size + lbaf.md_size)
         self.md_offset = self.nlbas * lbaf.lba_size
         # Bytes per block in the host's data buffer.
