@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ocssd_vfu.nvme import admin, io
+from ocssd_vfu.nvme import admin, features, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.health import Health
@@ -80,7 +80,7 @@ class Controller:
         self.cqs: dict[int, CompletionQueue] = {}
         self.pending: set[int] = set()
         self.sync_requests: list[SyncRequest] = []
-        self.features = admin.Features()
+        self.features = features.Features()
         self.health = Health(self.clock)
         self.aer_cids: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
@@ -169,7 +169,7 @@ class Controller:
         self.cqs.clear()
         self.pending.clear()
         self.aer_cids.clear()
-        self.features = admin.Features()
+        self.features = features.Features()
         self.epoch += 1
         self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
 
