@@ -49,6 +49,13 @@ MC_SEPARATE = 1 << 1
 DLFEAT_READS_ZEROES = 0x1
 DLFEAT_WRITE_ZEROES_DEALLOCATES = 1 << 3
 FS_BLOCK = 4096                  # granularity of the image's holes
+ZEROES = memoryview(bytes(1 << 20))  # Write Zeroes covers up to 256 MiB: zeroed in pieces
+
+
+def _zero(target: memoryview) -> None:
+    for at in range(0, len(target), len(ZEROES)):
+        piece = target[at:at + len(ZEROES)]
+        piece[:] = ZEROES[:len(piece)]
 
 
 def lba_formats(lba_size: int, md_size: int) -> tuple[LbaFormat, ...]:
@@ -146,8 +153,8 @@ class PlainNamespace:
             self.uncorrectable.difference_update(range(slba, slba + nlb))
 
     def zero(self, slba: int, nlb: int) -> None:
-        self.data(slba, nlb)[:] = bytes(nlb * self.lba_size)
-        self.metadata(slba, nlb)[:] = bytes(nlb * self.md_size)
+        _zero(self.data(slba, nlb))
+        _zero(self.metadata(slba, nlb))
         self.written(slba, nlb)
 
     def deallocate(self, slba: int, nlb: int) -> None:
@@ -163,7 +170,7 @@ class PlainNamespace:
     def erase(self) -> None:
         """Format NVM's User Data Erase: every byte of the file, whatever the format."""
         if self.allocation is None:
-            self.storage[:] = bytes(len(self.storage))
+            _zero(self.storage)
         else:
             self.allocation.deallocate(0, len(self.storage))
         self.uncorrectable.clear()

@@ -434,3 +434,14 @@ def test_any_admin_command_gets_a_status(tmp_path: Path, opc: int, nsid: int, pr
         assert status & 0x3FFF in set(Status)
     finally:
         os.close(image.fd)
+
+
+def test_write_zeroes_of_more_blocks_than_a_zeroing_piece(plain: Plain) -> None:
+    host = plain(nlbas=600)                       # 2.3 MiB: three 1 MiB pieces
+    host.ram_write(DATA, b"\xa5" * 4096)
+    for lba in (0, 255, 256, 257, 598, 599):
+        assert io(host, WRITE, slba=lba) == SUCCESS
+    assert io(host, WRITE_ZEROES, slba=1, nlb=598) == SUCCESS
+    disk = storage(host)
+    assert bytes(disk[4096:599 * 4096]) == bytes(598 * 4096)
+    assert bytes(disk[0:4096]) == bytes(disk[599 * 4096:600 * 4096]) == b"\xa5" * 4096
