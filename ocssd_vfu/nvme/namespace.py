@@ -19,6 +19,7 @@ server forgets them.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,6 +66,44 @@ def lba_formats(lba_size: int, md_size: int) -> tuple[LbaFormat, ...]:
     return STANDARD_FORMATS if wanted in STANDARD_FORMATS else STANDARD_FORMATS + (wanted,)
 
 
+class BlockRanges:
+    """Disjoint, sorted, non-adjacent [start, end) ranges of blocks: as small as the
+    guest's commands made them, whatever their lengths."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.starts)
+
+    def add(self, start: int, end: int) -> None:
+        first = bisect.bisect_left(self.ends, start)      # touching or after `start`
+        last = bisect.bisect_right(self.starts, end)      # touching or before `end`
+        if first < last:
+            start, end = min(start, self.starts[first]), max(end, self.ends[last - 1])
+        self.starts[first:last], self.ends[first:last] = [start], [end]
+
+    def remove(self, start: int, end: int) -> None:
+        first = bisect.bisect_right(self.ends, start)
+        last = bisect.bisect_left(self.starts, end)
+        if first >= last:
+            return
+        kept = [(self.starts[first], start)] if self.starts[first] < start else []
+        if self.ends[last - 1] > end:
+            kept.append((end, self.ends[last - 1]))
+        self.starts[first:last] = [a for a, _ in kept]
+        self.ends[first:last] = [b for _, b in kept]
+
+    def overlaps(self, start: int, end: int) -> bool:
+        index = bisect.bisect_right(self.ends, start)
+        return index < len(self.starts) and self.starts[index] < end
+
+    def clear(self) -> None:
+        self.starts.clear()
+        self.ends.clear()
+
+
 class PlainNamespace:
     def __init__(self, nsid: int, storage: memoryview, lba_size: int, md_size: int = 0,
                  extended: bool = False, allocation: Allocation | None = None) -> None:
@@ -72,7 +111,7 @@ class PlainNamespace:
         self.storage = storage
         self.formats = lba_formats(lba_size, md_size)
         self.allocation = allocation
-        self.uncorrectable: set[int] = set()
+        self.uncorrectable = BlockRanges()
         self.format(self.formats.index(LbaFormat(lba_size, md_size)), extended)
 
     @property
@@ -120,7 +159,7 @@ class PlainNamespace:
     def check_readable(self, slba: int, nlb: int, dulbe: bool) -> int:
         """Unrecovered Read Error on an uncorrectable block; with DULBE, Deallocated or
         Unwritten Logical Block on a deallocated one."""
-        if self.uncorrectable and not self.uncorrectable.isdisjoint(range(slba, slba + nlb)):
+        if self.uncorrectable and self.uncorrectable.overlaps(slba, slba + nlb):
             return Status.UNRECOVERED_READ | DNR
         if dulbe and self.allocation is not None and not self.allocation.allocated(
                 slba * self.lba_size, nlb * self.lba_size):
@@ -150,7 +189,7 @@ class PlainNamespace:
     def written(self, slba: int, nlb: int) -> None:
         """Blocks that were just written are no longer uncorrectable."""
         if self.uncorrectable:
-            self.uncorrectable.difference_update(range(slba, slba + nlb))
+            self.uncorrectable.remove(slba, slba + nlb)
 
     def zero(self, slba: int, nlb: int) -> None:
         _zero(self.data(slba, nlb))
@@ -176,4 +215,4 @@ class PlainNamespace:
         self.uncorrectable.clear()
 
     def make_uncorrectable(self, slba: int, nlb: int) -> None:
-        self.uncorrectable.update(range(slba, slba + nlb))
+        self.uncorrectable.add(slba, slba + nlb)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocssd_vfu.media.raw import RawImage
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.namespace import BlockRanges, PlainNamespace
 from ocssd_vfu.spec.nvme import IdentifyNamespace
 from ocssd_vfu.spec.status import Status
 from tests.unit.fakehost import DATA, RAM_BASE, FakeHost, prp_list
@@ -445,3 +445,26 @@ def test_write_zeroes_of_more_blocks_than_a_zeroing_piece(plain: Plain) -> None:
     disk = storage(host)
     assert bytes(disk[4096:599 * 4096]) == bytes(598 * 4096)
     assert bytes(disk[0:4096]) == bytes(disk[599 * 4096:600 * 4096]) == b"\xa5" * 4096
+
+
+@pytest.mark.parametrize(("marks", "clears", "bad"), [
+    ([(0, 5), (5, 8)], [], [(0, 8)]),                    # adjacent ranges merge
+    ([(10, 12), (0, 5)], [], [(0, 5), (10, 12)]),
+    ([(0, 5), (2, 3)], [], [(0, 5)]),
+    ([(0, 5), (4, 11), (20, 30)], [], [(0, 11), (20, 30)]),
+    ([(0, 5)], [(2, 3)], [(0, 2), (3, 5)]),              # a rewrite in the middle splits
+    ([(0, 5)], [(5, 8)], [(0, 5)]),
+    ([(0, 5), (10, 15)], [(3, 12)], [(0, 3), (12, 15)]),
+    ([(0, 5), (10, 15)], [(0, 15)], []),
+])
+def test_uncorrectable_block_ranges(marks: list[tuple[int, int]],
+                                    clears: list[tuple[int, int]],
+                                    bad: list[tuple[int, int]]) -> None:
+    ranges = BlockRanges()
+    for start, end in marks:
+        ranges.add(start, end)
+    for start, end in clears:
+        ranges.remove(start, end)
+    assert list(zip(ranges.starts, ranges.ends, strict=True)) == bad
+    for lba in range(32):
+        assert ranges.overlaps(lba, lba + 1) == any(a <= lba < b for a, b in bad)
