@@ -15,7 +15,6 @@ Uncorrectable carry no data. Every check runs before any byte moves.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,7 +25,7 @@ from ocssd_vfu.nvme.prp import PrpError, guest_views, transfer
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd import commands as ocssd
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.spec.nvme import CommandEffects, IoOpcode
+from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, CommandEffects, IoOpcode
 from ocssd_vfu.spec.status import DNR, Status
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ Handler = Callable[["Controller", Any, Command], Result]
 DULBE = 1 << 16                   # Error Recovery feature (05h), CDW11
 WRITE_ZEROES_DEAC = 1 << 25       # CDW12
 DSM_DEALLOCATE = 1 << 2           # CDW11 attribute AD
-DSM_RANGE = struct.Struct("<IIQ")  # context attributes, length in LBAs (1-based), SLBA
 
 READS = CommandEffects.CSUPP
 CHANGES = CommandEffects.CSUPP | CommandEffects.LBCC
@@ -168,11 +166,11 @@ def dataset_management(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Re
     """Deallocate every range (all checked first); other attributes are hints, ignored."""
     if not cmd.cdw11 & DSM_DEALLOCATE:
         return OK
-    raw = bytearray(((cmd.cdw10 & 0xFF) + 1) * DSM_RANGE.size)
+    raw = bytearray(((cmd.cdw10 & 0xFF) + 1) * DSM_RANGE_FORMAT.size)
     status = move_data(ctrl, cmd, [memoryview(raw)], to_guest=False)
     if status:
         return (status, 0)
-    ranges = [(slba, length) for _, length, slba in DSM_RANGE.iter_unpack(raw) if length]
+    ranges = [(slba, length) for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw) if length]
     if any(ns.check_range(slba, length) for slba, length in ranges):
         return fail(Status.LBA_OUT_OF_RANGE)
     for slba, length in ranges:

@@ -290,6 +290,12 @@ IdentifyNamespace = Struct(
     "vs" / Bytes(3712),          # 384: vs[0] == 1 marks an OCSSD namespace for Linux
 )
 
+DatasetManagementRange = Struct(  # Dataset Management's data: up to 256 of these
+    "context_attributes" / Int32ul,
+    "length" / Int32ul,           # in logical blocks, 1-based
+    "slba" / Int64ul,
+)
+
 SmartHealthLog = Struct(       # log page 02h
     "critical_warning" / Int8ul,
     "composite_temperature" / Int16ul,   # kelvin
@@ -384,3 +390,4 @@ def blank(structure: Struct) -> Container:
 # Hot-path formats: the same layouts as SubmissionQueueEntry / CompletionQueueEntry.
 SQE_FORMAT = struct.Struct("<BBHIIIQQQIIIIII")
 CQE_FORMAT = struct.Struct("<IIHHHH")
+DSM_RANGE_FORMAT = struct.Struct("<IIQ")  # DatasetManagementRange

@@ -468,3 +468,13 @@ def test_uncorrectable_block_ranges(marks: list[tuple[int, int]],
     assert list(zip(ranges.starts, ranges.ends, strict=True)) == bad
     for lba in range(32):
         assert ranges.overlaps(lba, lba + 1) == any(a <= lba < b for a, b in bad)
+
+
+def test_dsm_range_format_agrees_with_the_declaration() -> None:
+    from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, DatasetManagementRange
+
+    raw = bytes(range(16))
+    parsed = DatasetManagementRange.parse(raw)
+    assert DSM_RANGE_FORMAT.size == DatasetManagementRange.sizeof() == 16
+    assert DSM_RANGE_FORMAT.unpack(raw) == (parsed.context_attributes, parsed.length,
+                                            parsed.slba)
