@@ -81,8 +81,9 @@ def _check_read(ctrl: Controller, ns: PlainNamespace, slba: int, nlb: int) -> in
 
 def _move_blocks(ctrl: Controller, ns: PlainNamespace, cmd: Command, slba: int, nlb: int,
                  to_guest: bool) -> int:
-    """Data and metadata of a checked range between the host's buffers and the blocks."""
-    if not ns.md_size:
+    """Data and metadata of a checked range between the host's buffers and the blocks
+    (an MPTR of 0 is no metadata buffer: reads deliver none, writes keep the stored one)."""
+    if not ns.md_size or (not ns.extended and not cmd.mptr):
         return move_data(ctrl, cmd, [ns.data(slba, nlb)], to_guest)
     if ns.extended:
         return move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest)
@@ -118,14 +119,14 @@ def write(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
 
 
 def compare(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
-    """The host's buffer (and separate metadata) against the blocks: Compare Failure if
-    any byte differs."""
+    """The host's buffer (and separate metadata, unless MPTR is 0) against the blocks:
+    Compare Failure if any byte differs."""
     slba, nlb = _decode(cmd)
     status = _check_read(ctrl, ns, slba, nlb)
     if status:
         return (status, 0)
     host = bytearray(nlb * ns.host_block_size)
-    host_metadata = bytearray(nlb * ns.md_size if not ns.extended else 0)
+    host_metadata = bytearray(nlb * ns.md_size if cmd.mptr and not ns.extended else 0)
     if host_metadata:
         try:
             (view,) = guest_views(ctrl.memory, [(cmd.mptr, len(host_metadata))], False)

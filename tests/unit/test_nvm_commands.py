@@ -478,3 +478,18 @@ def test_dsm_range_format_agrees_with_the_declaration() -> None:
     assert DSM_RANGE_FORMAT.size == DatasetManagementRange.sizeof() == 16
     assert DSM_RANGE_FORMAT.unpack(raw) == (parsed.context_attributes, parsed.length,
                                             parsed.slba)
+
+
+def test_mptr_zero_is_no_metadata_buffer(plain: Plain) -> None:
+    host = plain(lba_size=512, md_size=8)
+    host.ram_write(DATA, b"1" * 512)
+    host.ram_write(MPTR, b"metadata")
+    assert io(host, WRITE, mptr=MPTR) == SUCCESS
+    host.ram_write(DATA, b"2" * 512)
+    assert io(host, WRITE, mptr=0) == SUCCESS                 # data only
+    disk = storage(host)
+    assert bytes(disk[0:512]) == b"2" * 512
+    assert bytes(disk[64 * 512:64 * 512 + 8]) == b"metadata"  # kept
+    assert io(host, READ, prp1=DATA + 0x4000, mptr=0) == SUCCESS
+    assert host.ram_read(DATA + 0x4000, 512) == b"2" * 512
+    assert io(host, COMPARE, mptr=0) == SUCCESS
