@@ -94,6 +94,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    "other file as a plain NVMe namespace; nvme/ocssd insist on one")
     p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
                    help="logical block size of a plain namespace (default 4096)")
+    p.add_argument("--md-size", type=int, default=0, metavar="N",
+                   help="bytes of metadata per block of a plain namespace (default 0), kept "
+                   "after all the data as QEMU does: the file holds size // (sec-size + N) blocks")
+    p.add_argument("--extended-lba", action="store_true",
+                   help="metadata travels inside the data buffer, after each block "
+                   "(FLBAS bit 4); without it, in a separate buffer (MPTR)")
     p.add_argument("--once", action="store_true", help="exit when the first QEMU goes away")
     p.add_argument("--serial", help="controller serial number (default: ocssd-vfu- and a hash "
                    "of the image's path, so that every image is its own NVMe subsystem)")

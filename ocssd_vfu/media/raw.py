@@ -1,4 +1,11 @@
-"""A plain NVMe image: any raw file, mmap'd, locked against a second server."""
+"""A plain NVMe image: any raw file, mmap'd, locked against a second server.
+
+The file's holes are the namespace's deallocated blocks: deallocating punches a
+hole (MADV_REMOVE through the shared mapping) and a block is allocated when no
+hole overlaps it (SEEK_HOLE), so the state survives restarts with no metadata
+of its own. Holes have the file system's block granularity: a deallocation
+smaller than that only zeroes the bytes, which then count as written.
+"""
 
 from __future__ import annotations
 
@@ -30,22 +37,41 @@ def open_locked(path: Path, flags: int) -> int:
 
 
 class RawImage:
-    def __init__(self, path: Path, lba_size: int) -> None:
+    """The whole file is mapped: a Format NVM may change how much of it blocks use."""
+
+    def __init__(self, path: Path, lba_size: int, md_size: int = 0) -> None:
         if lba_size not in (512, 4096):
             raise ImageError(f"--sec-size must be 512 or 4096, not {lba_size}")
         self.fd = open_locked(path, os.O_RDWR)
         size = os.fstat(self.fd).st_size
-        usable = size - size % lba_size
-        if usable == 0:
+        block = lba_size + md_size
+        unused = size % block
+        if size < block:
             os.close(self.fd)
-            raise ImageError(f"image {path} is smaller than one {lba_size}-byte block")
-        if usable != size:
+            raise ImageError(f"image {path} is smaller than one {block}-byte block")
+        if unused:
             log.warning("image %s: %d bytes are not a multiple of %d; the last %d are not used",
-                        path, size, lba_size, size - usable)
+                        path, size, block, unused)
         self.path = path
         self.lba_size = lba_size
-        self.map = mmap.mmap(self.fd, usable, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.view = memoryview(self.map)
+
+    def deallocate(self, start: int, length: int) -> None:
+        """Zero [start, start+length) and give back the file system blocks inside it."""
+        end = start + length
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = end - end % mmap.PAGESIZE
+        if first >= last:
+            self.view[start:end] = bytes(length)
+            return
+        self.view[start:first] = bytes(first - start)
+        self.view[last:end] = bytes(end - last)
+        self.map.madvise(mmap.MADV_REMOVE, first, last - first)
+
+    def allocated(self, start: int, length: int) -> bool:
+        """Whether no hole overlaps [start, start+length)."""
+        return os.lseek(self.fd, start, os.SEEK_HOLE) >= start + length
 
     def sync(self) -> None:
         """Make every write so far durable (runs in a worker thread)."""

@@ -1,19 +1,22 @@
-"""Admin commands: one table maps each opcode to its handler (an opcode missing
-from it is Invalid Opcode). Handlers return (status, result) and never raise
-for guest input.
+"""Admin commands: one table maps each opcode to its handler and its Commands
+Supported and Effects bits (an opcode missing from it, or not offered by this
+controller, is Invalid Opcode; log page 05h and OACS come from the same table).
+Handlers return (status, result) and never raise for guest input; features are
+in features.py.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from ocssd_vfu.nvme import doorbells, dptr, interrupts
+from ocssd_vfu.nvme import doorbells, dptr, features, health, io
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail
 from ocssd_vfu.nvme.memory import DmaError, TransferError
+from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import (
@@ -21,11 +24,15 @@ from ocssd_vfu.spec.nvme import (
     IDENTIFY_SIZE,
     SQE_SIZE,
     AdminOpcode,
-    FeatureId,
+    CommandEffects,
+    CommandsSupportedAndEffectsLog,
     IdentifyCns,
     IdentifyController,
+    IoOpcode,
     LogPageId,
     NamespaceDescriptorHeader,
+    Oacs,
+    Oncs,
     blank,
 )
 from ocssd_vfu.spec.status import DNR, Status
@@ -35,16 +42,9 @@ NIDT_UUID = 3
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
 
+log = logging.getLogger("ocssd_vfu.nvme")
+
 AER_LIMIT = 4           # AERL + 1
-
-
-@dataclass
-class Features:
-    arbitration: int = 0
-    volatile_write_cache: int = 1
-    async_event_config: int = 0
-    error_recovery: int = 0
-
 
 def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
     """Copy `data` to the command's PRPs (its whole length: the host sized the buffer)."""
@@ -56,17 +56,38 @@ def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
 
 
 # -- Identify -----------------------------------------------------------------------------
+# Optional commands are advertised exactly when the dispatch tables hold them.
+OACS_BITS: dict[int, int] = {
+    AdminOpcode.FORMAT_NVM: Oacs.FORMAT_NVM,
+    AdminOpcode.DOORBELL_BUFFER_CONFIG: Oacs.DOORBELL_BUFFER_CONFIG,
+}
+ONCS_BITS: dict[int, int] = {
+    IoOpcode.COMPARE: Oncs.COMPARE,
+    IoOpcode.WRITE_UNCORRECTABLE: Oncs.WRITE_UNCORRECTABLE,
+    IoOpcode.DATASET_MANAGEMENT: Oncs.DATASET_MANAGEMENT,
+    IoOpcode.WRITE_ZEROES: Oncs.WRITE_ZEROES,
+}
+LPA_EFFECTS_LOG = 1 << 1
+LPA_EXTENDED_DATA = 1 << 2
+
+
+def _bits(table: Mapping[int, int], opcodes: Mapping[int, int]) -> int:
+    return sum(bit for opc, bit in table.items() if opc in opcodes)
+
+
 def identify_controller(ctrl: Controller) -> bytes:
     cfg = ctrl.config
     ident = blank(IdentifyController)
     ident.update(dict(
         vid=cfg.vid, ssvid=cfg.ssvid, sn=cfg.serial.encode().ljust(20)[:20],
         mn=cfg.model.encode().ljust(40)[:40], fr=cfg.firmware.encode().ljust(8)[:8],
-        rab=6, ieee=b"\x00\x54\x52", mdts=cfg.mdts, ver=VERSION, cntrltype=1, oncs=cfg.oncs,
-        acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=0x4, wctemp=0x0157, cctemp=0x0175,
+        rab=6, ieee=b"\x00\x54\x52", mdts=cfg.mdts, ver=VERSION, cntrltype=1,
+        oacs=_bits(OACS_BITS, admin_commands(ctrl)),
+        oncs=Oncs.SAVE_AND_SELECT | _bits(ONCS_BITS, io.io_commands(ctrl)),
+        acl=3, aerl=AER_LIMIT - 1, frmw=0x3, lpa=LPA_EFFECTS_LOG | LPA_EXTENDED_DATA,
+        wctemp=health.WARNING_TEMPERATURE, cctemp=health.CRITICAL_TEMPERATURE,
         sqes=0x66, cqes=0x44, nn=max(ctrl.namespaces, default=0), vwc=1,
         sgls=dptr.SGLS if cfg.sgl else 0,
-        oacs=doorbells.OACS_DOORBELL_BUFFER_CONFIG if cfg.shadow_doorbells else 0,
         subnqn=f"nqn.2026-11.io.ocssd-vfu:{cfg.serial}".encode().ljust(256, b"\0")))
     ident.psd[0].mp = 2500  # power state 0: 25 W
     return IdentifyController.build(ident)
@@ -169,57 +190,39 @@ def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
     return OK
 
 
-# -- Features -----------------------------------------------------------------------------
-def set_features(ctrl: Controller, cmd: Command) -> Result:
-    fid, value, f = cmd.cdw10 & 0xFF, cmd.cdw11, ctrl.features
-    if cmd.cdw10 >> 31:
-        return fail(Status.FEATURE_NOT_SAVEABLE)
-    if fid == FeatureId.NUMBER_OF_QUEUES:
-        nsqr, ncqr = value & 0xFFFF, value >> 16
-        if nsqr == 0xFFFF or ncqr == 0xFFFF:
-            return fail(Status.INVALID_FIELD)
-        limit = ctrl.config.io_queue_pairs - 1
-        return (Status.SUCCESS, min(nsqr, limit) | min(ncqr, limit) << 16)
-    if fid == FeatureId.ARBITRATION:
-        f.arbitration = value
-    elif fid == FeatureId.VOLATILE_WRITE_CACHE:
-        f.volatile_write_cache = value & 1
-    elif fid == FeatureId.ASYNC_EVENT_CONFIGURATION:
-        f.async_event_config = value & 0x3FF
-    elif fid == FeatureId.ERROR_RECOVERY:
-        dulbe_capable = any(ns.supports_dulbe for ns in ctrl.namespaces.values())
-        if value & (1 << 16) and not dulbe_capable:  # DULBE needs NSFEAT bit 2
-            return fail(Status.INVALID_FIELD)
-        f.error_recovery = value & 0x1FFFF
-    elif fid in interrupts.FEATURES:
-        return ctrl.coalescing.set_feature(fid, value)
+# -- Format NVM ---------------------------------------------------------------------------
+SES_NONE, SES_USER_DATA_ERASE = 0, 1
+
+
+def format_nvm(ctrl: Controller, cmd: Command) -> Result:
+    """LBAF and MSET per namespace (or all: NSID FFFFFFFFh); no protection information;
+    SES 1 erases the whole file, cryptographic erase (2) is not offered (FNA bit 2)."""
+    lbaf, extended = cmd.cdw10 & 0xF, bool(cmd.cdw10 & (1 << 4))
+    pi, ses = (cmd.cdw10 >> 5) & 0x7, (cmd.cdw10 >> 9) & 0x7
+    if cmd.nsid == 0xFFFFFFFF:
+        targets = list(ctrl.namespaces.values())
+    elif cmd.nsid in ctrl.namespaces:
+        targets = [ctrl.namespaces[cmd.nsid]]
     else:
+        return fail(Status.INVALID_NAMESPACE)
+    if ses > SES_USER_DATA_ERASE:
         return fail(Status.INVALID_FIELD)
+    plain = [ns for ns in targets if isinstance(ns, PlainNamespace)]
+    if pi or len(plain) != len(targets) or any(lbaf >= len(ns.formats) for ns in plain):
+        return fail(Status.INVALID_FORMAT)
+    for ns in plain:
+        if ses == SES_USER_DATA_ERASE:
+            ns.erase()
+        ns.format(lbaf, extended)
+        log.info("namespace %d now has LBA format %d: serve the image again with --sec-size %d "
+                 "--md-size %d%s to see the same blocks", ns.nsid, lbaf, ns.lba_size, ns.md_size,
+                 " --extended-lba" if extended else "")
     return OK
-
-
-def get_features(ctrl: Controller, cmd: Command) -> Result:
-    fid, f = cmd.cdw10 & 0xFF, ctrl.features
-    limit = ctrl.config.io_queue_pairs - 1
-    values = {FeatureId.ARBITRATION: f.arbitration,
-              FeatureId.VOLATILE_WRITE_CACHE: f.volatile_write_cache,
-              FeatureId.ASYNC_EVENT_CONFIGURATION: f.async_event_config,
-              FeatureId.ERROR_RECOVERY: f.error_recovery,
-              FeatureId.NUMBER_OF_QUEUES: limit | limit << 16}
-    if fid in interrupts.FEATURES:
-        return ctrl.coalescing.get_feature(fid, cmd.cdw11)
-    if fid not in values:
-        return fail(Status.INVALID_FIELD)
-    return (Status.SUCCESS, values[FeatureId(fid)])
 
 
 # -- Log pages ----------------------------------------------------------------------------
 def smart_log(ctrl: Controller) -> bytes:
-    data = bytearray(512)
-    data[1:3] = (273 + 40).to_bytes(2, "little")  # composite temperature, kelvin
-    data[3] = 100  # available spare %
-    data[4] = 10   # available spare threshold
-    return bytes(data)
+    return ctrl.health.log(ctrl.features.temperature_over, ctrl.features.temperature_under)
 
 
 def firmware_slot_log(ctrl: Controller) -> bytes:
@@ -229,11 +232,22 @@ def firmware_slot_log(ctrl: Controller) -> bytes:
     return bytes(data)
 
 
+def effects_log(ctrl: Controller) -> bytes:
+    page = blank(CommandsSupportedAndEffectsLog)
+    for opc, effects in admin_commands(ctrl).items():
+        page.acs[opc] = effects
+    for opc, effects in io.io_commands(ctrl).items():
+        page.iocs[opc] = effects
+    return CommandsSupportedAndEffectsLog.build(page)
+
+
 LOG_PAGES: dict[int, Callable[[Controller], bytes]] = {
     LogPageId.ERROR_INFORMATION: lambda ctrl: bytes(64),
     LogPageId.SMART_HEALTH: smart_log,
     LogPageId.FIRMWARE_SLOT: firmware_slot_log,
+    LogPageId.COMMANDS_SUPPORTED_EFFECTS: effects_log,
 }
+CONTROLLER_LOGS = {LogPageId.SMART_HEALTH}  # no per-namespace SMART (LPA bit 0 clear)
 
 
 def get_log_page(ctrl: Controller, cmd: Command) -> Result:
@@ -242,9 +256,13 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
     offset = cmd.cdw12 | cmd.cdw13 << 32
     if lid == LogPageId.OCSSD_CHUNK_INFORMATION:
         return chunk_information(ctrl, cmd, offset, numd * 4)
+    if numd * 4 > ctrl.max_transfer:  # before anything that size is allocated
+        return fail(Status.INVALID_FIELD)
     page = LOG_PAGES.get(lid)
     if page is None:
         return fail(Status.INVALID_LOG_PAGE)
+    if lid in CONTROLLER_LOGS and cmd.nsid not in (0, 0xFFFFFFFF):
+        return fail(Status.INVALID_FIELD)
     data = page(ctrl)
     if offset & 0x3 or offset > len(data):
         return fail(Status.INVALID_FIELD)
@@ -266,9 +284,7 @@ def chunk_information(ctrl: Controller, cmd: Command, offset: int, length: int) 
 
 
 def geometry(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD admin E2h: the namespace's Geometry page (a plain controller lacks it)."""
-    if not any(isinstance(ns, OcssdNamespace) for ns in ctrl.namespaces.values()):
-        return fail(Status.INVALID_OPCODE)
+    """OCSSD admin E2h: the namespace's Geometry page."""
     ns = ctrl.namespaces.get(cmd.nsid)
     if not isinstance(ns, OcssdNamespace):
         return fail(Status.INVALID_NAMESPACE)
@@ -287,26 +303,52 @@ def abort(ctrl: Controller, cmd: Command) -> Result:
     return (Status.SUCCESS, 1)  # dw0 bit 0: command not aborted (all run to completion)
 
 
-ADMIN_COMMANDS: dict[int, Callable[[Controller, Command], Result]] = {
-    AdminOpcode.DELETE_IO_SQ: delete_io_sq,
-    AdminOpcode.CREATE_IO_SQ: create_io_sq,
-    AdminOpcode.GET_LOG_PAGE: get_log_page,
-    AdminOpcode.DELETE_IO_CQ: delete_io_cq,
-    AdminOpcode.CREATE_IO_CQ: create_io_cq,
-    AdminOpcode.IDENTIFY: identify,
-    AdminOpcode.ABORT: abort,
-    AdminOpcode.SET_FEATURES: set_features,
-    AdminOpcode.GET_FEATURES: get_features,
-    AdminOpcode.ASYNC_EVENT_REQUEST: async_event_request,
-    AdminOpcode.DOORBELL_BUFFER_CONFIG: doorbells.doorbell_buffer_config,
-    AdminOpcode.OCSSD_GEOMETRY: geometry,
+def _always(ctrl: Controller) -> bool:
+    return True
+
+
+def _with(kind: type) -> Callable[[Controller], bool]:
+    """Offered by a controller with a namespace of `kind`."""
+    return lambda ctrl: any(isinstance(ns, kind) for ns in ctrl.namespaces.values())
+
+
+class AdminCommand(NamedTuple):
+    handler: Callable[[Controller, Command], Result]
+    effects: int
+    offered: Callable[[Controller], bool] = _always   # else Invalid Opcode, and not in 05h
+
+
+ADMIN = CommandEffects.CSUPP
+ADMIN_COMMANDS: dict[int, AdminCommand] = {
+    AdminOpcode.DELETE_IO_SQ: AdminCommand(delete_io_sq, ADMIN),
+    AdminOpcode.CREATE_IO_SQ: AdminCommand(create_io_sq, ADMIN),
+    AdminOpcode.GET_LOG_PAGE: AdminCommand(get_log_page, ADMIN),
+    AdminOpcode.DELETE_IO_CQ: AdminCommand(delete_io_cq, ADMIN),
+    AdminOpcode.CREATE_IO_CQ: AdminCommand(create_io_cq, ADMIN),
+    AdminOpcode.IDENTIFY: AdminCommand(identify, ADMIN),
+    AdminOpcode.ABORT: AdminCommand(abort, ADMIN),
+    AdminOpcode.SET_FEATURES: AdminCommand(features.set_features, ADMIN),
+    AdminOpcode.GET_FEATURES: AdminCommand(features.get_features, ADMIN),
+    AdminOpcode.ASYNC_EVENT_REQUEST: AdminCommand(async_event_request, ADMIN),
+    AdminOpcode.FORMAT_NVM: AdminCommand(
+        format_nvm, ADMIN | CommandEffects.LBCC | CommandEffects.NCC
+        | CommandEffects.CSE_ALL_NAMESPACES, offered=_with(PlainNamespace)),
+    AdminOpcode.DOORBELL_BUFFER_CONFIG: AdminCommand(
+        doorbells.doorbell_buffer_config, ADMIN,
+        offered=lambda ctrl: ctrl.config.shadow_doorbells),
+    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN, offered=_with(OcssdNamespace)),
 }
 
 
+def admin_commands(ctrl: Controller) -> dict[int, int]:
+    """Opcode -> effects of every admin command this controller takes."""
+    return {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items() if entry.offered(ctrl)}
+
+
 def dispatch(ctrl: Controller, cmd: Command) -> Result:
-    handler = ADMIN_COMMANDS.get(cmd.opc)
-    if handler is None:
+    entry = ADMIN_COMMANDS.get(cmd.opc)
+    if entry is None or not entry.offered(ctrl):
         return fail(Status.INVALID_OPCODE)
     if cmd.flags & (FUSE | PSDT):  # no fused commands; admin over PCIe uses PRPs only
         return fail(Status.INVALID_FIELD)
-    return handler(ctrl, cmd)
+    return entry.handler(ctrl, cmd)

@@ -25,11 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ocssd_vfu.nvme import admin, io
+from ocssd_vfu.nvme import admin, features, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
 from ocssd_vfu.nvme.fastpath import fast_path_for
+from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
@@ -52,7 +53,6 @@ class ControllerConfig:
     ssvid: int = 0x1AF4
     serial: str = "ocssd-vfu-0"
     model: str = "ocssd_vfu NVMe Ctrl"
-    oncs: int = 0
     firmware: str = "0.1"
     mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
     msix_vectors: int = MAX_IO_QUEUES + 1
@@ -81,7 +81,7 @@ class Controller:
     namespaces: dict[int, Namespace]
     interrupt: Callable[[int], None]
     config: ControllerConfig = field(default_factory=ControllerConfig)
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.monotonic  # seconds: coalescing, power-on hours
 
     def __post_init__(self) -> None:
         self.regs = Registers()
@@ -89,7 +89,8 @@ class Controller:
         self.cqs: dict[int, CompletionQueue] = {}
         self.pending: set[int] = set()
         self.sync_requests: list[SyncRequest] = []
-        self.features = admin.Features()
+        self.features = features.Features()
+        self.health = Health(self.clock)
         self.aer_cids: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
@@ -183,13 +184,15 @@ class Controller:
         self.cqs.clear()
         self.pending.clear()
         self.aer_cids.clear()
-        self.features = admin.Features()
+        self.features = features.Features()
         self.epoch += 1
         self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
 
     def device_reset(self) -> None:
         """The whole function reset (VM start, guest reboot, QEMU gone): a new host will
         find everything below each write pointer readable, as after a power cycle."""
+        shutdown_complete = (self.regs.csts >> 2) & 0x3 == 0b10
+        self.health.power_cycle(unsafe=bool(self.regs.cc & 1) and not shutdown_complete)
         self.shadow = None  # the host's pages may be anyone's memory by now
         self.reset()
         self.regs = Registers()

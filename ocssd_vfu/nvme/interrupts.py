@@ -80,5 +80,3 @@ class Coalescing:
             return fail(Status.INVALID_FIELD)
         return (Status.SUCCESS, vector | (CD if vector in self.disabled else 0))
 
-
-FEATURES = (FeatureId.INTERRUPT_COALESCING, FeatureId.INTERRUPT_VECTOR_CONFIGURATION)

@@ -13,6 +13,7 @@ import struct
 from construct import (
     Array,
     Bytes,
+    BytesInteger,
     Const,
     Container,
     Int8ul,
@@ -86,6 +87,7 @@ class FeatureId(enum.IntEnum):
     INTERRUPT_VECTOR_CONFIGURATION = 0x09
     WRITE_ATOMICITY = 0x0A
     ASYNC_EVENT_CONFIGURATION = 0x0B
+    KEEP_ALIVE_TIMER = 0x0F
 
 
 class LogPageId(enum.IntEnum):
@@ -288,6 +290,92 @@ IdentifyNamespace = Struct(
     "vs" / Bytes(3712),          # 384: vs[0] == 1 marks an OCSSD namespace for Linux
 )
 
+DatasetManagementRange = Struct(  # Dataset Management's data: up to 256 of these
+    "context_attributes" / Int32ul,
+    "length" / Int32ul,           # in logical blocks, 1-based
+    "slba" / Int64ul,
+)
+
+SmartHealthLog = Struct(       # log page 02h
+    "critical_warning" / Int8ul,
+    "composite_temperature" / Int16ul,   # kelvin
+    "available_spare" / Int8ul,
+    "available_spare_threshold" / Int8ul,
+    "percentage_used" / Int8ul,
+    "endurance_group_critical_warning_summary" / Int8ul,
+    Padding(25),
+    "data_units_read" / BytesInteger(16, swapped=True),     # thousands of 512-byte units
+    "data_units_written" / BytesInteger(16, swapped=True),
+    "host_read_commands" / BytesInteger(16, swapped=True),
+    "host_write_commands" / BytesInteger(16, swapped=True),
+    "controller_busy_time" / BytesInteger(16, swapped=True),
+    "power_cycles" / BytesInteger(16, swapped=True),
+    "power_on_hours" / BytesInteger(16, swapped=True),
+    "unsafe_shutdowns" / BytesInteger(16, swapped=True),
+    "media_and_data_integrity_errors" / BytesInteger(16, swapped=True),
+    "number_of_error_information_log_entries" / BytesInteger(16, swapped=True),
+    "warning_composite_temperature_time" / Int32ul,
+    "critical_composite_temperature_time" / Int32ul,
+    "temperature_sensor" / Array(8, Int16ul),
+    "thermal_management_temperature_1_transition_count" / Int32ul,
+    "thermal_management_temperature_2_transition_count" / Int32ul,
+    "total_time_for_thermal_management_temperature_1" / Int32ul,
+    "total_time_for_thermal_management_temperature_2" / Int32ul,
+    Padding(280),
+)
+
+
+class CriticalWarning(enum.IntFlag):
+    AVAILABLE_SPARE = 1 << 0
+    TEMPERATURE = 1 << 1
+    RELIABILITY = 1 << 2
+    READ_ONLY = 1 << 3
+    VOLATILE_BACKUP = 1 << 4
+
+
+CommandsSupportedAndEffectsLog = Struct(   # log page 05h
+    "acs" / Array(256, Int32ul),           # admin commands, indexed by opcode
+    "iocs" / Array(256, Int32ul),          # I/O commands, indexed by opcode
+    Padding(2048),
+)
+
+
+class CommandEffects(enum.IntFlag):
+    """One entry of the Commands Supported and Effects log."""
+
+    CSUPP = 1 << 0      # command supported
+    LBCC = 1 << 1       # logical block content change
+    NCC = 1 << 2        # namespace capability change
+    NIC = 1 << 3        # namespace inventory change
+    CCC = 1 << 4        # controller capability change
+    CSE_ONE_NAMESPACE = 1 << 16     # CSE: one command at a time per namespace
+    CSE_ALL_NAMESPACES = 2 << 16    # CSE: no other command to any namespace meanwhile
+
+
+class Oncs(enum.IntFlag):
+    """Identify Controller ONCS: optional NVM commands."""
+
+    COMPARE = 1 << 0
+    WRITE_UNCORRECTABLE = 1 << 1
+    DATASET_MANAGEMENT = 1 << 2
+    WRITE_ZEROES = 1 << 3
+    SAVE_AND_SELECT = 1 << 4     # Set Features Save, Get Features Select
+
+
+class Oacs(enum.IntFlag):
+    """Identify Controller OACS: optional admin commands."""
+
+    SECURITY = 1 << 0
+    FORMAT_NVM = 1 << 1
+    FIRMWARE = 1 << 2
+    NAMESPACE_MANAGEMENT = 1 << 3
+    DEVICE_SELF_TEST = 1 << 4
+    DIRECTIVES = 1 << 5
+    NVME_MI = 1 << 6
+    VIRTUALIZATION_MANAGEMENT = 1 << 7
+    DOORBELL_BUFFER_CONFIG = 1 << 8
+
+
 NamespaceDescriptorHeader = Struct(
     "nidt" / Int8ul,
     "nidl" / Int8ul,
@@ -310,3 +398,4 @@ def blank(structure: Struct) -> Container:
 # Hot-path formats: the same layouts as SubmissionQueueEntry / CompletionQueueEntry.
 SQE_FORMAT = struct.Struct("<BBHIIIQQQIIIIII")
 CQE_FORMAT = struct.Struct("<IIHHHH")
+DSM_RANGE_FORMAT = struct.Struct("<IIQ")  # DatasetManagementRange

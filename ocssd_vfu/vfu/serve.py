@@ -34,9 +34,10 @@ from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
 
 log = logging.getLogger("ocssd_vfu.serve")
 
+MAX_MD_SIZE = 256   # bytes of metadata per block a plain namespace offers at most
+
 PLAIN_NVME_ID = PciIdentity(0x1B36, 0x0010, 0x1AF4, 0x1100)  # QEMU's emulated-NVMe IDs
 OCSSD_ID = PciIdentity(0x1D1D, 0x1F1F, 0x1D1D, 0x1F1F)       # Linux's LightNVM quirk entry
-ONCS_DSM = 1 << 2
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ServeOptions:
     image: Path
     mode: str = "auto"
     sec_size: int = 4096
+    md_size: int = 0
+    extended_lba: bool = False
     once: bool = False
     serial: str | None = None      # default: derived from the image's path (default_serial)
     volatile: bool = False
@@ -80,14 +83,23 @@ def default_serial(image: Path) -> str:
 def _plain(options: ServeOptions) -> Assembled:
     if options.volatile:
         raise ImageError("--volatile is for OCSSD images")
-    image = RawImage(options.image, options.sec_size)
-    namespace = PlainNamespace(1, image.view, image.lba_size)
+    if not 0 <= options.md_size <= MAX_MD_SIZE:
+        raise ImageError(f"--md-size must be 0 to {MAX_MD_SIZE}, not {options.md_size}")
+    if options.extended_lba and not options.md_size:
+        raise ImageError("--extended-lba needs metadata (--md-size N)")
+    image = RawImage(options.image, options.sec_size, options.md_size)
+    namespace = PlainNamespace(1, image.view, options.sec_size, options.md_size,
+                               options.extended_lba, allocation=image)
+    metadata = ""
+    if options.md_size:
+        where = "extended LBAs" if options.extended_lba else "separate buffer"
+        metadata = f" + {options.md_size} bytes of metadata ({where})"
     config = ControllerConfig(serial=_serial(options), sgl=options.sgl,
                               shadow_doorbells=options.shadow_doorbells,
                               fast_path=options.fast_path)
     return Assembled({1: namespace}, config, PLAIN_NVME_ID,
                      image.sync, image.close,
-                     f"{namespace.nlbas} x {image.lba_size}-byte blocks, plain NVMe")
+                     f"{namespace.nlbas} x {options.sec_size}-byte blocks{metadata}, plain NVMe")
 
 
 def _ocssd(options: ServeOptions) -> Assembled:
@@ -114,7 +126,7 @@ def _ocssd(options: ServeOptions) -> Assembled:
         raise
     config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
                               serial=_serial(options), model="ocssd_vfu OCSSD 2.0 Ctrl",
-                              firmware="2.0", oncs=ONCS_DSM, sgl=options.sgl,
+                              firmware="2.0", sgl=options.sgl,
                               shadow_doorbells=options.shadow_doorbells)
     g = geometry
     kind = "volatile (RAM) " if options.volatile else ""
@@ -134,6 +146,9 @@ def assemble(options: ServeOptions) -> Assembled:
         raise ImageError(f"{options.image} is not an OCSSD image (no LNVM header): create "
                          "one with `ocssd-vfu image create`")
     if options.mode != "nvme" and ocssd:
+        if options.md_size or options.extended_lba:
+            raise ImageError("--md-size and --extended-lba are for plain namespaces: an OCSSD "
+                             "image's geometry sets its metadata size")
         return _ocssd(options)
     if options.chunk_state or options.write_fail or options.reset_fail:
         raise ImageError("--chunk-state, --write-fail and --reset-fail need an OCSSD image")

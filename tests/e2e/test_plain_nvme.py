@@ -23,7 +23,7 @@ def _raw(tmp_path: Path, size: int = 256 << 20) -> Path:
 
 def test_linux_sees_the_controller(ocssd_vfu: RunCli, tmp_path: Path) -> None:
     script = ("nvme list\nnvme id-ctrl /dev/nvme0 | grep -E '^(vid|mdts|sqes|cqes|nn|subnqn) '\n"
-              "nvme id-ns /dev/nvme0n1 | grep -E '^(nsze|ncap|lbaf  0) '\n"
+              "nvme id-ns /dev/nvme0n1 | grep -E '^(nsze|ncap|lbaf  4) '\n"
               "nvme smart-log /dev/nvme0 | grep -E '^(available_spare|temperature)\\s'\n")
     done = guest_on_image(ocssd_vfu, _raw(tmp_path), script, timeout="120")
     assert re.search(r"/dev/nvme0n1\s+ocssd-vfu-[0-9a-f]{8}\s+ocssd_vfu NVMe Ctrl\s+1\s+"
@@ -31,7 +31,7 @@ def test_linux_sees_the_controller(ocssd_vfu: RunCli, tmp_path: Path) -> None:
     assert re.search(r"^vid\s+: 0x1b36$", done.stdout, re.M)
     assert re.search(r"^mdts\s+: 7$", done.stdout, re.M)
     assert re.search(r"^nsze\s+: 0x10000$", done.stdout, re.M)
-    assert re.search(r"^lbaf  0 : ms:0\s+lbads:12 ", done.stdout, re.M)
+    assert re.search(r"^lbaf  4 : ms:0\s+lbads:12 .*in use", done.stdout, re.M)
     assert re.search(r"^available_spare\s+: 100%", done.stdout, re.M)
     assert re.search(r"^temperature\s+: 40 C", done.stdout, re.M)
 

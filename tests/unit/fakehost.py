@@ -4,6 +4,8 @@ the interrupt line a list. Addresses and layouts are chosen by the test."""
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
 from ocssd_vfu.nvme.memory import GuestMemory
@@ -23,7 +25,8 @@ class FakeHost:
     fast_path = True
 
     def __init__(self, nlbas: int = 256, lba_size: int = 4096, queue_size: int = 16,
-                 namespace: Namespace | None = None) -> None:
+                 namespace: Namespace | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ram = bytearray(RAM_SIZE)
         self.memory = GuestMemory()
         self.memory.add(RAM_BASE, self.ram)
@@ -31,7 +34,7 @@ class FakeHost:
         self.interrupts: list[int] = []
         ns = namespace or PlainNamespace(1, memoryview(self.storage), lba_size)
         self.ctrl = Controller(self.memory, {1: ns}, interrupt=self.interrupts.append,
-                               config=ControllerConfig(fast_path=self.fast_path))
+                               config=ControllerConfig(fast_path=self.fast_path), clock=clock)
         self.queue_size = queue_size
         self.tails = {0: 0}
         self.heads = {0: 0}

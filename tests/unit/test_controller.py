@@ -61,7 +61,7 @@ def test_identify_controller_and_namespace() -> None:
     assert ident.sqes == 0x66 and ident.cqes == 0x44 and ident.lpa & 0x4
     assert host.command(0, 0x06, nsid=1, prp1=DATA, cdw10=0)[5] == 0
     ns = IdentifyNamespace.parse(host.ram_read(DATA, 4096))
-    assert ns.nsze == 256 and ns.lbaf[0].lbads == 12
+    assert ns.nsze == 256 and ns.flbas == 4 and ns.lbaf[4].lbads == 12
 
 
 def test_identify_unknown_namespace_and_cns() -> None:

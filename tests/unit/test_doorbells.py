@@ -71,10 +71,10 @@ class LinuxHost:
 def test_oacs_bit_8_and_the_switch() -> None:
     host = LinuxHost(configure=False)
     assert host.fake.command(0, 0x06, prp1=DATA, cdw10=1)[5] == 0
-    assert IdentifyController.parse(host.fake.ram_read(DATA, 4096)).oacs == 0x100
+    assert IdentifyController.parse(host.fake.ram_read(DATA, 4096)).oacs == 0x102  # + Format
     host.ctrl.config.shadow_doorbells = False
     assert host.fake.command(0, 0x06, prp1=DATA, cdw10=1)[5] == 0
-    assert IdentifyController.parse(host.fake.ram_read(DATA, 4096)).oacs == 0
+    assert IdentifyController.parse(host.fake.ram_read(DATA, 4096)).oacs == 0x002
     assert host.fake.command(0, DBBUF, prp1=SHADOW, prp2=EVENTIDX)[5] == \
         Status.INVALID_OPCODE | DNR
 
