@@ -78,8 +78,6 @@ class ShadowDoorbells:
 
 
 def doorbell_buffer_config(ctrl: Controller, cmd: Command) -> Result:
-    if not ctrl.config.shadow_doorbells:
-        return fail(Status.INVALID_OPCODE)
     mask = ctrl.page_size - 1
     if not cmd.prp1 or not cmd.prp2 or cmd.prp1 & mask or cmd.prp2 & mask:
         return fail(Status.INVALID_FIELD)
