@@ -15,7 +15,9 @@ from ocssd_vfu.nvme.command import DEFERRED, FUSE_PSDT, OK, Command, Result, fai
 from ocssd_vfu.nvme.memory import DmaError
 from ocssd_vfu.nvme.prp import PrpError, transfer
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.ocssd.commands import vector_lbas
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import (
     CQE_SIZE,
     IDENTIFY_SIZE,
@@ -258,14 +260,40 @@ def chunk_information(ctrl: Controller, cmd: Command, offset: int, length: int) 
     return to_host(ctrl, cmd, bytes(log[offset:offset + length]))
 
 
+OCSSD_NAMESPACES = (OcssdNamespace, Ocssd12Namespace)
+
+
 def geometry(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD admin E2h: the namespace's Geometry page (a plain controller lacks it)."""
-    if not any(isinstance(ns, OcssdNamespace) for ns in ctrl.namespaces.values()):
+    """OCSSD admin E2h: the namespace's Geometry (2.0) or Identity (1.2) page (a plain
+    controller lacks it)."""
+    if not any(isinstance(ns, OCSSD_NAMESPACES) for ns in ctrl.namespaces.values()):
         return fail(Status.INVALID_OPCODE)
     ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, OcssdNamespace):
+    if not isinstance(ns, OCSSD_NAMESPACES):
         return fail(Status.INVALID_NAMESPACE)
     return to_host(ctrl, cmd, ns.geometry_page())
+
+
+def get_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
+    """OCSSD 1.2 admin F2h: the bad-block table of the LUN that the PPA in CDW10-11 names."""
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if not isinstance(ns, Ocssd12Namespace):
+        return fail(Status.INVALID_NAMESPACE)
+    table = ns.bad_block_table(cmd.cdw10 | cmd.cdw11 << 32)
+    if table is None:
+        return fail(Status.INVALID_FIELD)
+    return to_host(ctrl, cmd, table)
+
+
+def set_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
+    """OCSSD 1.2 admin F1h: a PPA (or list, as in vector commands) and CDW12[23:16] the value."""
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if not isinstance(ns, Ocssd12Namespace):
+        return fail(Status.INVALID_NAMESPACE)
+    ppas = vector_lbas(ctrl, cmd)
+    if isinstance(ppas, int):
+        return (ppas, 0)
+    return ns.set_bad_blocks(ppas, (cmd.cdw12 >> 16) & 0xFF)
 
 
 # -- The rest -----------------------------------------------------------------------------
@@ -292,6 +320,8 @@ ADMIN_COMMANDS: dict[int, Callable[[Controller, Command], Result]] = {
     AdminOpcode.GET_FEATURES: get_features,
     AdminOpcode.ASYNC_EVENT_REQUEST: async_event_request,
     AdminOpcode.OCSSD_GEOMETRY: geometry,
+    AdminOpcode.OCSSD_GET_BAD_BLOCKS: get_bad_blocks,
+    AdminOpcode.OCSSD_SET_BAD_BLOCKS: set_bad_blocks,
 }
 
 

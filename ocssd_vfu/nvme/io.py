@@ -16,6 +16,8 @@ from ocssd_vfu.nvme.prp import PrpError
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd import commands as ocssd
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12 import commands as ocssd12
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import IoOpcode
 from ocssd_vfu.spec.status import Status
 
@@ -69,6 +71,12 @@ IO_COMMANDS: dict[type, dict[int, Handler]] = {
         IoOpcode.VECTOR_CHUNK_RESET: ocssd.vector_reset,
         IoOpcode.VECTOR_CHUNK_WRITE: ocssd.vector_write,
         IoOpcode.VECTOR_CHUNK_READ: ocssd.vector_read,
+    },
+    Ocssd12Namespace: {  # 1.2 physical page erase, write and read share 2.0's opcodes
+        IoOpcode.READ: ocssd12.scalar_read,
+        IoOpcode.VECTOR_CHUNK_RESET: ocssd12.erase,
+        IoOpcode.VECTOR_CHUNK_WRITE: ocssd12.write,
+        IoOpcode.VECTOR_CHUNK_READ: ocssd12.read,
     },
 }
 

@@ -15,6 +15,7 @@ from typing import TextIO
 
 import trio
 
+from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
@@ -29,6 +30,8 @@ from ocssd_vfu.ocssd.faults import (
     parse_write_fail,
 )
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12 import bad_blocks
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
 from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
 
@@ -117,6 +120,39 @@ def _ocssd(options: ServeOptions) -> Assembled:
                      f"{g.sec_size}+{g.md_size} bytes")
 
 
+def _ocssd12(options: ServeOptions) -> Assembled:
+    if options.chunk_state:
+        raise ImageError("--chunk-state is for OCSSD 2.0 images (a 1.2 image's bad blocks "
+                         "are set at creation with --bbt, or by the host with Set Bad Block "
+                         "Table)")
+    image = Ocssd12Image(options.image, volatile=options.volatile)
+    try:
+        geometry = image.description.geometry
+        faults = Faults(rng=random.Random(options.fault_seed))
+        if options.write_fail:
+            faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry)
+        if options.reset_fail:
+            faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry)
+        namespaces: dict[int, Namespace] = {}
+        for layout in image.description.layouts():
+            ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
+                                  faults=faults)
+            namespaces[ns.nsid] = ns
+    except FaultFileError:
+        image.close()
+        raise
+    config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
+                              serial=_serial(options), model="ocssd_vfu OCSSD 1.2 Ctrl",
+                              firmware="1.2")
+    g = geometry
+    kind = "volatile (RAM) " if options.volatile else ""
+    return Assembled(namespaces, config, OCSSD_ID, image.sync, image.close,
+                     f"{kind}OCSSD 1.2, {len(namespaces)} namespace(s) of {g.num_ch} channels x "
+                     f"{g.num_lun} LUNs x {g.num_blk} blocks x {g.num_pg} pages x "
+                     f"{g.num_pln} planes x {g.sec_per_pg} sectors of "
+                     f"{g.sec_size}+{g.md_size} bytes")
+
+
 def _serial(options: ServeOptions) -> str:
     return options.serial or default_serial(options.image)
 
@@ -127,7 +163,7 @@ def assemble(options: ServeOptions) -> Assembled:
         raise ImageError(f"{options.image} is not an OCSSD image (no LNVM header): create "
                          "one with `ocssd-vfu image create`")
     if options.mode != "nvme" and ocssd:
-        return _ocssd(options)
+        return _ocssd12(options) if spec_version(options.image) == SPEC_12 else _ocssd(options)
     if options.chunk_state or options.write_fail or options.reset_fail:
         raise ImageError("--chunk-state, --write-fail and --reset-fail need an OCSSD image")
     return _plain(options)
