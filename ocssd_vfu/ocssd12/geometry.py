@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ocssd_vfu.ocssd.geometry import GeometryError, field_bits
-from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 from ocssd_vfu.spec.ocssd12 import (
     CAP_BAD_BLOCK_TABLE,
     IDENTITY_SIZE,
@@ -29,8 +28,9 @@ from ocssd_vfu.spec.ocssd12 import (
     Identity,
 )
 
-# The Linux 5.10 generic 1.2 address format's field widths (lightnvm.h struct ppa_addr .g).
-LINUX_SEC_PER_PG = 16   # sec: 4 bits
+# Linux 5.10's generic 1.2 address has a 4-bit sector field (lightnvm.h struct ppa_addr .g);
+# with at most 4 planes a page of all planes is then at most 64 PPAs, one vector command.
+LINUX_SEC_PER_PG = 16
 U8, U16, U32 = 1 << 8, 1 << 16, 1 << 32
 
 
@@ -146,10 +146,6 @@ class Ocssd12Geometry:
                                 f"Linux's sector field holds at most {LINUX_SEC_PER_PG}")
         if self.md_size > self.sec_size:
             raise GeometryError(f"md_size={self.md_size}: must be 0..sec_size ({self.sec_size})")
-        if self.sec_per_pg * self.num_pln > MAX_VECTOR_LBAS:
-            raise GeometryError(f"fpg_sz={self.fpg_sz}, num_pln={self.num_pln}: a page of all "
-                                f"planes is {self.sec_per_pg * self.num_pln} sectors, a vector "
-                                f"command carries at most {MAX_VECTOR_LBAS}")
 
     def pblk_warnings(self) -> list[str]:
         """Valid for the device, but Linux or pblk will not run on it (ocssd-spec §3, §4)."""
