@@ -10,6 +10,9 @@ checks. Rules:
 - Erase sets the count to 0 and adds one to the erase count.
 - Factory and grown bad blocks (value bit 0 or 1) fail program and erase; device
   and host reserved blocks work (the host keeps away from them).
+- A failed program (an injected one) leaves the page erased; the block's later
+  programs fail, and its next erase fails and marks it grown bad (the 2.0
+  device's early close and failing reset: pblk recovers the data below).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class Ocssd12Namespace:
         self.data = data
         self.oob = oob
         self.faults = faults or Faults()
+        self.failing: set[int] = set()  # plane blocks with a failed program since their erase
         self.lba_size = geometry.sec_size
         self.zeroes = _filled(0, geometry.sec_size * MAX_VECTOR_LBAS)
         self.erased_oob = _filled(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
@@ -138,14 +139,14 @@ class Ocssd12Namespace:
         bad_pages: set[int] = set()   # list positions of pages in bad blocks
         injected: dict[int, int] = {}  # plane block -> list position of its failed page
         for first, plane_block, page, _ in pages:
-            if table.unusable(plane_block) or plane_block in injected:
+            if self._failing(plane_block) or plane_block in injected:
                 bad_pages.add(first)
             elif self.faults.write_fail and self.faults.write_fails(plane_block, page):
                 injected[plane_block] = first
-        failing = bad_pages.union(injected.values())
+        failed_pages = bad_pages.union(injected.values())
         pieces: list[list[int]] = []  # [first sector, count]; -1: a failed page's bytes
         for first, _, _, start in pages:
-            if first in failing:
+            if first in failed_pages:
                 pieces.append([-1, spp])
             elif pieces and pieces[-1][0] >= 0 and sum(pieces[-1]) == start:
                 pieces[-1][1] += spp
@@ -160,10 +161,10 @@ class Ocssd12Namespace:
         ms = self.geometry.md_size
         failed = 0
         for first, plane_block, page, start in pages:
-            if first in failing:
+            if first in failed_pages:
                 failed |= ((1 << spp) - 1) << first
-                if injected.get(plane_block) == first:  # a program failure retires the block
-                    table.mark(plane_block, BlockValue.GROWN)
+                if injected.get(plane_block) == first:
+                    self.failing.add(plane_block)
                 continue
             if ms:
                 target = self.oob[start * ms:(start + spp) * ms]
@@ -175,6 +176,9 @@ class Ocssd12Namespace:
         if failed:
             return Status.OCSSD12_WRITE_FAIL | DNR, failed
         return Status.SUCCESS, 0
+
+    def _failing(self, plane_block: int) -> bool:
+        return plane_block in self.failing or self.blocks.unusable(plane_block)
 
     def _pages(self, placed: list[Placed], planes: int
                ) -> tuple[list[tuple[int, int, int, int]], tuple[int, int] | None]:
@@ -191,7 +195,8 @@ class Ocssd12Namespace:
             if start % spp or len(run) < spp or any(
                     s != start + k or pb != plane_block for k, (pb, _, s) in enumerate(run)):
                 return [], (Status.INVALID_FIELD | DNR, bits)  # not one whole page
-            if page != projected.get(plane_block, table.pages[plane_block]):
+            if page != projected.get(plane_block, table.pages[plane_block]) \
+                    and not self._failing(plane_block):  # such blocks fail as media
                 return [], (Status.INVALID_FIELD | DNR, bits)  # programmed, or skips pages
             projected[plane_block] = page + 1
             pages.append((first, plane_block, page, start))
@@ -271,9 +276,10 @@ class Ocssd12Namespace:
             targets = range(block * pln, block * pln + pln) if planes > 1 else [plane_block]
             if any(table.unusable(t) for t in targets):
                 failed |= 1 << i
-            elif self.faults.reset_fails(block):
+            elif self.faults.reset_fails(block) or self.failing.intersection(targets):
                 for t in targets:  # a failed erase retires the block
                     table.mark(t, BlockValue.GROWN)
+                    self.failing.discard(t)
                 failed |= 1 << i
             else:
                 for t in targets:

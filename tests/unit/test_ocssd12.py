@@ -334,17 +334,20 @@ def test_factory_and_grown_bad_blocks_fail_program_and_erase() -> None:
 
 
 # -- error injection and trace -------------------------------------------------------------
-def test_injected_write_failure_fails_the_page_and_retires_the_block() -> None:
-    g = GEOMETRY
+def test_injected_write_failure_fails_the_page_then_the_next_erase() -> None:
     faults = Faults(write_fail={(((0 * 2 + 1) * 12 + 6) * 2 + 1, 1): 100})  # ch0 lun1 blk6 pl1 pg1
     dev = Device(faults=faults)
     assert dev.write(page(0, 1, 6, 0, (0, 1)), mode=DUAL) == (0, 0)
     assert dev.write(page(0, 1, 6, 1, (0, 1)), mode=DUAL) == (WRITE_FAILED, 0b1100)
-    plane_block = ((0 * 2 + 1) * 12 + 6) * g.num_pln
+    plane_block = ((0 * 2 + 1) * 12 + 6) * 2
     assert dev.ns.blocks.pages[plane_block:plane_block + 2] == [2, 1]
-    assert dev.bbt[plane_block + 1] == 2
-    assert dev.get_bad_blocks(0, 1)[1][20] == 1                      # tgrown
+    assert dev.read(page(0, 1, 6, 1, (1,)))[:2] == (EMPTY_PAGE, 0b11)
+    assert dev.read(page(0, 1, 6, 0, (1,)))[:2] == (0, 0)           # below still reads
+    assert dev.bbt[plane_block:plane_block + 2] == b"\0\0"          # the host decides
+    assert dev.write(page(0, 1, 6, 2, (0, 1)), mode=DUAL) == (WRITE_FAILED, 0b1100)
     assert dev.vector(ERASE, [ppa(0, 1, 6, 0)], mode=DUAL) == (WRITE_FAILED, 0b1)
+    assert dev.bbt[plane_block:plane_block + 2] == b"\2\2"
+    assert dev.get_bad_blocks(0, 1)[1][20] == 2                      # tgrown
 
 
 def test_injected_erase_failure_retires_the_block() -> None:
