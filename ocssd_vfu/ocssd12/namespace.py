@@ -57,7 +57,7 @@ class Ocssd12Namespace:
         self.data = data
         self.oob = oob
         self.faults = faults or Faults()
-        self.failing: set[int] = set()  # plane blocks with a failed program since their erase
+        self.failed_program: set[int] = set()  # plane blocks, until their next erase
         self.lba_size = geometry.sec_size
         self.zeroes = _filled(0, geometry.sec_size * MAX_VECTOR_LBAS)
         self.erased_oob = _filled(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
@@ -136,10 +136,10 @@ class Ocssd12Namespace:
         if refused:
             return refused
         table, spp, ss = self.blocks, self.geometry.sec_per_pg, self.lba_size
-        bad_pages: set[int] = set()   # list positions of pages in bad blocks
+        bad_pages: set[int] = set()   # list positions of pages whose block refuses them
         injected: dict[int, int] = {}  # plane block -> list position of its failed page
         for first, plane_block, page, _ in pages:
-            if self._failing(plane_block) or plane_block in injected:
+            if self._refuses_programs(plane_block) or plane_block in injected:
                 bad_pages.add(first)
             elif self.faults.write_fail and self.faults.write_fails(plane_block, page):
                 injected[plane_block] = first
@@ -164,7 +164,7 @@ class Ocssd12Namespace:
             if first in failed_pages:
                 failed |= ((1 << spp) - 1) << first
                 if injected.get(plane_block) == first:
-                    self.failing.add(plane_block)
+                    self.failed_program.add(plane_block)
                 continue
             if ms:
                 target = self.oob[start * ms:(start + spp) * ms]
@@ -177,8 +177,8 @@ class Ocssd12Namespace:
             return Status.OCSSD12_WRITE_FAIL | DNR, failed
         return Status.SUCCESS, 0
 
-    def _failing(self, plane_block: int) -> bool:
-        return plane_block in self.failing or self.blocks.unusable(plane_block)
+    def _refuses_programs(self, plane_block: int) -> bool:
+        return plane_block in self.failed_program or self.blocks.unusable(plane_block)
 
     def _pages(self, placed: list[Placed], planes: int
                ) -> tuple[list[tuple[int, int, int, int]], tuple[int, int] | None]:
@@ -196,7 +196,7 @@ class Ocssd12Namespace:
                     s != start + k or pb != plane_block for k, (pb, _, s) in enumerate(run)):
                 return [], (Status.INVALID_FIELD | DNR, bits)  # not one whole page
             if page != projected.get(plane_block, table.pages[plane_block]) \
-                    and not self._failing(plane_block):  # such blocks fail as media
+                    and not self._refuses_programs(plane_block):  # such blocks fail as media
                 return [], (Status.INVALID_FIELD | DNR, bits)  # programmed, or skips pages
             projected[plane_block] = page + 1
             pages.append((first, plane_block, page, start))
@@ -276,10 +276,10 @@ class Ocssd12Namespace:
             targets = range(block * pln, block * pln + pln) if planes > 1 else [plane_block]
             if any(table.unusable(t) for t in targets):
                 failed |= 1 << i
-            elif self.faults.reset_fails(block) or self.failing.intersection(targets):
+            elif self.faults.reset_fails(block) or self.failed_program.intersection(targets):
                 for t in targets:  # a failed erase retires the block
                     table.mark(t, BlockValue.GROWN)
-                    self.failing.discard(t)
+                    self.failed_program.discard(t)
                 failed |= 1 << i
             else:
                 for t in targets:
