@@ -119,6 +119,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     ocssd.add_argument("--reset-fail", type=Path, metavar="FILE",
                        help="inject reset failures (qemu-nvme lresetfail syntax; 1.2 erases: "
                        "ch= lun= blk= resetfail_prob=)")
+    ocssd.add_argument("--read-fail", type=Path, metavar="FILE",
+                       help="OCSSD 1.2: inject read failures (ch= lun= pln= blk= pg= "
+                       "status=ECC|HIGH_ECC readfail_prob=)")
     ocssd.add_argument("--fault-seed", type=int, default=0,
                        help="seed of the failure-probability draws (default 0)")
     p.add_argument("--verbose", action="store_true", help="debug logging")

@@ -37,6 +37,8 @@ class Faults:
 
     write_fail: dict[tuple[int, int], int] = field(default_factory=dict)  # (chunk, sec)
     reset_fail: dict[int, int] = field(default_factory=dict)              # chunk
+    # OCSSD 1.2 (--read-fail): (plane block, page) -> (status, probability)
+    read_fail: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     def write_fails(self, chunk: int, sec: int) -> bool:
@@ -44,6 +46,11 @@ class Faults:
 
     def reset_fails(self, chunk: int) -> bool:
         return self._hit(self.reset_fail.get(chunk, 0))
+
+    def read_fails(self, unit: int, page: int) -> int:
+        """The status of an injected read failure of that page, or 0."""
+        status, probability = self.read_fail.get((unit, page), (0, 0))
+        return status if self._hit(probability) else 0
 
     def _hit(self, probability: int) -> bool:
         # No draw for sectors without a failure: the sequence depends only on listed ones.

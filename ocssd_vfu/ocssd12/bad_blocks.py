@@ -4,6 +4,7 @@
     --bbt:         ch=C lun=L pln=P blk=B state=FACTORY|GROWN|DEVICE|HOST
     --write-fail:  ch=C lun=L pln=P blk=B pg=G writefail_prob=0..100
     --reset-fail:  ch=C lun=L blk=B resetfail_prob=0..100   (an erase of all planes)
+    --read-fail:   ch=C lun=L pln=P blk=B pg=G status=ECC|HIGH_ECC readfail_prob=0..100
 
 `--bad-block-frequency N` marks every Nth entry of the bad-block table (the
 plane blocks in table order: channel, LUN, block, plane) factory bad, the
@@ -17,8 +18,11 @@ from pathlib import Path
 from ocssd_vfu.ocssd.faults import FaultFileError, _choice, _lines, _number
 from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
 from ocssd_vfu.spec.ocssd12 import BlockValue
+from ocssd_vfu.spec.status import DNR, Status
 
 STATES = {value.name: int(value) for value in BlockValue if value != BlockValue.GOOD}
+# What Linux calls NVM_RSP_ERR_FAILECC (no data) and NVM_RSP_WARN_HIGHECC (data is good).
+READ_STATUSES = {"ECC": Status.UNRECOVERED_READ | DNR, "HIGH_ECC": Status.OCSSD12_HIGH_ECC | DNR}
 
 
 def _block(where: str, fields: dict[str, str], g: Ocssd12Geometry) -> int:
@@ -65,3 +69,14 @@ def parse_reset_fail(path: Path, g: Ocssd12Geometry) -> dict[int, int]:
     """block -> probability in percent."""
     return {_block(where, fields, g): _number(where, fields, "resetfail_prob", 101)
             for where, fields in _lines(path, ("ch", "lun", "blk", "resetfail_prob"))}
+
+
+def parse_read_fail(path: Path, g: Ocssd12Geometry) -> dict[tuple[int, int], tuple[int, int]]:
+    """(plane block, page) -> (status, probability in percent)."""
+    failures = {}
+    for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "pg", "status",
+                                       "readfail_prob")):
+        page = (_plane_block(where, fields, g), _number(where, fields, "pg", g.num_pg))
+        failures[page] = (_choice(where, fields, "status", READ_STATUSES),
+                          _number(where, fields, "readfail_prob", 101))
+    return failures

@@ -227,6 +227,10 @@ class Ocssd12Namespace:
                 runs.append((sector, 1))
         if empty:  # the kernel's chunk scan tells erased pages by this status
             return Status.OCSSD12_EMPTY_PAGE | DNR, empty
+        injected, bits = self._injected_read_failure(placed) if self.faults.read_fail \
+            else (0, 0)
+        if injected & ~DNR == Status.UNRECOVERED_READ:  # no data for an ECC failure
+            return injected, bits
         status, oob = self._transfer(memory, page_size, prp1, prp2,
                                      self._segments(self.data, self.lba_size, runs), mptr,
                                      len(ppas), to_guest=True)
@@ -237,7 +241,23 @@ class Ocssd12Namespace:
             for piece in self._segments(self.oob, ms, runs):
                 oob[at:at + len(piece)] = piece
                 at += len(piece)
-        return Status.SUCCESS, 0
+        return (injected, bits) if injected else (Status.SUCCESS, 0)
+
+    def _injected_read_failure(self, placed: list[Placed]) -> tuple[int, int]:
+        """(status, bitmap) of --read-fail pages among the PPAs: an ECC failure wins over
+        high ECC (data read, near its limit); (0, 0) if none."""
+        verdicts: dict[tuple[int, int], int] = {}
+        worst, bits = 0, 0
+        for i, (plane_block, page, _) in enumerate(placed):
+            unit = (plane_block, page)
+            if unit not in verdicts:  # one draw per page
+                verdicts[unit] = self.faults.read_fails(plane_block, page)
+            status = verdicts[unit]
+            if status:
+                bits |= 1 << i
+                if not worst or status & ~DNR == Status.UNRECOVERED_READ:
+                    worst = status
+        return worst, bits
 
     def read_linear(self, memory: GuestMemory, page_size: int, slba: int, nlb: int,
                     prp1: int, prp2: int) -> int:

@@ -55,6 +55,7 @@ class ServeOptions:
     chunk_state: Path | None = None
     write_fail: Path | None = None
     reset_fail: Path | None = None
+    read_fail: Path | None = None   # OCSSD 1.2 only
     fault_seed: int = 0
     sync_interval: float = 0.0
     trace: str | None = None       # a file, or "-" for stderr
@@ -88,6 +89,8 @@ def _plain(options: ServeOptions) -> Assembled:
 
 
 def _ocssd(options: ServeOptions) -> Assembled:
+    if options.read_fail:
+        raise ImageError("--read-fail is for OCSSD 1.2 images")
     image = OcssdImage(options.image, volatile=options.volatile)
     try:
         geometry = image.description.geometry
@@ -133,6 +136,8 @@ def _ocssd12(options: ServeOptions) -> Assembled:
             faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry)
         if options.reset_fail:
             faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry)
+        if options.read_fail:
+            faults.read_fail = bad_blocks.parse_read_fail(options.read_fail, geometry)
         namespaces: dict[int, Namespace] = {}
         for layout in image.description.layouts():
             ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
@@ -164,8 +169,9 @@ def assemble(options: ServeOptions) -> Assembled:
                          "one with `ocssd-vfu image create`")
     if options.mode != "nvme" and ocssd:
         return _ocssd12(options) if spec_version(options.image) == SPEC_12 else _ocssd(options)
-    if options.chunk_state or options.write_fail or options.reset_fail:
-        raise ImageError("--chunk-state, --write-fail and --reset-fail need an OCSSD image")
+    if options.chunk_state or options.write_fail or options.reset_fail or options.read_fail:
+        raise ImageError("--chunk-state, --write-fail, --reset-fail and --read-fail need an "
+                         "OCSSD image")
     return _plain(options)
 
 

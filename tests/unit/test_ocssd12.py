@@ -357,6 +357,18 @@ def test_injected_erase_failure_retires_the_block() -> None:
     assert dev.get_bad_blocks(1, 1)[1][64:68] == bytes([2, 2, 0, 0])
 
 
+def test_injected_read_failures_give_ecc_failure_and_high_ecc() -> None:
+    # ch0 lun0 blk8 page 0: plane 0 (plane block 16) ECC failure, plane 1 high ECC
+    dev = Device(faults=Faults(read_fail={(16, 0): (0x4281, 100), (17, 0): (0x4700, 100)}))
+    assert dev.write(page(0, 0, 8, 0, (0, 1)), mode=DUAL) == (0, 0)
+    status, bitmap, data, _ = dev.read(page(0, 0, 8, 0, (1,)))
+    assert (status, bitmap, data) == (0x4700, 0b11, sectors(0x42, 0x43))  # data is good
+    status, bitmap, data, _ = dev.read(page(0, 0, 8, 0, (0,)))
+    assert (status, bitmap, data) == (0x4281, 0b11, b"\xaa" * 8192)       # no data
+    assert dev.read(page(0, 0, 8, 0, (0, 1)))[:2] == (0x4281, 0b1111)
+    assert dev.read(page(0, 0, 7, 0))[:2] == (EMPTY_PAGE, 0b11)           # erased first
+
+
 def test_trace_decodes_ppas_as_ch_lun_blk_pl_pg_sec() -> None:
     dev = Device()
     out = io.StringIO()

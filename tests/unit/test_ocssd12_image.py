@@ -23,6 +23,7 @@ from ocssd_vfu.ocssd.faults import FaultFileError
 from ocssd_vfu.ocssd12.bad_blocks import (
     generated_bad_blocks,
     parse_bad_blocks,
+    parse_read_fail,
     parse_reset_fail,
     parse_write_fail,
 )
@@ -143,6 +144,14 @@ def test_fault_files_of_a_12_device(tmp_path: Path) -> None:
     rf.write_text("ch=0 lun=1 blk=11 resetfail_prob=50\n")
     assert parse_write_fail(wf, G) == {(((1 * 2 + 0) * 12 + 3) * 2 + 1, 2): 100}
     assert parse_reset_fail(rf, G) == {(0 * 2 + 1) * 12 + 11: 50}
+    rd = tmp_path / "rd"
+    rd.write_text("ch=0 lun=0 pln=1 blk=0 pg=3 status=HIGH_ECC readfail_prob=30\n"
+                  "ch=0 lun=0 pln=0 blk=1 pg=0 status=ECC readfail_prob=100\n")
+    assert parse_read_fail(rd, G) == {(1, 3): (0x4700, 30), (2, 0): (0x4281, 100)}
+    rd.write_text("ch=0 lun=0 pln=1 blk=0 pg=3 status=CRC readfail_prob=30\n")
+    with pytest.raises(FaultFileError, match="rd:1: status='CRC': expected one of ECC, "
+                                             "HIGH_ECC"):
+        parse_read_fail(rd, G)
     wf.write_text("ch=1 lun=0 pln=1 blk=3 pg=4 writefail_prob=100\n")
     with pytest.raises(FaultFileError, match=r"wf:1: pg=4 out of range \(0..3\)"):
         parse_write_fail(wf, G)
