@@ -35,8 +35,9 @@ class FaultFileError(ValueError):
 class Faults:
     """Injected media failures (--write-fail, --reset-fail): probability in percent."""
 
-    write_fail: dict[tuple[int, int], int] = field(default_factory=dict)  # (chunk, sec)
-    reset_fail: dict[int, int] = field(default_factory=dict)              # chunk
+    # 2.0: (chunk, sector) and chunk; 1.2: (plane block, page) and block
+    write_fail: dict[tuple[int, int], int] = field(default_factory=dict)
+    reset_fail: dict[int, int] = field(default_factory=dict)
     # OCSSD 1.2 (--read-fail): (plane block, page) -> (status, probability)
     read_fail: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(0))

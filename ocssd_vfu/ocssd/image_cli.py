@@ -38,32 +38,32 @@ def _create(args: argparse.Namespace) -> int:
         return 1
     values = {name: getattr(args, name) for name in given & FIELDS[spec]}
     try:
-        if spec == "1.2":
-            geometry12 = Ocssd12Geometry(**values)
-            _warn(geometry12.pblk_warnings())
-            table = _bad_block_table(args, geometry12)
-            ocssd12_image.create_image(args.path, geometry12, table, args.num_ns,
-                                       overwrite=args.force)
-        else:
-            geometry = OcssdGeometry(**values)
-            _warn(geometry.pblk_warnings())
-            create_image(args.path, geometry, args.num_ns, overwrite=args.force)
+        summary = _create_12(args, values) if spec == "1.2" else _create_20(args, values)
     except (GeometryError, ImageError, FaultFileError) as exc:
         print(f"ocssd-vfu image create: {exc}", file=sys.stderr)
         return 1
-    if spec == "1.2":
-        g12 = geometry12
-        print(f"{args.path}: OCSSD 1.2, {args.num_ns} namespace(s) of {g12.num_ch} channels x "
-              f"{g12.num_lun} LUNs x {g12.num_blk} blocks x {g12.num_pg} pages x "
-              f"{g12.num_pln} planes x {g12.sec_per_pg} sectors "
-              f"({g12.sectors * g12.sec_size / (1 << 30):.2f} GiB each), "
-              f"{sum(1 for value in table if value)} bad plane blocks")
-    else:
-        g = geometry
-        print(f"{args.path}: OCSSD 2.0, {args.num_ns} namespace(s) of {g.num_grp} groups x "
-              f"{g.num_pu} PUs x {g.num_chk} chunks x {g.num_sec} sectors "
-              f"({g.sectors * g.sec_size / (1 << 30):.2f} GiB each)")
+    print(f"{args.path}: {summary}")
     return 0
+
+
+def _create_20(args: argparse.Namespace, values: dict[str, int]) -> str:
+    g = OcssdGeometry(**values)
+    _warn(g.pblk_warnings())
+    create_image(args.path, g, args.num_ns, overwrite=args.force)
+    return (f"OCSSD 2.0, {args.num_ns} namespace(s) of {g.num_grp} groups x {g.num_pu} PUs x "
+            f"{g.num_chk} chunks x {g.num_sec} sectors "
+            f"({g.sectors * g.sec_size / (1 << 30):.2f} GiB each)")
+
+
+def _create_12(args: argparse.Namespace, values: dict[str, int]) -> str:
+    g = Ocssd12Geometry(**values)
+    _warn(g.pblk_warnings())
+    table = _bad_block_table(args, g)
+    ocssd12_image.create_image(args.path, g, table, args.num_ns, overwrite=args.force)
+    return (f"OCSSD 1.2, {args.num_ns} namespace(s) of {g.num_ch} channels x {g.num_lun} LUNs "
+            f"x {g.num_blk} blocks x {g.num_pg} pages x {g.num_pln} planes x {g.sec_per_pg} "
+            f"sectors ({g.sectors * g.sec_size / (1 << 30):.2f} GiB each), "
+            f"{sum(1 for value in table if value)} bad plane blocks")
 
 
 def _warn(warnings: list[str]) -> None:

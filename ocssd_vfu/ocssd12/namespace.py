@@ -36,8 +36,10 @@ from ocssd_vfu.spec.ocssd12 import (
     MPOS_ERASE_SHIFT,
     MPOS_PROGRAM_SHIFT,
     MPOS_READ_SHIFT,
+    PLANES_OF_MODE,
     BadBlockTableHeader,
     BlockValue,
+    PlaneMode,
 )
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -83,12 +85,13 @@ class Ocssd12Namespace:
     # -- addressing -------------------------------------------------------------------------
     def planes(self, control: int, mpos_shift: int) -> int | None:
         """Planes a command drives, or None if the device does not offer its plane mode."""
-        mode = control & CONTROL_PLANE_MASK
-        if mode == 0:
-            return 1
-        if mode == CONTROL_PLANE_MASK or not self.geometry.mpos >> mpos_shift & 1 << mode:
+        try:
+            mode = PlaneMode(control & CONTROL_PLANE_MASK)
+        except ValueError:
             return None
-        return 1 << mode
+        if mode != PlaneMode.SINGLE and not self.geometry.mpos >> mpos_shift & 1 << mode:
+            return None  # MPOS bit i: the mode of value i (dual 1, quad 2)
+        return PLANES_OF_MODE[mode]
 
     def _place(self, ppas: list[int]) -> tuple[list[Placed], int]:
         """Each PPA's plane block, page and sector index; or, if some PPAs are outside the

@@ -15,7 +15,6 @@ import struct
 from construct import Const, Int8ul, Int16ul, Int32ul, Padding, Struct
 
 IDENTITY_SIZE = 4096
-BBT_HEADER_SIZE = 64
 BBT_MAGIC = b"BBLT"
 BBT_VERSION = 1
 
@@ -46,10 +45,8 @@ PLANES_OF_MODE = {PlaneMode.SINGLE: 1, PlaneMode.DUAL: 2, PlaneMode.QUAD: 4}
 MPOS_OF_PLANES = {1: 0x010101, 2: 0x020202, 4: 0x040404}
 MPOS_READ_SHIFT, MPOS_PROGRAM_SHIFT, MPOS_ERASE_SHIFT = 0, 8, 16
 CAP_BAD_BLOCK_TABLE = 1 << 0
-
-# CDW12[31:16] bits this device acts on or accepts (scramble, suspend, SLC are hints).
+# The control word's other bits (0x80 suspend, 0x100 SLC mode, 0x200 scramble) are hints.
 CONTROL_PLANE_MASK = 0x3
-CONTROL_KNOWN = CONTROL_PLANE_MASK | 0x80 | 0x100 | 0x200
 
 PpaFormat = Struct(
     "ch_offset" / Int8ul, "ch_len" / Int8ul,          # 12

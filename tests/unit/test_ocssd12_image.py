@@ -248,3 +248,18 @@ def test_serve_assembles_a_12_device_and_refuses_chunk_state(ocssd_vfu: RunCli,
                      "--write-fail", str(bad))
     assert done.status == 1 and f"{bad}:1: blk=12 out of range (0..11)" in done.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_volatile_12_image_leaves_the_file_untouched_and_namespaces_are_apart(
+        ocssd_vfu: RunCli, tmp_path: Path) -> None:
+    path = _create(ocssd_vfu, tmp_path / "two.img", "--num-ns", "2")
+    assert path.stat().st_size == 4096 + 2 * 3_170_304
+    before = path.read_bytes()
+    image = Ocssd12Image(path, volatile=True)
+    first, second = (Ocssd12Namespace(layout.index + 1, image.description.geometry,
+                                      *image.namespace_views(layout))
+                     for layout in image.description.layouts())
+    assert first.set_bad_blocks([0], 2) == (0, 0)
+    assert first.bad_block_table(0)[64] == 2 and second.bad_block_table(0)[64] == 0
+    image.close()
+    assert path.read_bytes() == before
