@@ -90,8 +90,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--image", type=Path, required=True,
                    help="an OCSSD image (`ocssd-vfu image create`) or any raw file")
     p.add_argument("--mode", choices=["auto", "nvme", "ocssd"], default="auto",
-                   help="auto (default): an LNVM image is served as an OCSSD 2.0 device, any "
-                   "other file as a plain NVMe namespace; nvme/ocssd insist on one")
+                   help="auto (default): an LNVM image is served as an OCSSD device (2.0 or "
+                   "1.2, as the image says), any other file as a plain NVMe namespace; "
+                   "nvme/ocssd insist on one")
     p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
                    help="logical block size of a plain namespace (default 4096)")
     p.add_argument("--md-size", type=int, default=0, metavar="N",
@@ -127,9 +128,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     ocssd.add_argument("--chunk-state", type=Path, metavar="FILE",
                        help="impose chunk states at start (qemu-nvme lchunkstate syntax)")
     ocssd.add_argument("--write-fail", type=Path, metavar="FILE",
-                       help="inject write failures (qemu-nvme lwritefail syntax)")
+                       help="inject write failures (qemu-nvme lwritefail syntax; 1.2: "
+                       "ch= lun= pln= blk= pg= writefail_prob=)")
     ocssd.add_argument("--reset-fail", type=Path, metavar="FILE",
-                       help="inject reset failures (qemu-nvme lresetfail syntax)")
+                       help="inject reset failures (qemu-nvme lresetfail syntax; 1.2 erases: "
+                       "ch= lun= blk= resetfail_prob=)")
+    ocssd.add_argument("--read-fail", type=Path, metavar="FILE",
+                       help="OCSSD 1.2: inject read failures (ch= lun= pln= blk= pg= "
+                       "status=ECC|HIGH_ECC readfail_prob=)")
     ocssd.add_argument("--fault-seed", type=int, default=0,
                        help="seed of the failure-probability draws (default 0)")
     p.add_argument("--verbose", action="store_true", help="debug logging")

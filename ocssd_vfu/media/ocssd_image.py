@@ -20,6 +20,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from construct import ConstructError
 
@@ -152,7 +153,8 @@ def is_ocssd_image(path: Path) -> bool:
         return False
 
 
-def describe(fd: int, path: Path) -> ImageDescription:
+def read_header(fd: int, path: Path) -> tuple[Any, int]:
+    """The image header, checked (both 2.0 and 1.2 images have it), and the file's size."""
     size = os.fstat(fd).st_size
     raw = os.pread(fd, IMAGE_HEADER_SIZE, 0)
     if len(raw) < IMAGE_HEADER_SIZE:
@@ -173,6 +175,12 @@ def describe(fd: int, path: Path) -> ImageDescription:
     sec_size = header.sector_size
     if sec_size < 512 or sec_size & (sec_size - 1) or sec_size > 1 << 16:
         raise ImageError(f"{path}: sector_size {sec_size}: must be a power of two, 512..65536")
+    return header, size
+
+
+def describe(fd: int, path: Path) -> ImageDescription:
+    header, size = read_header(fd, path)
+    sec_size = header.sector_size
     geometries = []
     for index in range(header.num_namespaces):
         offset = sec_size + index * header.ns_size
@@ -197,50 +205,43 @@ def describe(fd: int, path: Path) -> ImageDescription:
     return description
 
 
-class OcssdImage:
-    """An OCSSD image mapped for serving: MAP_SHARED, or in RAM only (`volatile`).
+class MappedImage:
+    """An image file mapped for serving: MAP_SHARED, or in RAM only (`volatile`).
 
     The volatile copy is an anonymous mapping filled from the file's allocated
     extents only, so even a sparse 15 GiB image loads in moments and the file
-    is never written.
+    is never written. Takes over `fd` (closed on failure and by `close`).
     """
 
-    def __init__(self, path: Path, volatile: bool = False) -> None:
+    def __init__(self, path: Path, fd: int, full_size: int, file_size: int,
+                 volatile: bool) -> None:
         self.path = path
         self.volatile = volatile
-        self.fd = open_locked(path, os.O_RDONLY if volatile else os.O_RDWR)
+        self.fd = fd
         try:
-            self.description = describe(self.fd, path)
-            self.map = self._map()
+            self.map = self._map(full_size, file_size)
         except BaseException:
             os.close(self.fd)
             raise
         self.view = memoryview(self.map)
         self._handed_out: list[memoryview] = []
 
-    def _map(self) -> mmap.mmap:
-        size = self.description.full_size
+    def _map(self, size: int, file_size: int) -> mmap.mmap:
         if self.volatile:
             memory = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            _load_extents(self.fd, memory, min(size, self.description.file_size))
+            _load_extents(self.fd, memory, min(size, file_size))
             return memory
-        if self.description.file_size < size:
+        if file_size < size:
             log.info("image %s: extending %d -> %d bytes (qemu-img leaves the end of the "
-                     "last OOB area out of the file)", self.path, self.description.file_size,
-                     size)
+                     "last OOB area out of the file)", self.path, file_size, size)
             os.ftruncate(self.fd, size)
         return mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
-    def namespace_views(self, layout: NamespaceLayout) -> tuple[memoryview, memoryview,
-                                                                 memoryview]:
-        """(chunk log, data, OOB) views of one namespace."""
-        g = layout.geometry
-        descriptors = g.chunks * CHUNK_DESCRIPTOR_SIZE
-        chunk_log = self.view[layout.log_offset:layout.log_offset + descriptors]
-        data = self.view[layout.data_offset:layout.data_offset + g.sectors * g.sec_size]
-        oob = self.view[layout.md_offset:layout.md_offset + g.sectors * g.md_size]
-        self._handed_out += (chunk_log, data, oob)
-        return chunk_log, data, oob
+    def area(self, offset: int, size: int) -> memoryview:
+        """A view of [offset, offset + size), released when the image closes."""
+        view = self.view[offset:offset + size]
+        self._handed_out.append(view)
+        return view
 
     def sync(self) -> None:
         """Make every write so far durable (runs in a worker thread)."""
@@ -256,6 +257,28 @@ class OcssdImage:
         with contextlib.suppress(BufferError):  # a view still held elsewhere: unmapped at exit
             self.map.close()
         os.close(self.fd)
+
+
+class OcssdImage(MappedImage):
+    """A qemu-nvme OCSSD 2.0 image mapped for serving."""
+
+    def __init__(self, path: Path, volatile: bool = False) -> None:
+        fd = open_locked(path, os.O_RDONLY if volatile else os.O_RDWR)
+        try:
+            self.description = describe(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        super().__init__(path, fd, self.description.full_size, self.description.file_size,
+                         volatile)
+
+    def namespace_views(self, layout: NamespaceLayout) -> tuple[memoryview, memoryview,
+                                                                 memoryview]:
+        """(chunk log, data, OOB) views of one namespace."""
+        g = layout.geometry
+        return (self.area(layout.log_offset, g.chunks * CHUNK_DESCRIPTOR_SIZE),
+                self.area(layout.data_offset, g.sectors * g.sec_size),
+                self.area(layout.md_offset, g.sectors * g.md_size))
 
 
 def _load_extents(fd: int, memory: mmap.mmap, size: int) -> None:

@@ -18,7 +18,9 @@ from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fa
 from ocssd_vfu.nvme.memory import DmaError, TransferError
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.ocssd.commands import vector_lbas
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import (
     CQE_SIZE,
     IDENTIFY_SIZE,
@@ -283,12 +285,37 @@ def chunk_information(ctrl: Controller, cmd: Command, offset: int, length: int) 
     return to_host(ctrl, cmd, bytes(log[offset:offset + length]))
 
 
+OCSSD_NAMESPACES = (OcssdNamespace, Ocssd12Namespace)
+
+
 def geometry(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD admin E2h: the namespace's Geometry page."""
+    """OCSSD admin E2h: the namespace's Geometry (2.0) or Identity (1.2) page."""
     ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, OcssdNamespace):
+    if not isinstance(ns, OCSSD_NAMESPACES):
         return fail(Status.INVALID_NAMESPACE)
     return to_host(ctrl, cmd, ns.geometry_page())
+
+
+def get_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
+    """OCSSD 1.2 admin F2h: the bad-block table of the LUN that the PPA in CDW10-11 names."""
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if not isinstance(ns, Ocssd12Namespace):
+        return fail(Status.INVALID_NAMESPACE)
+    table = ns.bad_block_table(cmd.cdw10 | cmd.cdw11 << 32)
+    if table is None:
+        return fail(Status.INVALID_FIELD)
+    return to_host(ctrl, cmd, table)
+
+
+def set_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
+    """OCSSD 1.2 admin F1h: a PPA (or list, as in vector commands) and CDW12[23:16] the value."""
+    ns = ctrl.namespaces.get(cmd.nsid)
+    if not isinstance(ns, Ocssd12Namespace):
+        return fail(Status.INVALID_NAMESPACE)
+    ppas = vector_lbas(ctrl, cmd)
+    if isinstance(ppas, int):
+        return (ppas, 0)
+    return ns.set_bad_blocks(ppas, (cmd.cdw12 >> 16) & 0xFF)
 
 
 # -- The rest -----------------------------------------------------------------------------
@@ -307,7 +334,7 @@ def _always(ctrl: Controller) -> bool:
     return True
 
 
-def _with(kind: type) -> Callable[[Controller], bool]:
+def _with(kind: type | tuple[type, ...]) -> Callable[[Controller], bool]:
     """Offered by a controller with a namespace of `kind`."""
     return lambda ctrl: any(isinstance(ns, kind) for ns in ctrl.namespaces.values())
 
@@ -336,7 +363,12 @@ ADMIN_COMMANDS: dict[int, AdminCommand] = {
     AdminOpcode.DOORBELL_BUFFER_CONFIG: AdminCommand(
         doorbells.doorbell_buffer_config, ADMIN,
         offered=lambda ctrl: ctrl.config.shadow_doorbells),
-    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN, offered=_with(OcssdNamespace)),
+    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN,
+                                             offered=_with(OCSSD_NAMESPACES)),
+    AdminOpcode.OCSSD_GET_BAD_BLOCKS: AdminCommand(get_bad_blocks, ADMIN,
+                                                   offered=_with(Ocssd12Namespace)),
+    AdminOpcode.OCSSD_SET_BAD_BLOCKS: AdminCommand(set_bad_blocks, ADMIN,
+                                                   offered=_with(Ocssd12Namespace)),
 }
 
 

@@ -36,6 +36,7 @@ from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import Register
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
-Namespace = PlainNamespace | OcssdNamespace
+Namespace = PlainNamespace | OcssdNamespace | Ocssd12Namespace
 
 
 @dataclass

@@ -26,6 +26,8 @@ from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd import commands as ocssd
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12 import commands as ocssd12
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, CommandEffects, IoOpcode
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -212,6 +214,12 @@ IO_COMMANDS: dict[type, dict[int, IoCommand]] = {
         IoOpcode.VECTOR_CHUNK_RESET: IoCommand(ocssd.vector_reset, CHANGES),
         IoOpcode.VECTOR_CHUNK_WRITE: IoCommand(ocssd.vector_write, CHANGES, HOST_WRITE),
         IoOpcode.VECTOR_CHUNK_READ: IoCommand(ocssd.vector_read, READS, HOST_READ),
+    },
+    Ocssd12Namespace: {  # 1.2 physical page erase, write and read share 2.0's opcodes
+        IoOpcode.READ: IoCommand(ocssd12.scalar_read, READS, HOST_READ),
+        IoOpcode.VECTOR_CHUNK_RESET: IoCommand(ocssd12.erase, CHANGES),
+        IoOpcode.VECTOR_CHUNK_WRITE: IoCommand(ocssd12.write, CHANGES, HOST_WRITE),
+        IoOpcode.VECTOR_CHUNK_READ: IoCommand(ocssd12.read, READS, HOST_READ),
     },
 }
 

@@ -1,6 +1,7 @@
 """`serve --trace`: one line per command, qemu-ox debug mode style (ocssd-spec §10):
-queue, cid, opcode name, LBAs (OCSSD ones decoded as grp/pu/chk/sec), PRPs and
-the completion status; `--trace-format json` gives one JSON object per line.
+queue, cid, opcode name, LBAs (OCSSD 2.0 ones decoded as grp/pu/chk/sec, 1.2 PPAs
+as ch/lun/blk/pl/pg/sec), PRPs and the completion status; `--trace-format json`
+gives one JSON object per line.
 
 Only built when asked for; the controller calls it after each command runs.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from ocssd_vfu.nvme.command import DEFERRED, Command
 from ocssd_vfu.ocssd.commands import vector_lbas
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import AdminOpcode, IoOpcode
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -51,7 +53,7 @@ def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
             "sq": qid, "cid": cmd.cid, "opcode": opcode_name(qid == 0, cmd.opc),
             "opc": cmd.opc, "nsid": cmd.nsid}
         ns = ctrl.namespaces.get(cmd.nsid)
-        if qid and cmd.opc in VECTOR_OPCODES and isinstance(ns, OcssdNamespace):
+        if qid and cmd.opc in VECTOR_OPCODES and isinstance(ns, (OcssdNamespace, Ocssd12Namespace)):
             lbas = vector_lbas(ctrl, cmd)
             if not isinstance(lbas, int):  # else the command failed on its list too
                 record["lbas"] = [ns.address.unpack(lba)._asdict() for lba in lbas]
@@ -82,12 +84,14 @@ def _text(record: dict[str, object]) -> str:
 
 
 def _runs(lbas: list[dict[str, int]]) -> list[str]:
-    """grp/pu/chk/sec, with consecutive sectors of one chunk shown as a range."""
+    """Address fields joined by "/", with consecutive sectors (the last field) of one
+    chunk or page shown as a range."""
     runs: list[list[int]] = []
     for a in lbas:
-        key = [a["grp"], a["pu"], a["chk"], a["sec"], a["sec"]]
-        if runs and runs[-1][:3] == key[:3] and runs[-1][4] + 1 == a["sec"]:
-            runs[-1][4] = a["sec"]
+        key = [*a.values(), list(a.values())[-1]]
+        if runs and runs[-1][:-2] == key[:-2] and runs[-1][-1] + 1 == key[-1]:
+            runs[-1][-1] = key[-1]
         else:
             runs.append(key)
-    return [f"{g}/{p}/{c}/{s}" + (f"-{e}" if e != s else "") for g, p, c, s, e in runs]
+    return ["/".join(map(str, run[:-1])) + (f"-{run[-1]}" if run[-1] != run[-2] else "")
+            for run in runs]

@@ -15,6 +15,7 @@ from typing import TextIO
 
 import trio
 
+from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
@@ -29,6 +30,8 @@ from ocssd_vfu.ocssd.faults import (
     parse_write_fail,
 )
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12 import bad_blocks
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
 from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
 
@@ -55,6 +58,7 @@ class ServeOptions:
     chunk_state: Path | None = None
     write_fail: Path | None = None
     reset_fail: Path | None = None
+    read_fail: Path | None = None   # OCSSD 1.2 only
     fault_seed: int = 0
     sync_interval: float = 0.0
     trace: str | None = None       # a file, or "-" for stderr
@@ -103,6 +107,8 @@ def _plain(options: ServeOptions) -> Assembled:
 
 
 def _ocssd(options: ServeOptions) -> Assembled:
+    if options.read_fail:
+        raise ImageError("--read-fail is for OCSSD 1.2 images")
     image = OcssdImage(options.image, volatile=options.volatile)
     try:
         geometry = image.description.geometry
@@ -136,6 +142,41 @@ def _ocssd(options: ServeOptions) -> Assembled:
                      f"{g.sec_size}+{g.md_size} bytes")
 
 
+def _ocssd12(options: ServeOptions) -> Assembled:
+    if options.chunk_state:
+        raise ImageError("--chunk-state is for OCSSD 2.0 images (a 1.2 image's bad blocks "
+                         "are set at creation with --bbt, or by the host with Set Bad Block "
+                         "Table)")
+    image = Ocssd12Image(options.image, volatile=options.volatile)
+    try:
+        geometry = image.description.geometry
+        faults = Faults(rng=random.Random(options.fault_seed))
+        if options.write_fail:
+            faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry)
+        if options.reset_fail:
+            faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry)
+        if options.read_fail:
+            faults.read_fail = bad_blocks.parse_read_fail(options.read_fail, geometry)
+        namespaces: dict[int, Namespace] = {}
+        for layout in image.description.layouts():
+            ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
+                                  faults=faults)
+            namespaces[ns.nsid] = ns
+    except FaultFileError:
+        image.close()
+        raise
+    config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
+                              serial=_serial(options), model="ocssd_vfu OCSSD 1.2 Ctrl",
+                              firmware="1.2")
+    g = geometry
+    kind = "volatile (RAM) " if options.volatile else ""
+    return Assembled(namespaces, config, OCSSD_ID, image.sync, image.close,
+                     f"{kind}OCSSD 1.2, {len(namespaces)} namespace(s) of {g.num_ch} channels x "
+                     f"{g.num_lun} LUNs x {g.num_blk} blocks x {g.num_pg} pages x "
+                     f"{g.num_pln} planes x {g.sec_per_pg} sectors of "
+                     f"{g.sec_size}+{g.md_size} bytes")
+
+
 def _serial(options: ServeOptions) -> str:
     return options.serial or default_serial(options.image)
 
@@ -149,9 +190,10 @@ def assemble(options: ServeOptions) -> Assembled:
         if options.md_size or options.extended_lba:
             raise ImageError("--md-size and --extended-lba are for plain namespaces: an OCSSD "
                              "image's geometry sets its metadata size")
-        return _ocssd(options)
-    if options.chunk_state or options.write_fail or options.reset_fail:
-        raise ImageError("--chunk-state, --write-fail and --reset-fail need an OCSSD image")
+        return _ocssd12(options) if spec_version(options.image) == SPEC_12 else _ocssd(options)
+    if options.chunk_state or options.write_fail or options.reset_fail or options.read_fail:
+        raise ImageError("--chunk-state, --write-fail, --reset-fail and --read-fail need an "
+                         "OCSSD image")
     return _plain(options)
 
 

@@ -1,0 +1,82 @@
+"""Test files and generated bad blocks of a 1.2 device, in the 2.0 files' style
+(ocssd/faults.py: every key required, # comments, errors as FILE:LINE: reason):
+
+    --bbt:         ch=C lun=L pln=P blk=B state=FACTORY|GROWN|DEVICE|HOST
+    --write-fail:  ch=C lun=L pln=P blk=B pg=G writefail_prob=0..100
+    --reset-fail:  ch=C lun=L blk=B resetfail_prob=0..100   (an erase of all planes)
+    --read-fail:   ch=C lun=L pln=P blk=B pg=G status=ECC|HIGH_ECC readfail_prob=0..100
+
+`--bad-block-frequency N` marks every Nth entry of the bad-block table (the
+plane blocks in table order: channel, LUN, block, plane) factory bad, the
+first being entry N-1: deterministic, and spread over every LUN and plane.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ocssd_vfu.ocssd.faults import FaultFileError, _choice, _lines, _number
+from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
+from ocssd_vfu.spec.ocssd12 import BlockValue
+from ocssd_vfu.spec.status import DNR, Status
+
+STATES = {value.name: int(value) for value in BlockValue if value != BlockValue.GOOD}
+# What Linux calls NVM_RSP_ERR_FAILECC (no data) and NVM_RSP_WARN_HIGHECC (data is good).
+READ_STATUSES = {"ECC": Status.UNRECOVERED_READ | DNR, "HIGH_ECC": Status.OCSSD12_HIGH_ECC | DNR}
+
+
+def _block(where: str, fields: dict[str, str], g: Ocssd12Geometry) -> int:
+    ch = _number(where, fields, "ch", g.num_ch)
+    lun = _number(where, fields, "lun", g.num_lun)
+    return g.block_index(ch, lun, _number(where, fields, "blk", g.num_blk))
+
+
+def _plane_block(where: str, fields: dict[str, str], g: Ocssd12Geometry) -> int:
+    block = _block(where, fields, g)
+    return block * g.num_pln + _number(where, fields, "pln", g.num_pln)
+
+
+def parse_bad_blocks(path: Path, g: Ocssd12Geometry) -> dict[int, int]:
+    """plane block -> value."""
+    return {_plane_block(where, fields, g): _choice(where, fields, "state", STATES)
+            for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "state"))}
+
+
+def generated_bad_blocks(g: Ocssd12Geometry, frequency: int) -> dict[int, int]:
+    if frequency < 1:
+        raise FaultFileError(f"--bad-block-frequency {frequency}: must be at least 1")
+    return {index: int(BlockValue.FACTORY)
+            for index in range(frequency - 1, g.plane_blocks, frequency)}
+
+
+def bad_block_table(g: Ocssd12Geometry, marked: dict[int, int]) -> bytes:
+    table = bytearray(g.plane_blocks)
+    for plane_block, value in marked.items():
+        table[plane_block] = value
+    return bytes(table)
+
+
+def parse_write_fail(path: Path, g: Ocssd12Geometry) -> dict[tuple[int, int], int]:
+    """(plane block, page) -> probability in percent."""
+    failures = {}
+    for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "pg", "writefail_prob")):
+        page = (_plane_block(where, fields, g), _number(where, fields, "pg", g.num_pg))
+        failures[page] = _number(where, fields, "writefail_prob", 101)
+    return failures
+
+
+def parse_reset_fail(path: Path, g: Ocssd12Geometry) -> dict[int, int]:
+    """block -> probability in percent."""
+    return {_block(where, fields, g): _number(where, fields, "resetfail_prob", 101)
+            for where, fields in _lines(path, ("ch", "lun", "blk", "resetfail_prob"))}
+
+
+def parse_read_fail(path: Path, g: Ocssd12Geometry) -> dict[tuple[int, int], tuple[int, int]]:
+    """(plane block, page) -> (status, probability in percent)."""
+    failures = {}
+    for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "pg", "status",
+                                       "readfail_prob")):
+        page = (_plane_block(where, fields, g), _number(where, fields, "pg", g.num_pg))
+        failures[page] = (_choice(where, fields, "status", READ_STATUSES),
+                          _number(where, fields, "readfail_prob", 101))
+    return failures
