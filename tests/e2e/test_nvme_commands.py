@@ -122,7 +122,7 @@ def test_nvm_commands_format_and_logs_across_a_restart(ocssd_vfu: RunCli,
     assert re.search(r"^lbaf  1 : ms:8\s+lbads:9 ", first, re.M)
     assert re.search(r"^lbaf  6 : ms:16\s+lbads:12 .*\(in use\)", first, re.M)
     assert re.search(r"^oncs\s+: 0x1f$", first, re.M)
-    assert re.search(r"^oacs\s+: 0x2$", first, re.M)
+    assert re.search(r"^oacs\s+: 0x102$", first, re.M)  # Format, Doorbell Buffer Config
     assert re.search(r"^lpa\s+: 0x6$", first, re.M)
     for line in (r"ACS128\s+\[Format NVM\s+\] 00020007", r"IOCS1\s+\[Write\s+\] 00000003",
                  r"IOCS5\s+\[Compare\s+\] 00000001", r"IOCS8\s+\[Write Zeroes\s+\] 00000003",

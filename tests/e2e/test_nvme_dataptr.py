@@ -59,7 +59,7 @@ def test_sgls_and_shadow_doorbells_across_reboots_and_resets(ocssd_vfu: RunCli,
               + MARKER + FIO_VERIFY)
     done = guest_on_image(ocssd_vfu, _raw(tmp_path), script, "--boots", "3",
                           f"--serve-arg=--trace={trace}", timeout="400")
-    assert re.search(r"^oacs\s+: 0x100$", done.stdout, re.M)     # Doorbell Buffer Config
+    assert re.search(r"^oacs\s+: 0x102$", done.stdout, re.M)     # + Format NVM
     assert re.search(r"^sgls\s+: 0xb0001$", done.stdout, re.M)
     assert all(f"reset {i} done" in done.stdout for i in (1, 2, 3))
     assert "timeout, aborting" not in done.stdout  # no I/O lost in the resets
