@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench lint clean clean-cache
+.PHONY: setup demo test unit e2e bench lint fuzz soak clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ unit: setup
 
 e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The long campaigns (issue 7): the controller fuzzer, then SIGKILLs and reboots in guests.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(PY) -m tests.fuzz.campaign --seconds $(FUZZ_SECONDS)
 
 bench: setup
 	$(PY) -m ocssd_vfu.bench
