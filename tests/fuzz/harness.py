@@ -92,7 +92,9 @@ class Target:
                                interrupt=lambda vector: None)
         self.ctrl.tracer = self._after_command
         self.dulbe = False
-        self.before: dict[int, bytes] = {}
+        self.copies = {start: bytearray(len(buffer.view)) for start, buffer in
+                       self.buffers.items()}
+        self.copies[B] = self.buffers[B].view  # type: ignore[assignment]
         self.traced: dict[tuple[int, int], int] = {}  # (sqid, cid) -> status, this batch
         self.dirty = True  # the host's queues need setting up
         self.tails = {0: 0, 1: 0}
@@ -102,15 +104,21 @@ class Target:
 
     # -- guest memory as the model reads it ---------------------------------------------
     def _snapshot(self) -> None:
-        self.before = {start: bytes(self.buffers[start].view)
-                       for start, on in self.mapped.items() if on}
+        # Copies into buffers kept from command to command: fresh 512 KiB objects each
+        # time would be an mmap and page faults each.
+        for start, on in self.mapped.items():
+            if on and start != B:  # B is read-only: its buffer is its snapshot
+                self.copies[start][:] = self.buffers[start].view
 
     def _read_before(self, address: int, length: int, for_write: bool) -> bytes | None:
-        for start, content in self.before.items():
-            if start <= address and address - start + length <= len(content) and length >= 0:
+        """Guest memory as it was before the command (the model reads its inputs there)."""
+        for start, on in self.mapped.items():
+            content = self.copies[start]
+            if on and start <= address and address - start + length <= len(content) \
+                    and length >= 0:
                 if for_write and start == B:
                     return None
-                return content[address - start:address - start + length]
+                return bytes(content[address - start:address - start + length])
         return None
 
     def ram(self, address: int) -> memoryview:
@@ -161,7 +169,9 @@ class Target:
         where they overlap), must be guest memory as it is."""
         if not pieces:
             return
-        shadow = {start: bytearray(buffer.view) for start, buffer in self.buffers.items()}
+        shadow = {start: copy for start, copy in self.copies.items() if start != B}
+        for start, copy in shadow.items():
+            copy[:] = self.buffers[start].view  # the snapshot is taken again afterwards
         for address, data in pieces:
             start = next(s for s in shadow if s <= address < s + len(shadow[s]))
             shadow[start][address - start:address - start + len(data)] = data
