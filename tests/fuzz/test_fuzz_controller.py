@@ -14,9 +14,9 @@ from tests.fuzz.harness import FuzzFailure, Target
 from tests.fuzz.model import lba
 
 
-@settings(max_examples=50, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(st.randoms(use_true_random=False), st.integers(min_value=20, max_value=80))
+@given(st.randoms(use_true_random=False), st.integers(min_value=50, max_value=400))
 def test_random_actions_keep_every_property(rng: random.Random, steps: int) -> None:
     with Target(random.Random(rng.getrandbits(64))) as target:
         try:
