@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
 
 log = logging.getLogger("ocssd_vfu.server")
+
+ATTACH_TIMEOUT = 2.0  # seconds a new client has to send VERSION (QEMU sends it at once)
 
 
 class ServeError(Exception):
@@ -50,6 +53,34 @@ def claim_socket_path(path: Path) -> None:
     finally:
         probe.close()
     raise ServeError(f"a server is already listening on {path}")
+
+
+class AttachDeadline:
+    """Interrupts the calling (main) thread's blocking call after `seconds`.
+
+    vfu_attach_ctx accepts a client and reads its VERSION with a blocking recv on the
+    trio thread; a client that never sends it would keep every other one out. A timer
+    thread sends SIGALRM to the main thread only (a process-wide alarm may land in a
+    worker thread), the recv fails with EINTR, and libvfio-user drops the connection.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire, (threading.get_ident(),))
+
+    def _expire(self, thread: int) -> None:
+        self.expired = True
+        signal.pthread_kill(thread, signal.SIGALRM)
+
+    def __enter__(self) -> AttachDeadline:
+        # A Python-level handler (a no-op: the point is the EINTR) instead of SIGALRM's
+        # default action, which would end the process.
+        signal.signal(signal.SIGALRM, lambda signum, frame: None)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 class Server:
@@ -90,10 +121,15 @@ class Server:
     async def _attach(self) -> None:
         while True:
             await trio.lowlevel.wait_readable(self.device.poll_fd())
-            if lib.vfu_attach_ctx(self.device.ctx) == 0:
+            with AttachDeadline(ATTACH_TIMEOUT) as deadline:
+                attached = lib.vfu_attach_ctx(self.device.ctx) == 0
+                err = ffi.errno
+            if attached:
                 return
-            if ffi.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                log.warning("vfio-user negotiation failed: %s", os.strerror(ffi.errno))
+            if deadline.expired:
+                log.warning("a client sent no VERSION within %g s: dropped", ATTACH_TIMEOUT)
+            elif err not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                log.warning("vfio-user negotiation failed: %s", os.strerror(err))
 
     async def _run_connection(self, nursery: trio.Nursery) -> None:
         hung_up = False
