@@ -153,6 +153,13 @@ def is_ocssd_image(path: Path) -> bool:
 
 
 def describe(fd: int, path: Path) -> ImageDescription:
+    try:
+        return _describe(fd, path)
+    except OSError as exc:  # a directory, an I/O error
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from exc
+
+
+def _describe(fd: int, path: Path) -> ImageDescription:
     size = os.fstat(fd).st_size
     raw = os.pread(fd, IMAGE_HEADER_SIZE, 0)
     if len(raw) < IMAGE_HEADER_SIZE:

@@ -41,6 +41,9 @@ def claim_socket_path(path: Path) -> None:
     try:
         st = path.lstat()
     except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise ServeError(f"cannot create socket {path}: {path.parent} is not a "
+                             "directory") from None
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise ServeError(f"{path} exists and is not a socket: refusing to replace it")
