@@ -97,7 +97,7 @@ def test_reboots_a_second_qemu_and_sigterm(workdir: Path, owned: Owned) -> None:
     console = Console(runner1.stdout, "lifecycle: boot done 1")
     per_boot: list[int] = []
     for boot in range(1, BOOTS + 1):
-        wait_for(lambda b=boot: f"lifecycle: boot done {b}" in console.text  # type: ignore[misc]
+        wait_for(lambda b=boot: f"lifecycle: boot done {b}" in console.text
                  or runner1.poll() is not None, f"boot {boot}", 240,
                  lambda: console.text + err1.read_text())
         assert runner1.poll() is None or boot == BOOTS, console.text + err1.read_text()
