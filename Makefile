@@ -31,6 +31,10 @@ FUZZ_SECONDS ?= 600
 fuzz: setup
 	$(PY) -m tests.fuzz.campaign --seconds $(FUZZ_SECONDS)
 
+soak: setup
+	OCSSD_VFU_SOAK=1 $(PY) -m pytest -s tests/e2e/test_crash_consistency.py \
+	    tests/e2e/test_lifecycle.py $(PYTEST_ARGS)
+
 bench: setup
 	$(PY) -m ocssd_vfu.bench
 
