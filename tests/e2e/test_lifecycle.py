@@ -2,8 +2,8 @@
 
 Run 1 boots the guest BOOTS times in one QEMU (5 here, 20 with OCSSD_VFU_SOAK=1, as
 `make soak` sets it); every boot writes its own 1 MiB with O_DIRECT and reads back what
-every earlier boot wrote. The server's open fds are counted at the end of each boot (the
-same on every boot: libvfio-user 0b28d205 kept an fd per repeated DMA map) and once
+every earlier boot wrote. The server's open fds are counted at the end of each boot (never
+more than after boot 1: libvfio-user 0b28d205 kept an fd per repeated DMA map) and once
 QEMU has gone (as many as before it came). During boot 2 a second QEMU tries the same
 socket: it fails on its own and run 1 goes on undisturbed.
 
@@ -43,6 +43,7 @@ while [ $i -le $BOOT ]; do
 done
 m="boot done"
 echo "lifecycle: $m $BOOT"
+sleep 2  # the host counts the server's fds now, before the reboot unmaps guest RAM
 """
 
 WRITING_UNTIL_STOPPED = """\
@@ -118,7 +119,8 @@ def test_reboots_a_second_qemu_and_sigterm(workdir: Path, owned: Owned) -> None:
     for boot in range(1, BOOTS + 1):
         found = re.findall(rf"^([0-9a-f]{{32}})  boot{boot}-in-\d+$", console.text, re.M)
         assert found == [boot_md5(boot)] * (BOOTS - boot + 1), (boot, found)
-    assert len(set(per_boot)) == 1, per_boot
+    assert max(per_boot) == per_boot[0], per_boot  # no boot adds fds (a sample taken
+    # while a reboot had already begun may show fewer)
     wait_for(lambda: server_log.read_text().count("client gone") >= 1, "client gone", 30,
              server_log.read_text)
     assert fds(server.pid) == idle_fds
