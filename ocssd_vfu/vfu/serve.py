@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ocssd_vfu.ocssd.faults import (
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.report import inspect
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
-from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
+from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path
 
 log = logging.getLogger("ocssd_vfu.serve")
 
@@ -136,6 +137,9 @@ def assemble(options: ServeOptions) -> Assembled:
 
 
 def serve(options: ServeOptions) -> int:
+    # Held until the server's handler is in place: a SIGTERM right after the socket
+    # appears must still sync the image and remove the socket.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         claim_socket_path(options.socket)  # before the image is opened (and maybe extended)
         assembled = assemble(options)

@@ -29,6 +29,7 @@ from ocssd_vfu.vfu.device import VfuDevice
 
 log = logging.getLogger("ocssd_vfu.server")
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ATTACH_TIMEOUT = 2.0  # seconds a new client has to send VERSION (QEMU sends it at once)
 
 
@@ -97,7 +98,7 @@ class Server:
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._stop_on_signals, nursery.cancel_scope)
+            await nursery.start(self._stop_on_signals, nursery.cancel_scope)
             if self.sync_interval > 0:
                 nursery.start_soon(self._sync_periodically)
             while True:
@@ -114,8 +115,14 @@ class Server:
                     nursery.cancel_scope.cancel()
                     return
 
-    async def _stop_on_signals(self, scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    async def _stop_on_signals(self, scope: trio.CancelScope,
+                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                               ) -> None:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            # serve() blocked them until now: one that came while the server started up
+            # (its socket already there) is delivered here, and shuts it down cleanly.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            task_status.started()
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 scope.cancel()
