@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench hostbench profile lint clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench profile lint fuzz soak clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ unit: setup
 
 e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The long campaigns (issue 7): the controller fuzzer, then SIGKILLs and reboots in guests.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(PY) -m tests.fuzz.campaign --seconds $(FUZZ_SECONDS)
+
+soak: setup
+	OCSSD_VFU_SOAK=1 $(PY) -m pytest -s tests/e2e/test_crash_consistency.py \
+	    tests/e2e/test_lifecycle.py $(PYTEST_ARGS)
 
 # Host-side (no QEMU) figures first, then the guest's fio tables; results in bench/results/.
 bench: setup

@@ -1,7 +1,8 @@
 #!/bin/bash
 # libvfio-user at the revision QEMU pins (subprojects/libvfio-user of trixie's
-# qemu source package), release build, with MAX_DMA_REGIONS raised to 64:
-# QEMU maps every RAM section and the 17th map fails silently otherwise.
+# qemu source package), release build, with MAX_DMA_REGIONS raised to 64
+# (QEMU maps every RAM section and the 17th map fails silently otherwise) and
+# scripts/libvfio-user-robustness.patch applied.
 # Output: $OUT/include, $OUT/lib/libvfio-user.so*.
 source "$(dirname "$0")/lib.sh"
 work="$OUT/.work"; mkdir -p "$work"
@@ -19,6 +20,9 @@ src=$(ls -d "$work"/*/subprojects/libvfio-user)
 grep -q '^#define MAX_DMA_REGIONS 16$' "$src/lib/private.h" \
     || die "lib/private.h has no '#define MAX_DMA_REGIONS 16' to patch"
 sed -i 's/^#define MAX_DMA_REGIONS 16$/#define MAX_DMA_REGIONS 64/' "$src/lib/private.h"
+echo "== applying libvfio-user-robustness.patch"
+patch -p1 -d "$src" < "$(dirname "$0")/libvfio-user-robustness.patch" >"$work/patch.log" 2>&1 \
+    || { cat "$work/patch.log"; die "libvfio-user-robustness.patch does not apply"; }
 echo "== meson + ninja (release)"
 meson setup "$work/build" "$src" -Dbuildtype=release -Ddebug-logs=disabled \
     --prefix="$OUT" --libdir=lib >"$work/meson.log" 2>&1 || { cat "$work/meson.log"; die "meson setup failed"; }

@@ -71,9 +71,10 @@ class Recipe:
 
 QEMU = Recipe("qemu", "build-qemu.sh", (), ("qemu-system-x86_64",),
               "QEMU 11 with vfio-user-pci (sid, private root)")
-LIBVFIO_USER = Recipe("libvfio-user", "build-libvfio-user.sh", (),
+LIBVFIO_USER = Recipe("libvfio-user", "build-libvfio-user.sh",
+                      ("scripts/libvfio-user-robustness.patch",),
                       ("lib/libvfio-user.so.0", "include/libvfio-user.h"),
-                      "libvfio-user 0b28d205 (release, 64 DMA regions)")
+                      "libvfio-user 0b28d205 (release, 64 DMA regions, robustness patch)")
 KERNEL = Recipe("kernel", "build-kernel.sh", ("scripts/guest-kernel.config",), ("bzImage",),
                 "guest kernel 5.10 with LightNVM + pblk")
 INITRAMFS = Recipe("initramfs", "build-initramfs.sh", ("ocssd_vfu/guest/guest-init.sh",),

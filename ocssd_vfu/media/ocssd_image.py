@@ -155,6 +155,13 @@ def is_ocssd_image(path: Path) -> bool:
 
 def read_header(fd: int, path: Path) -> tuple[Any, int]:
     """The image header, checked (both 2.0 and 1.2 images have it), and the file's size."""
+    try:
+        return _read_header(fd, path)
+    except OSError as exc:  # a directory, an I/O error
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from exc
+
+
+def _read_header(fd: int, path: Path) -> tuple[Any, int]:
     size = os.fstat(fd).st_size
     raw = os.pread(fd, IMAGE_HEADER_SIZE, 0)
     if len(raw) < IMAGE_HEADER_SIZE:

@@ -256,6 +256,8 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
     lid = cmd.cdw10 & 0xFF
     numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
     offset = cmd.cdw12 | cmd.cdw13 << 32
+    if numd * 4 > ctrl.max_transfer:  # MDTS; NUMD reaches 16 GiB, never allocated
+        return fail(Status.INVALID_FIELD)
     if lid == LogPageId.OCSSD_CHUNK_INFORMATION:
         return chunk_information(ctrl, cmd, offset, numd * 4)
     if numd * 4 > ctrl.max_transfer:  # before anything that size is allocated

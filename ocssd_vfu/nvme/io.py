@@ -238,7 +238,8 @@ def io_commands(ctrl: Controller) -> dict[int, int]:
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     if cmd.opc not in KNOWN_OPCODES:
         return fail(Status.INVALID_OPCODE)
-    if cmd.flags & FUSE or (cmd.flags & PSDT and not ctrl.config.sgl):
+    psdt = cmd.flags & PSDT
+    if cmd.flags & FUSE or psdt == PSDT or (psdt and not ctrl.config.sgl):  # PSDT 11b: reserved
         return fail(Status.INVALID_FIELD)
     if cmd.opc == IoOpcode.FLUSH:
         return flush(ctrl, sq, cmd)

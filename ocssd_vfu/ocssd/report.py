@@ -111,7 +111,10 @@ def inspect(path: Path) -> ImageReport:
         for layout in description.layouts():
             address = AddressFormat(layout.geometry)
             size = layout.geometry.chunks * CHUNK_DESCRIPTOR_SIZE
-            log = os.pread(fd, size, layout.log_offset)
+            try:
+                log = os.pread(fd, size, layout.log_offset)
+            except OSError as exc:
+                raise ImageError(f"cannot read image {path}: {exc.strerror}") from exc
             for chunk in chunks_of(log, layout):
                 chunks.append(chunk)
                 found += problems(chunk, address)

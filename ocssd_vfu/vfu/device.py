@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import mmap
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,11 @@ class VfuDevice:
         self.memory: GuestMemory = controller.memory
         controller.interrupt = self.trigger  # the device is the controller's interrupt line
         self._handle = ffi.new_handle(self)
-        self.ctx = create_socket_context(socket_path, self._handle)
+        umask = os.umask(0o177)  # the socket is born 0600: no moment when others may connect
+        try:
+            self.ctx = create_socket_context(socket_path, self._handle)
+        finally:
+            os.umask(umask)
         try:
             self._configure(identity)
         except BaseException:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import random
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +30,11 @@ from ocssd_vfu.ocssd.faults import (
     parse_write_fail,
 )
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd.report import inspect
 from ocssd_vfu.ocssd12 import bad_blocks
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
-from ocssd_vfu.vfu.server import ServeError, Server, claim_socket_path
+from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path
 
 log = logging.getLogger("ocssd_vfu.serve")
 
@@ -109,27 +110,29 @@ def _plain(options: ServeOptions) -> Assembled:
 def _ocssd(options: ServeOptions) -> Assembled:
     if options.read_fail:
         raise ImageError("--read-fail is for OCSSD 1.2 images")
+    # Everything is checked before the image is opened for writing (serving extends a
+    # qemu-img file): a refused start leaves it as it was.
+    report = inspect(options.image)
+    if report.problems:
+        more = len(report.problems) - 1
+        raise ImageError(f"{options.image}: {report.problems[0]}"
+                         + (f" (and {more} more; see `ocssd-vfu image info`)" if more else ""))
+    geometry = report.description.geometry
+    faults = Faults(rng=random.Random(options.fault_seed))
+    if options.write_fail:
+        faults.write_fail = parse_write_fail(options.write_fail, geometry)
+    if options.reset_fail:
+        faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
+    states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state else []
     image = OcssdImage(options.image, volatile=options.volatile)
-    try:
-        geometry = image.description.geometry
-        faults = Faults(rng=random.Random(options.fault_seed))
-        if options.write_fail:
-            faults.write_fail = parse_write_fail(options.write_fail, geometry)
-        if options.reset_fail:
-            faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
-        states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state \
-            else []
-        namespaces: dict[int, Namespace] = {}
-        for layout in image.description.layouts():
-            chunk_log, data, oob = image.namespace_views(layout)
-            ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
-                                early_reset=options.early_reset, faults=faults)
-            for line in states:
-                ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
-            namespaces[ns.nsid] = ns
-    except FaultFileError:
-        image.close()
-        raise
+    namespaces: dict[int, Namespace] = {}
+    for layout in image.description.layouts():
+        chunk_log, data, oob = image.namespace_views(layout)
+        ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
+                            early_reset=options.early_reset, faults=faults)
+        for line in states:
+            ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
+        namespaces[ns.nsid] = ns
     config = ControllerConfig(vid=OCSSD_ID.vendor, ssvid=OCSSD_ID.subsystem_vendor,
                               serial=_serial(options), model="ocssd_vfu OCSSD 2.0 Ctrl",
                               firmware="2.0", sgl=options.sgl,
@@ -198,9 +201,13 @@ def assemble(options: ServeOptions) -> Assembled:
 
 
 def serve(options: ServeOptions) -> int:
+    # Held until the server's handler is in place: a SIGTERM right after the socket
+    # appears must still sync the image and remove the socket.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
+        claim_socket_path(options.socket)  # before the image is opened (and maybe extended)
         assembled = assemble(options)
-    except (ImageError, FaultFileError) as exc:
+    except (ImageError, FaultFileError, ServeError) as exc:
         log.error("%s", exc)
         return 1
     memory = GuestMemory()
@@ -213,9 +220,7 @@ def serve(options: ServeOptions) -> int:
         if options.trace is not None:
             trace_file = sys.stderr if options.trace == "-" else open(options.trace, "a")  # noqa: SIM115
             controller.tracer = make_tracer(controller, trace_file, options.trace_format)
-        claim_socket_path(options.socket)
         device = VfuDevice(str(options.socket), controller, assembled.identity)
-        os.chmod(options.socket, 0o600)
         log.info("serving %s (%s) on %s", options.image, assembled.description, options.socket)
         trio.run(Server(device, controller, assembled.sync, options.once,
                         options.sync_interval).serve)

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from ocssd_vfu.vfu.device import VfuDevice
 
 log = logging.getLogger("ocssd_vfu.server")
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+ATTACH_TIMEOUT = 2.0  # seconds a new client has to send VERSION (QEMU sends it at once)
+
 
 class ServeError(Exception):
     """The server cannot start; the message says why."""
@@ -40,6 +44,9 @@ def claim_socket_path(path: Path) -> None:
     try:
         st = path.lstat()
     except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise ServeError(f"cannot create socket {path}: {path.parent} is not a "
+                             "directory") from None
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise ServeError(f"{path} exists and is not a socket: refusing to replace it")
@@ -52,6 +59,34 @@ def claim_socket_path(path: Path) -> None:
     finally:
         probe.close()
     raise ServeError(f"a server is already listening on {path}")
+
+
+class AttachDeadline:
+    """Interrupts the calling (main) thread's blocking call after `seconds`.
+
+    vfu_attach_ctx accepts a client and reads its VERSION with a blocking recv on the
+    trio thread; a client that never sends it would keep every other one out. A timer
+    thread sends SIGALRM to the main thread only (a process-wide alarm may land in a
+    worker thread), the recv fails with EINTR, and libvfio-user drops the connection.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire, (threading.get_ident(),))
+
+    def _expire(self, thread: int) -> None:
+        self.expired = True
+        signal.pthread_kill(thread, signal.SIGALRM)
+
+    def __enter__(self) -> AttachDeadline:
+        # A Python-level handler (a no-op: the point is the EINTR) instead of SIGALRM's
+        # default action, which would end the process.
+        signal.signal(signal.SIGALRM, lambda signum, frame: None)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 class Server:
@@ -67,7 +102,7 @@ class Server:
         attached = False
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._stop_on_signals, nursery.cancel_scope)
+                await nursery.start(self._stop_on_signals, nursery.cancel_scope)
                 if self.sync_interval > 0:
                     nursery.start_soon(self._sync_periodically)
                 while True:
@@ -93,8 +128,14 @@ class Server:
             log.info("guest errors so far: %s", ", ".join(
                 f"{name} {count}" for name, count in sorted(controller.guest_errors.items())))
 
-    async def _stop_on_signals(self, scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    async def _stop_on_signals(self, scope: trio.CancelScope,
+                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                               ) -> None:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            # serve() blocked them until now: one that came while the server started up
+            # (its socket already there) is delivered here, and shuts it down cleanly.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            task_status.started()
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 scope.cancel()
@@ -103,10 +144,15 @@ class Server:
     async def _attach(self) -> None:
         while True:
             await trio.lowlevel.wait_readable(self.device.poll_fd())
-            if lib.vfu_attach_ctx(self.device.ctx) == 0:
+            with AttachDeadline(ATTACH_TIMEOUT) as deadline:
+                attached = lib.vfu_attach_ctx(self.device.ctx) == 0
+                err = ffi.errno
+            if attached:
                 return
-            if ffi.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                log.warning("vfio-user negotiation failed: %s", os.strerror(ffi.errno))
+            if deadline.expired:
+                log.warning("a client sent no VERSION within %g s: dropped", ATTACH_TIMEOUT)
+            elif err not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                log.warning("vfio-user negotiation failed: %s", os.strerror(err))
 
     async def _run_connection(self, nursery: trio.Nursery) -> None:
         hung_up = False
