@@ -82,6 +82,13 @@ def test_identify_advertises_sgls_and_they_can_be_switched_off() -> None:
     assert rw(host, READ, 1, in_sqe(DATA, 4096, DATA_BLOCK)) == Status.INVALID_FIELD | DNR
 
 
+def test_psdt_11b_is_reserved_for_every_io_command() -> None:
+    host = io_host()
+    assert rw(host, READ, 1, in_sqe(DATA, 4096, DATA_BLOCK), flags=0xC0) == \
+        Status.INVALID_FIELD | DNR
+    assert host.command(1, 0x00, nsid=1, flags=0xC0)[5] == Status.INVALID_FIELD | DNR  # Flush
+
+
 def test_one_data_block_in_the_command() -> None:
     host = io_host()
     host.ram_write(DATA + 0x123, b"\x5a" * 8192)
