@@ -71,7 +71,9 @@ class ChunkStateLine:
     wli: int
 
 
-def _lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
+def field_lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
+    """The `key=value` lines of a test file (2.0 and 1.2 formats alike), each with where it
+    is ("path:line") for error messages; every key in `keys` must be there."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -98,7 +100,8 @@ def _lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, dict[str, str]]
     return parsed
 
 
-def _number(where: str, fields: dict[str, str], key: str, limit: int) -> int:
+def field_number(where: str, fields: dict[str, str], key: str, limit: int) -> int:
+    """Field `key` as a number below `limit`, or a FaultFileError naming the line."""
     try:
         value = int(fields[key], 0)
     except ValueError:
@@ -109,13 +112,14 @@ def _number(where: str, fields: dict[str, str], key: str, limit: int) -> int:
 
 
 def _chunk(where: str, fields: dict[str, str], g: OcssdGeometry) -> int:
-    grp = _number(where, fields, "grp", g.num_grp)
-    pu = _number(where, fields, "pu", g.num_pu)
-    chk = _number(where, fields, "chk", g.num_chk)
+    grp = field_number(where, fields, "grp", g.num_grp)
+    pu = field_number(where, fields, "pu", g.num_pu)
+    chk = field_number(where, fields, "chk", g.num_chk)
     return g.chunk_index(grp, pu, chk)
 
 
-def _choice(where: str, fields: dict[str, str], key: str, choices: dict[str, int]) -> int:
+def field_choice(where: str, fields: dict[str, str], key: str, choices: dict[str, int]) -> int:
+    """Field `key` as one of `choices`' names, or a FaultFileError listing them."""
     value = fields[key]
     if value not in choices:
         raise FaultFileError(f"{where}: {key}={value!r}: expected one of {', '.join(choices)}")
@@ -124,12 +128,12 @@ def _choice(where: str, fields: dict[str, str], key: str, choices: dict[str, int
 
 def parse_chunk_states(path: Path, g: OcssdGeometry) -> list[ChunkStateLine]:
     lines = []
-    for where, fields in _lines(path, ("grp", "pu", "chk", "state", "type", "wp", "wi")):
+    for where, fields in field_lines(path, ("grp", "pu", "chk", "state", "type", "wp", "wi")):
         chunk = _chunk(where, fields, g)
-        state = _choice(where, fields, "state", STATES)
-        chunk_type = _choice(where, fields, "type", TYPES)
-        wp = _number(where, fields, "wp", 1 << 64)
-        wli = _number(where, fields, "wi", 256)
+        state = field_choice(where, fields, "state", STATES)
+        chunk_type = field_choice(where, fields, "type", TYPES)
+        wp = field_number(where, fields, "wp", 1 << 64)
+        wli = field_number(where, fields, "wi", 256)
         # The descriptor rules (an OFFLINE line's wp is ignored: the chunk gets 0xFFFF).
         for problem in chunk_problems(state, chunk_type, wp, g.num_sec, g.num_sec):
             if problem is Problem.WP_BEYOND_CNLB:
@@ -146,14 +150,14 @@ def parse_chunk_states(path: Path, g: OcssdGeometry) -> list[ChunkStateLine]:
 
 def parse_write_fail(path: Path, g: OcssdGeometry) -> dict[tuple[int, int], int]:
     failures = {}
-    for where, fields in _lines(path, ("grp", "pu", "chk", "sec", "writefail_prob")):
-        sector = (_chunk(where, fields, g), _number(where, fields, "sec", g.num_sec))
-        failures[sector] = _number(where, fields, "writefail_prob", 101)
+    for where, fields in field_lines(path, ("grp", "pu", "chk", "sec", "writefail_prob")):
+        sector = (_chunk(where, fields, g), field_number(where, fields, "sec", g.num_sec))
+        failures[sector] = field_number(where, fields, "writefail_prob", 101)
     return failures
 
 
 def parse_reset_fail(path: Path, g: OcssdGeometry) -> dict[int, int]:
     failures = {}
-    for where, fields in _lines(path, ("grp", "pu", "chk", "resetfail_prob")):
-        failures[_chunk(where, fields, g)] = _number(where, fields, "resetfail_prob", 101)
+    for where, fields in field_lines(path, ("grp", "pu", "chk", "resetfail_prob")):
+        failures[_chunk(where, fields, g)] = field_number(where, fields, "resetfail_prob", 101)
     return failures

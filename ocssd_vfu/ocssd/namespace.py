@@ -28,12 +28,12 @@ MC_SEPARATE_BUFFER = 1 << 1
 
 
 @functools.cache
-def _filled(byte: int, size: int) -> memoryview:
+def filled_buffer(byte: int, size: int) -> memoryview:
     """A read-only buffer of `size` bytes `byte`, shared by every namespace."""
     return memoryview(bytes([byte]) * size)
 
 
-def _fill(target: memoryview, pattern: memoryview) -> None:
+def fill_from(target: memoryview, pattern: memoryview) -> None:
     """Fill `target` from the start of `pattern` (one byte repeated), in pieces."""
     step = len(pattern)
     for at in range(0, len(target), step):
@@ -69,8 +69,8 @@ class OcssdNamespace:
         self.faults = faults or Faults()
         self.fail_next_reset: set[int] = set()  # chunks closed by an injected write failure
         self.lba_size = geometry.sec_size
-        self.zeroes = _filled(0, geometry.sec_size * MAX_VECTOR_LBAS)
-        self.erased_oob = _filled(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
+        self.zeroes = filled_buffer(0, geometry.sec_size * MAX_VECTOR_LBAS)
+        self.erased_oob = filled_buffer(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
 
     # -- identification ---------------------------------------------------------------------
     def identify(self) -> bytes:
@@ -177,7 +177,7 @@ class OcssdNamespace:
             if ms:
                 target = self._sectors(self.oob, ms, run, run.written)
                 if oob is None:
-                    _fill(target, self.erased_oob)
+                    fill_from(target, self.erased_oob)
                 else:
                     target[:] = oob.view[run.first * ms:(run.first + run.written) * ms]
             if run.written < run.count:
@@ -239,7 +239,7 @@ class OcssdNamespace:
             for run in runs:
                 at, end = run.first * ms, (run.first + run.written) * ms
                 oob.view[at:end] = self._sectors(self.oob, ms, run, run.written)
-                _fill(oob.view[end:(run.first + run.count) * ms], self.erased_oob)
+                fill_from(oob.view[end:(run.first + run.count) * ms], self.erased_oob)
             oob.commit()
         return Status.SUCCESS, 0
 

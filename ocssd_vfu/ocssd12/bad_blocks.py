@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocssd_vfu.ocssd.faults import FaultFileError, _choice, _lines, _number
+from ocssd_vfu.ocssd.faults import FaultFileError, field_choice, field_lines, field_number
 from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
 from ocssd_vfu.spec.ocssd12 import BlockValue
 from ocssd_vfu.spec.status import DNR, Status
@@ -26,20 +26,20 @@ READ_STATUSES = {"ECC": Status.UNRECOVERED_READ | DNR, "HIGH_ECC": Status.OCSSD1
 
 
 def _block(where: str, fields: dict[str, str], g: Ocssd12Geometry) -> int:
-    ch = _number(where, fields, "ch", g.num_ch)
-    lun = _number(where, fields, "lun", g.num_lun)
-    return g.block_index(ch, lun, _number(where, fields, "blk", g.num_blk))
+    ch = field_number(where, fields, "ch", g.num_ch)
+    lun = field_number(where, fields, "lun", g.num_lun)
+    return g.block_index(ch, lun, field_number(where, fields, "blk", g.num_blk))
 
 
 def _plane_block(where: str, fields: dict[str, str], g: Ocssd12Geometry) -> int:
     block = _block(where, fields, g)
-    return block * g.num_pln + _number(where, fields, "pln", g.num_pln)
+    return block * g.num_pln + field_number(where, fields, "pln", g.num_pln)
 
 
 def parse_bad_blocks(path: Path, g: Ocssd12Geometry) -> dict[int, int]:
     """plane block -> value."""
-    return {_plane_block(where, fields, g): _choice(where, fields, "state", STATES)
-            for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "state"))}
+    return {_plane_block(where, fields, g): field_choice(where, fields, "state", STATES)
+            for where, fields in field_lines(path, ("ch", "lun", "pln", "blk", "state"))}
 
 
 def generated_bad_blocks(g: Ocssd12Geometry, frequency: int) -> dict[int, int]:
@@ -59,24 +59,24 @@ def bad_block_table(g: Ocssd12Geometry, marked: dict[int, int]) -> bytes:
 def parse_write_fail(path: Path, g: Ocssd12Geometry) -> dict[tuple[int, int], int]:
     """(plane block, page) -> probability in percent."""
     failures = {}
-    for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "pg", "writefail_prob")):
-        page = (_plane_block(where, fields, g), _number(where, fields, "pg", g.num_pg))
-        failures[page] = _number(where, fields, "writefail_prob", 101)
+    for where, fields in field_lines(path, ("ch", "lun", "pln", "blk", "pg", "writefail_prob")):
+        page = (_plane_block(where, fields, g), field_number(where, fields, "pg", g.num_pg))
+        failures[page] = field_number(where, fields, "writefail_prob", 101)
     return failures
 
 
 def parse_reset_fail(path: Path, g: Ocssd12Geometry) -> dict[int, int]:
     """block -> probability in percent."""
-    return {_block(where, fields, g): _number(where, fields, "resetfail_prob", 101)
-            for where, fields in _lines(path, ("ch", "lun", "blk", "resetfail_prob"))}
+    return {_block(where, fields, g): field_number(where, fields, "resetfail_prob", 101)
+            for where, fields in field_lines(path, ("ch", "lun", "blk", "resetfail_prob"))}
 
 
 def parse_read_fail(path: Path, g: Ocssd12Geometry) -> dict[tuple[int, int], tuple[int, int]]:
     """(plane block, page) -> (status, probability in percent)."""
     failures = {}
-    for where, fields in _lines(path, ("ch", "lun", "pln", "blk", "pg", "status",
+    for where, fields in field_lines(path, ("ch", "lun", "pln", "blk", "pg", "status",
                                        "readfail_prob")):
-        page = (_plane_block(where, fields, g), _number(where, fields, "pg", g.num_pg))
-        failures[page] = (_choice(where, fields, "status", READ_STATUSES),
-                          _number(where, fields, "readfail_prob", 101))
+        page = (_plane_block(where, fields, g), field_number(where, fields, "pg", g.num_pg))
+        failures[page] = (field_choice(where, fields, "status", READ_STATUSES),
+                          field_number(where, fields, "readfail_prob", 101))
     return failures

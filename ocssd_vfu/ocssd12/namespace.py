@@ -23,8 +23,8 @@ from ocssd_vfu.ocssd.namespace import (
     DLFEAT_READS_ZEROES,
     MC_SEPARATE_BUFFER,
     OOB_UNWRITTEN,
-    _fill,
-    _filled,
+    fill_from,
+    filled_buffer,
 )
 from ocssd_vfu.ocssd12.blocks import VALUES, BlockTable
 from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry, PpaFormat12
@@ -61,8 +61,8 @@ class Ocssd12Namespace:
         self.faults = faults or Faults()
         self.failed_program: set[int] = set()  # plane blocks, until their next erase
         self.lba_size = geometry.sec_size
-        self.zeroes = _filled(0, geometry.sec_size * MAX_VECTOR_LBAS)
-        self.erased_oob = _filled(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
+        self.zeroes = filled_buffer(0, geometry.sec_size * MAX_VECTOR_LBAS)
+        self.erased_oob = filled_buffer(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
 
     # -- identification ---------------------------------------------------------------------
     def identify(self) -> bytes:
@@ -172,7 +172,7 @@ class Ocssd12Namespace:
             if ms:
                 target = self.oob[start * ms:(start + spp) * ms]
                 if oob is None:
-                    _fill(target, self.erased_oob)
+                    fill_from(target, self.erased_oob)
                 else:
                     target[:] = oob.view[first * ms:(first + spp) * ms]
             table.programmed(plane_block, page)
