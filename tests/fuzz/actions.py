@@ -159,9 +159,35 @@ OUTSIDE_THE_MODEL = (0x7C, 0x80)
 
 
 def no_sgl(flags: int) -> int:
-    """CDW0 flags without PSDT 01b/10b: SGLs are outside the chunk model (test_sgl.py checks
-    the SGL walk against its reference); PSDT 11b (reserved) stays."""
+    """CDW0 flags without PSDT 01b/10b: SGLs on the OCSSD namespace are outside the chunk
+    model (sgl_plain fuzzes them on the plain namespace; test_sgl.py checks the SGL walk
+    against its reference); PSDT 11b (reserved) stays."""
     return flags | 0xC0 if flags & 0xC0 else flags
+
+
+SGL_TYPES = (0x00, 0x00, 0x10, 0x20, 0x30, 0x01, 0x40, 0xF0)  # Data Block ... reserved
+
+
+def sgl_descriptor(rng: random.Random, length: int) -> bytes:
+    return struct.pack("<QI3xB", address(rng), rng.choice((length, rng.getrandbits(32), 16, 0)),
+                       rng.choice(SGL_TYPES))
+
+
+def sgl_plain(target: Target) -> None:
+    """A plain Read or Write whose data (and metadata, PSDT 10b) pointers are SGLs: a
+    Data Block, Bit Bucket or segment descriptor in the SQE, segments of random
+    descriptors anywhere."""
+    rng = target.rng
+    nlb = rng.choice((1, 2, 8, 33))
+    first = sgl_descriptor(rng, nlb * m.PLAIN_LBA)
+    for _ in range(rng.choice((0, 1, 2))):  # segments somewhere the descriptors may lead
+        target.poke(address(rng), b"".join(sgl_descriptor(rng, rng.choice((512, 4096)))
+                                           for _ in range(rng.choice((1, 2, 4)))))
+    prp1, length_and_id = struct.unpack("<QQ", first)
+    mptr = rng.choice((0, address(rng)))
+    target.submit(1, opc=rng.choice((0x01, 0x02)), nsid=2, flags=rng.choice((0x40, 0x80)),
+                  cdw10=rng.choice((0, rng.randrange(m.PLAIN_NLBAS))), cdw12=nlb - 1,
+                  prp1=prp1, prp2=length_and_id, mptr=mptr)
 
 
 def garbage_io(target: Target) -> None:
@@ -225,8 +251,10 @@ def step(target: Target) -> None:
         deallocate(target)
     elif kind < 0.72:
         target.submit(1, opc=0x00, nsid=rng.choice((1, 2, 0xFFFFFFFF, 0, 7)))
-    elif kind < 0.78:
+    elif kind < 0.75:
         garbage_io(target)
+    elif kind < 0.78:
+        sgl_plain(target)
     elif kind < 0.88:
         admin(target)
     elif kind < 0.93:

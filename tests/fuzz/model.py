@@ -138,8 +138,9 @@ class Expectation:
     # in the order it writes them; asked for after `apply`.
     output: Callable[[], list[tuple[int, bytes]]] = lambda: []
     # The plain namespace's Write Uncorrectable, Compare, Write Zeroes and Dataset
-    # Management are not modelled (tests/unit/test_nvm_commands.py has their rules): any
-    # specific status, and the model takes the plain namespace's data from the device.
+    # Management, and its commands with SGLs, are not modelled (tests/unit/test_nvm_commands.py
+    # and test_sgl.py have their rules): any specific status, and the model takes the plain
+    # namespace's data from the device.
     unmodelled: bool = False
 
 
@@ -183,7 +184,7 @@ class Model:
                 return fail(Status.INVALID_NAMESPACE | DNR)
             return Expectation(DEFERRED, apply=self.settle)
         if nsid == 2:
-            if opc in PLAIN_UNMODELLED:
+            if opc in PLAIN_UNMODELLED or flags & 0xC0:  # + SGLs (PSDT 01b, 10b)
                 return Expectation(Status.SUCCESS, unmodelled=True)
             if opc not in (0x01, 0x02):
                 return fail(Status.INVALID_OPCODE | DNR)
