@@ -184,7 +184,9 @@ class HostDriver:
 
 
 def map_guest_ram(device: VfuDevice, ram: mmap.mmap) -> Any:
-    """Hand `ram` to the device as QEMU's DMA_MAP would: through the register callback."""
+    """Hand `ram` to the device as QEMU's DMA_MAP would: through the register callback.
+    Returns the export of `ram` the region's address comes from: keep it while the
+    device may touch guest RAM."""
     host = ffi.from_buffer(ram)
     info = ffi.new("vfu_dma_info_t *")
     info.iova.iov_base = ffi.cast("void *", RAM_IOVA)
@@ -253,7 +255,7 @@ def measure(seconds: float, queue_depths: tuple[int, ...], image_size: int = IMA
         interrupts: list[int] = []
         controller.interrupt = interrupts.append
         try:
-            host = map_guest_ram(device, ram)
+            ram_export = map_guest_ram(device, ram)
             driver = HostDriver(device, ram)
             driver.enable()
             namespace = assembled.namespaces[1]
@@ -261,7 +263,7 @@ def measure(seconds: float, queue_depths: tuple[int, ...], image_size: int = IMA
             figures = [driver.run(workload, depth, namespace.nlbas, seconds, rng)
                        for workload in ("randread", "randwrite") for depth in queue_depths]
             limit = copy_limit(controller.memory, namespace.storage, seconds, rng)
-            del host
+            ffi.release(ram_export)
         finally:
             device.destroy()
             assembled.close()
