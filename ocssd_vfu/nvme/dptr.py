@@ -168,3 +168,17 @@ def metadata(memory: GuestMemory, pointer: DataPointer, length: int,
         return Metadata(buffer, memory, ranges, count)
     _copy(memory, ranges, count, [buffer], to_guest=False)
     return Metadata(buffer)
+
+
+def move(memory: GuestMemory, pointer: DataPointer, page_size: int, device: list[memoryview],
+         metadata_length: int, to_guest: bool) -> tuple[int, Metadata | None]:
+    """A command's data moved between the guest and `device`, and its metadata buffer
+    (None for no metadata or MPTR 0) resolved first, host to controller metadata already
+    read: (status, metadata). A bad MPTR or data pointer moves nothing."""
+    try:
+        buffer = metadata(memory, pointer, metadata_length, to_guest) \
+            if metadata_length else None
+        transfer(memory, pointer, page_size, device, to_guest)
+    except TransferError as err:
+        return err.status, None
+    return Status.SUCCESS, buffer

@@ -90,14 +90,11 @@ def _move_blocks(ctrl: Controller, ns: PlainNamespace, cmd: Command, slba: int, 
         return move_data(ctrl, cmd, [ns.data(slba, nlb)], to_guest)
     if ns.extended:
         return move_data(ctrl, cmd, ns.host_segments(slba, nlb), to_guest)
-    try:  # resolved (and read, host to controller) before the data moves
-        metadata = dptr.metadata(ctrl.memory, cmd, nlb * ns.md_size, to_guest)
-    except TransferError as err:
-        return err.status
-    assert metadata is not None  # MPTR is not 0
-    status = move_data(ctrl, cmd, [ns.data(slba, nlb)], to_guest)
+    status, metadata = dptr.move(ctrl.memory, cmd, ctrl.page_size, [ns.data(slba, nlb)],
+                                 nlb * ns.md_size, to_guest)
     if status:
         return status
+    assert metadata is not None  # MPTR is not 0
     if to_guest:
         metadata.view[:] = ns.metadata(slba, nlb)
         metadata.commit()

@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 
 from ocssd_vfu.nvme import dptr
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.ocssd.chunks import ChunkTable
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
@@ -129,19 +129,6 @@ class OcssdNamespace:
     def _bits(run: Run, skip: int = 0) -> int:
         return ((1 << (run.count - skip)) - 1) << (run.first + skip)
 
-    def _transfer(self, memory: GuestMemory, page_size: int, pointer: dptr.DataPointer,
-                  segments: list[memoryview], nlb: int, to_guest: bool
-                  ) -> tuple[int, dptr.Metadata | None]:
-        """Resolve the OOB buffer (None without MPTR or OOB) and move the data:
-        (status, OOB buffer). A bad MPTR fails the command before any data moves."""
-        ms = self.geometry.md_size
-        try:
-            oob = dptr.metadata(memory, pointer, nlb * ms, to_guest) if ms else None
-            dptr.transfer(memory, pointer, page_size, segments, to_guest)
-        except TransferError as err:
-            return err.status, None
-        return Status.SUCCESS, oob
-
     # -- vector write -----------------------------------------------------------------------
     def write(self, memory: GuestMemory, page_size: int, lbas: list[int],
               pointer: dptr.DataPointer) -> tuple[int, int]:
@@ -169,8 +156,8 @@ class OcssdNamespace:
                 segments.append(self._sectors(self.data, ss, run, run.written))
             if run.written < run.count:  # the guest's data for the failed sectors goes nowhere
                 segments.append(memoryview(bytearray((run.count - run.written) * ss)))
-        status, oob = self._transfer(memory, page_size, pointer, segments, len(lbas),
-                                     to_guest=False)
+        status, oob = dptr.move(memory, pointer, page_size, segments,
+                                len(lbas) * self.geometry.md_size, to_guest=False)
         if status:
             return status, 0
         for run in runs:
@@ -231,8 +218,8 @@ class OcssdNamespace:
                 piece = min(left, len(zeroes))
                 segments.append(zeroes[:piece])
                 left -= piece
-        status, oob = self._transfer(memory, page_size, pointer, segments, len(lbas),
-                                     to_guest=True)
+        status, oob = dptr.move(memory, pointer, page_size, segments,
+                                len(lbas) * self.geometry.md_size, to_guest=True)
         if status:
             return status, 0
         if oob is not None:

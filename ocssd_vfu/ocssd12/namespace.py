@@ -113,19 +113,6 @@ class Ocssd12Namespace:
                   ) -> list[memoryview]:
         return [view[start * unit:(start + count) * unit] for start, count in runs]
 
-    def _transfer(self, memory: GuestMemory, page_size: int, pointer: dptr.DataPointer,
-                  segments: list[memoryview], count: int, to_guest: bool
-                  ) -> tuple[int, dptr.Metadata | None]:
-        """The data moved and the OOB buffer (MPTR; None without one) resolved, host to
-        controller OOB already read; nothing moves unless both pointers are good."""
-        ms = self.geometry.md_size
-        try:
-            oob = dptr.metadata(memory, pointer, count * ms, to_guest) if ms else None
-            dptr.transfer(memory, pointer, page_size, segments, to_guest)
-        except TransferError as err:
-            return err.status, None
-        return Status.SUCCESS, oob
-
     # -- write ------------------------------------------------------------------------------
     def write(self, memory: GuestMemory, page_size: int, ppas: list[int],
               pointer: dptr.DataPointer, control: int) -> tuple[int, int]:
@@ -157,8 +144,8 @@ class Ocssd12Namespace:
                 pieces.append([start, spp])
         segments = [self.data[s * ss:(s + c) * ss] if s >= 0 else memoryview(bytearray(c * ss))
                     for s, c in pieces]
-        status, oob = self._transfer(memory, page_size, pointer, segments, len(ppas),
-                                     to_guest=False)
+        status, oob = dptr.move(memory, pointer, page_size, segments,
+                                len(ppas) * self.geometry.md_size, to_guest=False)
         if status:
             return status, 0
         ms = self.geometry.md_size
@@ -234,9 +221,9 @@ class Ocssd12Namespace:
             else (0, 0)
         if injected & ~DNR == Status.UNRECOVERED_READ:  # no data for an ECC failure
             return injected, bits
-        status, oob = self._transfer(memory, page_size, pointer,
-                                     self._segments(self.data, self.lba_size, runs),
-                                     len(ppas), to_guest=True)
+        status, oob = dptr.move(memory, pointer, page_size,
+                                self._segments(self.data, self.lba_size, runs),
+                                len(ppas) * self.geometry.md_size, to_guest=True)
         if status:
             return status, 0
         if oob is not None:
