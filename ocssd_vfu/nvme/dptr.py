@@ -44,8 +44,6 @@ PSDT_SGL_METADATA_SGL = 2
 # Bucket (16), byte-aligned contiguous metadata (17), MPTR holding an SGL (19).
 SGLS = 0x1 | 1 << 16 | 1 << 17 | 1 << 19
 
-_BYTES = ffi.typeof("char[]")
-_SEGMENTS = ffi.typeof("struct ocssd_dma_segment[]")
 _RANGES = ffi.typeof("struct ocssd_dma_range[]")
 _ESCRATCH = lib.OCSSD_DMA_ESCRATCH
 _DESCRIPTOR = struct.Struct("<QQ")  # address, then length (bits 31:0) and identifier (63:56)
@@ -114,19 +112,11 @@ def _map(memory: GuestMemory, address: int, length_and_id: int, length: int, to_
 
 def _copy(memory: GuestMemory, ranges: Any, count: int, device: list[memoryview],
           to_guest: bool) -> None:
-    segments = memory.dma_segments
-    if len(device) > len(segments):
-        segments = memory.dma_segments = ffi.new(_SEGMENTS, len(device))
-    buffers = []
+    segments, exports = prp.export_segments(memory, device, to_guest)
     try:
-        for i, segment in enumerate(device):
-            buffer = ffi.from_buffer(_BYTES, segment, not to_guest)
-            buffers.append(buffer)
-            segments[i] = (buffer, len(buffer))
         lib.ocssd_dma_copy(ranges, count, segments, len(device), to_guest)
     finally:
-        for buffer in buffers:  # no export of the image outlives the call
-            ffi.release(buffer)
+        prp.release(exports)
 
 
 @dataclass

@@ -15,6 +15,8 @@ Commands reach this through dptr.transfer, which picks PRPs or SGLs by PSDT.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
 from ocssd_vfu.spec.status import Status
 from ocssd_vfu.vfu.binding import ffi, lib
@@ -36,6 +38,31 @@ def guest_views(memory: GuestMemory, ranges: list[tuple[int, int]],
         raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
 
 
+def export_segments(memory: GuestMemory, device: list[memoryview],
+                    to_guest: bool) -> tuple[Any, list[Any]]:
+    """`device` as the shim's segment array (memory's own, grown when too short) and
+    the buffer exports behind it, which `release` ends once the C call is done."""
+    segments = memory.dma_segments
+    if len(device) > len(segments):
+        segments = memory.dma_segments = ffi.new(_SEGMENTS, len(device))
+    exports: list[Any] = []
+    try:
+        for i, segment in enumerate(device):
+            export = ffi.from_buffer(_BYTES, segment, not to_guest)
+            exports.append(export)
+            segments[i] = (export, len(export))
+    except BaseException:
+        release(exports)
+        raise
+    return segments, exports
+
+
+def release(exports: list[Any]) -> None:
+    """No export of the image outlives the call that needed it."""
+    for export in exports:
+        ffi.release(export)
+
+
 def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
              device: list[memoryview], to_guest: bool) -> None:
     """Move bytes between the guest buffer PRP1/PRP2 describe and `device`
@@ -48,27 +75,19 @@ def transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
     # Hot path: pre-parsed ctypes, positional arguments (keywords cost here), and
     # the segment and scratch arrays of `memory`, grown when too short.
     count = len(device)
-    segments = memory.dma_segments
-    if count > len(segments):
-        segments = memory.dma_segments = ffi.new(_SEGMENTS, count)
-    buffers = []
+    segments, exports = export_segments(memory, device, to_guest)
     try:
-        for i, segment in enumerate(device):
-            buffer = ffi.from_buffer(_BYTES, segment, not to_guest)
-            buffers.append(buffer)
-            segments[i] = (buffer, len(buffer))
         table, scratch = memory.dma_table, memory.dma_scratch
         status = lib.ocssd_prp_transfer(table, len(table), prp1, prp2, page_size, segments,
                                         count, to_guest, scratch, len(scratch))
         if status == _ESCRATCH:  # checked before the walk: nothing has moved
-            length = sum(len(buffer) for buffer in buffers)
+            length = sum(len(export) for export in exports)
             scratch = memory.dma_scratch = ffi.new(
                 _RANGES, lib.ocssd_prp_max_ranges(length, page_size))
             status = lib.ocssd_prp_transfer(table, len(table), prp1, prp2, page_size, segments,
                                             count, to_guest, scratch, len(scratch))
     finally:
-        for buffer in buffers:  # no export of the image outlives the call
-            ffi.release(buffer)
+        release(exports)
     if status > 0:
         raise TransferError(status)
     if status < 0:
