@@ -21,15 +21,16 @@ from pathlib import Path
 from construct import ConstructError
 
 from ocssd_vfu.media.ocssd_image import (
-    MAX_NAMESPACES,
     MappedImage,
-    _round_up,
+    open_described,
     read_header,
+    round_up,
+    write_new_image,
 )
-from ocssd_vfu.media.raw import ImageError, open_locked
+from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.ocssd.geometry import GeometryError
 from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
-from ocssd_vfu.spec.ocssd import IMAGE_VERSION, ImageHeader
+from ocssd_vfu.spec.ocssd import ImageHeader
 from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_SIZE, IDENTITY_SIZE
 
 SPEC_12, SPEC_20 = 1, 2   # byte 0 of the namespace's first page
@@ -48,16 +49,16 @@ class Layout12:
 
     @property
     def bbt_size(self) -> int:
-        return _round_up(self.geometry.plane_blocks, self.unit)
+        return round_up(self.geometry.plane_blocks, self.unit)
 
     @property
     def records_size(self) -> int:
-        return _round_up(self.geometry.plane_blocks * BLOCK_RECORD_SIZE, self.unit)
+        return round_up(self.geometry.plane_blocks * BLOCK_RECORD_SIZE, self.unit)
 
     @property
     def size(self) -> int:
         g = self.geometry
-        return (_round_up(IDENTITY_SIZE, self.unit) + self.bbt_size + self.records_size
+        return (round_up(IDENTITY_SIZE, self.unit) + self.bbt_size + self.records_size
                 + g.sectors * (g.sec_size + g.md_size))
 
     @property
@@ -66,7 +67,7 @@ class Layout12:
 
     @property
     def bbt_offset(self) -> int:
-        return self.offset + _round_up(IDENTITY_SIZE, self.unit)
+        return self.offset + round_up(IDENTITY_SIZE, self.unit)
 
     @property
     def records_offset(self) -> int:
@@ -89,33 +90,14 @@ def create_image(path: Path, geometry: Ocssd12Geometry, bad_blocks: bytes | None
                  num_ns: int = 1, overwrite: bool = False) -> None:
     """Write a fresh 1.2 image: every block erased, `bad_blocks` (one value per plane
     block, table order) as each namespace's bad-block table."""
-    if not 1 <= num_ns <= MAX_NAMESPACES:
-        raise ImageError(f"num_ns={num_ns}: must be 1..{MAX_NAMESPACES}")
     table = bad_blocks if bad_blocks is not None else bytes(geometry.plane_blocks)
     assert len(table) == geometry.plane_blocks
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileExistsError:
-        raise ImageError(f"{path} exists: refusing to overwrite it (use --force)") from None
-    except OSError as exc:
-        raise ImageError(f"cannot create {path}: {exc.strerror}") from exc
-    try:
-        layout = Layout12(0, geometry)
-        os.pwrite(fd, ImageHeader.build(dict(
-            version=IMAGE_VERSION, num_namespaces=num_ns, sector_size=geometry.sec_size,
-            md_size=geometry.md_size, ns_size=layout.size)), 0)
-        for index in range(num_ns):
-            ns = Layout12(index, geometry)
-            os.pwrite(fd, geometry.to_bytes(), ns.offset)
-            if any(table):
-                os.pwrite(fd, table, ns.bbt_offset)
-        os.ftruncate(fd, file_size(geometry, num_ns))
-    except OSError as exc:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise ImageError(f"cannot write {path}: {exc.strerror}") from exc
-    os.close(fd)
+    identity = geometry.to_bytes()
+    pages = ((offset, data) for ns in (Layout12(i, geometry) for i in range(num_ns))
+             for offset, data in ((ns.offset, identity), (ns.bbt_offset, table))
+             if any(data))
+    write_new_image(path, geometry.sec_size, geometry.md_size, num_ns,
+                    Layout12(0, geometry).size, pages, file_size(geometry, num_ns), overwrite)
 
 
 def spec_version(path: Path) -> int:
@@ -180,12 +162,7 @@ class Ocssd12Image(MappedImage):
     """An OCSSD 1.2 image mapped for serving."""
 
     def __init__(self, path: Path, volatile: bool = False) -> None:
-        fd = open_locked(path, os.O_RDONLY if volatile else os.O_RDWR)
-        try:
-            self.description = describe(fd, path)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd, self.description = open_described(path, volatile, describe)
         super().__init__(path, fd, self.description.full_size, self.description.file_size,
                          volatile)
 

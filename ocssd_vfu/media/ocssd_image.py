@@ -18,9 +18,10 @@ import contextlib
 import logging
 import mmap
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from construct import ConstructError
 
@@ -43,7 +44,7 @@ log = logging.getLogger("ocssd_vfu.media")
 MAX_NAMESPACES = 64
 
 
-def _round_up(value: int, unit: int) -> int:
+def round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
 
@@ -71,7 +72,7 @@ class NamespaceLayout:
     @property
     def log_size(self) -> int:
         g = self.geometry
-        return _round_up(g.chunks * CHUNK_DESCRIPTOR_SIZE, g.sec_size)
+        return round_up(g.chunks * CHUNK_DESCRIPTOR_SIZE, g.sec_size)
 
     @property
     def data_offset(self) -> int:
@@ -102,6 +103,19 @@ def create_image(path: Path, geometry: OcssdGeometry, num_ns: int = 1,
 
     Only the header, geometry pages and chunk logs are written; the rest is a hole.
     """
+    page, log = geometry.to_bytes(), fresh_chunk_log(geometry)
+    pages = ((offset, data) for ns in (NamespaceLayout(i, geometry) for i in range(num_ns))
+             for offset, data in ((ns.offset, page), (ns.log_offset, log)))
+    write_new_image(path, geometry.sec_size, geometry.md_size, num_ns,
+                    NamespaceLayout(0, geometry).size, pages, file_size(geometry, num_ns),
+                    overwrite)
+
+
+def write_new_image(path: Path, sec_size: int, md_size: int, num_ns: int, ns_size: int,
+                    pages: Iterable[tuple[int, bytes]], size: int, overwrite: bool) -> None:
+    """Create `path` (never over an existing file unless `overwrite`) as an image of
+    `num_ns` namespaces: the LNVM header, `pages` (offset, bytes), and holes up to
+    `size` bytes. Nothing is left behind on failure."""
     if not 1 <= num_ns <= MAX_NAMESPACES:
         raise ImageError(f"num_ns={num_ns}: must be 1..{MAX_NAMESPACES}")
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
@@ -112,15 +126,12 @@ def create_image(path: Path, geometry: OcssdGeometry, num_ns: int = 1,
     except OSError as exc:
         raise ImageError(f"cannot create {path}: {exc.strerror}") from exc
     try:
-        layout = NamespaceLayout(0, geometry)
         os.pwrite(fd, ImageHeader.build(dict(
-            version=IMAGE_VERSION, num_namespaces=num_ns, sector_size=geometry.sec_size,
-            md_size=geometry.md_size, ns_size=layout.size)), 0)
-        for index in range(num_ns):
-            ns = NamespaceLayout(index, geometry)
-            os.pwrite(fd, geometry.to_bytes(), ns.offset)
-            os.pwrite(fd, fresh_chunk_log(geometry), ns.log_offset)
-        os.ftruncate(fd, file_size(geometry, num_ns))
+            version=IMAGE_VERSION, num_namespaces=num_ns, sector_size=sec_size,
+            md_size=md_size, ns_size=ns_size)), 0)
+        for offset, data in pages:
+            os.pwrite(fd, data, offset)
+        os.ftruncate(fd, size)
     except OSError as exc:
         os.close(fd)
         path.unlink(missing_ok=True)
@@ -212,6 +223,21 @@ def describe(fd: int, path: Path) -> ImageDescription:
     return description
 
 
+D = TypeVar("D")
+
+
+def open_described(path: Path, volatile: bool, describe: Callable[[int, Path], D]
+                   ) -> tuple[int, D]:
+    """The image opened and locked (read-only when `volatile`) and what `describe` reads
+    of it; the file is closed again if that fails."""
+    fd = open_locked(path, os.O_RDONLY if volatile else os.O_RDWR)
+    try:
+        return fd, describe(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class MappedImage:
     """An image file mapped for serving: MAP_SHARED, or in RAM only (`volatile`).
 
@@ -270,12 +296,7 @@ class OcssdImage(MappedImage):
     """A qemu-nvme OCSSD 2.0 image mapped for serving."""
 
     def __init__(self, path: Path, volatile: bool = False) -> None:
-        fd = open_locked(path, os.O_RDONLY if volatile else os.O_RDWR)
-        try:
-            self.description = describe(fd, path)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd, self.description = open_described(path, volatile, describe)
         super().__init__(path, fd, self.description.full_size, self.description.file_size,
                          volatile)
 
