@@ -128,19 +128,13 @@ def compare(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
     if status:
         return (status, 0)
     host = bytearray(nlb * ns.host_block_size)
-    host_metadata = b""
-    if cmd.mptr and ns.md_size and not ns.extended:
-        try:
-            metadata = dptr.metadata(ctrl.memory, cmd, nlb * ns.md_size, to_guest=False)
-        except TransferError as err:
-            return (err.status, 0)
-        assert metadata is not None  # MPTR is not 0
-        host_metadata = bytes(metadata.view)
-    status = move_data(ctrl, cmd, [memoryview(host)], to_guest=False)
+    separate_metadata = 0 if ns.extended else nlb * ns.md_size
+    status, metadata = dptr.move(ctrl.memory, cmd, ctrl.page_size, [memoryview(host)],
+                                 separate_metadata, to_guest=False)
     if status:
         return (status, 0)
     if host != b"".join(ns.host_segments(slba, nlb)) or (
-            host_metadata and host_metadata != ns.metadata(slba, nlb)):
+            metadata is not None and metadata.view != ns.metadata(slba, nlb)):
         return fail(Status.COMPARE_FAILURE)
     return OK
 
