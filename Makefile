@@ -54,6 +54,7 @@ lint: setup
 # The checkout's own build products; the provisioned cache stays.
 clean:
 	rm -rf $(VENV) build *.egg-info ocssd_vfu/vfu/_libvfio_user*.so ocssd_vfu/vfu/_libvfio_user.c \
+	       ocssd_vfu/dma/_native*.so ocssd_vfu/dma/_native.c \
 	       .pytest_cache .mypy_cache .ruff_cache bench/results
 	find . -name __pycache__ -prune -exec rm -rf {} +
 

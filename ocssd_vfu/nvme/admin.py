@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
-from ocssd_vfu.nvme import doorbells, dptr, features, health, io
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import DmaError, TransferError
+from ocssd_vfu.nvme import doorbells, features, health, io
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError, TransferError
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.commands import vector_lbas

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ocssd_vfu.dma.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme import admin, features, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
@@ -32,7 +33,6 @@ from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
 from ocssd_vfu.nvme.fastpath import fast_path_for
 from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace

@@ -37,8 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ocssd_vfu.dma.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme.command import OK, Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
 from ocssd_vfu.spec.status import Status
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.io import DULBE
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import SubmissionQueue
-from ocssd_vfu.vfu.binding import ffi, lib
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller

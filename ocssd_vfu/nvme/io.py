@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ocssd_vfu.nvme import dptr
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import TransferError
 from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, SyncRequest, fail
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE, NOT_COUNTED
-from ocssd_vfu.nvme.memory import TransferError
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd import commands as ocssd

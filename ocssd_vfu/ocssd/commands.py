@@ -13,9 +13,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from ocssd_vfu.nvme import dptr
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import DmaError, TransferError
 from ocssd_vfu.nvme.command import Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError, TransferError
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 from ocssd_vfu.spec.status import DNR, Status

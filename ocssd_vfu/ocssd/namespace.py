@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ocssd_vfu.nvme import dptr
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import DmaError, GuestMemory
 from ocssd_vfu.ocssd.chunks import ChunkTable
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry

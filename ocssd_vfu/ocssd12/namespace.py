@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ocssd_vfu.nvme import dptr
-from ocssd_vfu.nvme.memory import GuestMemory, TransferError
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import GuestMemory, TransferError
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.namespace import (
     DLFEAT_READS_ZEROES,

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller
-from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.spec import pci
 from ocssd_vfu.vfu.binding import check, create_socket_context, ffi, lib
 

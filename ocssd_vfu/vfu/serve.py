@@ -15,11 +15,11 @@ from typing import TextIO
 
 import trio
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
-from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.trace import make_tracer
 from ocssd_vfu.ocssd.faults import (

@@ -7,8 +7,8 @@ import struct
 import time
 from collections.abc import Callable
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
-from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, Register
 

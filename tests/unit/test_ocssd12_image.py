@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.media.ocssd12_image import Ocssd12Image
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.nvme.command import Command
-from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.ocssd.faults import FaultFileError
 from ocssd_vfu.ocssd12.bad_blocks import (
     generated_bad_blocks,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.media.ocssd_image import OcssdImage
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.nvme.command import Command
-from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.ocssd.faults import (
     FaultFileError,
     parse_chunk_states,

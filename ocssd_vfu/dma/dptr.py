@@ -7,8 +7,8 @@ SGL; 11b is reserved (Invalid Field). Admin commands over PCIe use PRPs only
 (admin.dispatch refuses any other PSDT). An MPTR of 0 means no metadata.
 
 SGL rules (4.4), all checked before any byte moves, each error with DNR (the
-walk is native/dma.c's ocssd_sgl_map; tests/unit/test_sgl.py holds the Python
-reference):
+walk is native/dma.c's ocssd_sgl_map; reference.py holds the Python walk the tests
+check it against):
 - the first descriptor (in DPTR) is a Data Block, Bit Bucket, Segment or Last
   Segment descriptor; a segment holds Data Block and Bit Bucket descriptors,
   except that a Segment's last descriptor leads to the next segment (a Segment
@@ -31,10 +31,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ocssd_vfu.nvme import prp
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma import prp
+from ocssd_vfu.dma.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.spec.status import DNR, Status
-from ocssd_vfu.vfu.binding import ffi, lib
 
 PSDT_PRP = 0
 PSDT_SGL_METADATA_CONTIGUOUS = 1

@@ -22,7 +22,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from ocssd_vfu.vfu.binding import ffi, lib
+from ocssd_vfu.dma.native import ffi, lib
 
 
 class DmaError(Exception):
