@@ -37,7 +37,7 @@ from typing import Any
 from ocssd_vfu.dma import native as dma
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import (
     CQE_FORMAT,
     CQE_SIZE,

@@ -1,8 +1,10 @@
 """Admin commands: one table maps each opcode to its handler and its Commands
 Supported and Effects bits (an opcode missing from it, or not offered by this
-controller, is Invalid Opcode; log page 05h and OACS come from the same table).
-Handlers return (status, result) and never raise for guest input; features are
-in features.py.
+controller, is Invalid Opcode; log page 05h and OACS come from the same table,
+`offered=` included). The namespace kinds of this controller add their own admin
+commands and log pages (nvme/kind.py): OCSSD Geometry, bad-block tables, Format
+NVM, Chunk Information. Handlers return (status, result) and never raise for
+guest input; features are in features.py.
 """
 
 from __future__ import annotations
@@ -13,15 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from ocssd_vfu.dma import dptr
-from ocssd_vfu.dma.memory import DmaError, TransferError
+from ocssd_vfu.dma.memory import DmaError
 from ocssd_vfu.nvme import doorbells, features, health, io
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
-from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail_no_retry
+from ocssd_vfu.nvme.kind import AdminCommand as KindAdminCommand
+from ocssd_vfu.nvme.kind import to_host
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
-from ocssd_vfu.ocssd.commands import vector_lbas
-from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import (
     CQE_SIZE,
     IDENTIFY_SIZE,
@@ -49,13 +49,6 @@ log = logging.getLogger("ocssd_vfu.nvme")
 
 AER_LIMIT = 4           # AERL + 1
 
-def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
-    """Copy `data` to the command's PRPs (its whole length: the host sized the buffer)."""
-    try:
-        dptr.transfer(ctrl.memory, cmd, ctrl.page_size, [memoryview(data)], to_guest=True)
-    except TransferError as err:
-        return (err.status, 0)
-    return OK
 
 
 # -- Identify -----------------------------------------------------------------------------
@@ -107,21 +100,21 @@ def identify(ctrl: Controller, cmd: Command) -> Result:
     if cns == IdentifyCns.NAMESPACE:
         ns = ctrl.namespaces.get(cmd.nsid)
         if ns is None:
-            return fail(Status.INVALID_NAMESPACE)
+            return fail_no_retry(Status.INVALID_NAMESPACE)
         return to_host(ctrl, cmd, ns.identify())
     if cns == IdentifyCns.ACTIVE_NAMESPACES:
         if cmd.nsid >= 0xFFFFFFFE:
-            return fail(Status.INVALID_NAMESPACE)
+            return fail_no_retry(Status.INVALID_NAMESPACE)
         ids = sorted(n for n in ctrl.namespaces if n > cmd.nsid)[:1024]
         data = b"".join(n.to_bytes(4, "little") for n in ids)
         return to_host(ctrl, cmd, data.ljust(IDENTIFY_SIZE, b"\0"))
     if cns == IdentifyCns.NAMESPACE_DESCRIPTORS:
         if cmd.nsid not in ctrl.namespaces:
-            return fail(Status.INVALID_NAMESPACE)
+            return fail_no_retry(Status.INVALID_NAMESPACE)
         descriptor = NamespaceDescriptorHeader.build(dict(nidt=NIDT_UUID, nidl=16)) \
             + namespace_uuid(ctrl, cmd.nsid)
         return to_host(ctrl, cmd, descriptor.ljust(IDENTIFY_SIZE, b"\0"))
-    return fail(Status.INVALID_FIELD)
+    return fail_no_retry(Status.INVALID_FIELD)
 
 
 # -- Queues -------------------------------------------------------------------------------
@@ -152,7 +145,7 @@ def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
         return (status, 0)
     ien, vector = bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
     if vector >= ctrl.config.msix_vectors:
-        return fail(Status.INVALID_INTERRUPT_VECTOR)
+        return fail_no_retry(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
     doorbells.queue_created(ctrl, qid, cq=True)
     return OK
@@ -162,7 +155,7 @@ def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
     cqid = cmd.cdw11 >> 16
     cq = ctrl.cqs.get(cqid)
     if cqid == 0 or cq is None:
-        return fail(Status.INVALID_CQ)
+        return fail_no_retry(Status.INVALID_CQ)
     status, qid, size = _new_queue(ctrl, cmd, ctrl.sqs, SQE_SIZE)
     if status:
         return (status, 0)
@@ -175,7 +168,7 @@ def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
     qid = cmd.cdw10 & 0xFFFF
     sq = ctrl.sqs.get(qid)
     if qid == 0 or sq is None:
-        return fail(Status.INVALID_QID)
+        return fail_no_retry(Status.INVALID_QID)
     del ctrl.sqs[qid]
     ctrl.pending.discard(qid)
     sq.unbind()
@@ -186,40 +179,10 @@ def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
     qid = cmd.cdw10 & 0xFFFF
     cq = ctrl.cqs.get(qid)
     if qid == 0 or cq is None:
-        return fail(Status.INVALID_QID)
+        return fail_no_retry(Status.INVALID_QID)
     if cq.sqs:
-        return fail(Status.INVALID_QUEUE_DELETION)
+        return fail_no_retry(Status.INVALID_QUEUE_DELETION)
     del ctrl.cqs[qid]
-    return OK
-
-
-# -- Format NVM ---------------------------------------------------------------------------
-SES_NONE, SES_USER_DATA_ERASE = 0, 1
-
-
-def format_nvm(ctrl: Controller, cmd: Command) -> Result:
-    """LBAF and MSET per namespace (or all: NSID FFFFFFFFh); no protection information;
-    SES 1 erases the whole file, cryptographic erase (2) is not offered (FNA bit 2)."""
-    lbaf, extended = cmd.cdw10 & 0xF, bool(cmd.cdw10 & (1 << 4))
-    pi, ses = (cmd.cdw10 >> 5) & 0x7, (cmd.cdw10 >> 9) & 0x7
-    if cmd.nsid == 0xFFFFFFFF:
-        targets = list(ctrl.namespaces.values())
-    elif cmd.nsid in ctrl.namespaces:
-        targets = [ctrl.namespaces[cmd.nsid]]
-    else:
-        return fail(Status.INVALID_NAMESPACE)
-    if ses > SES_USER_DATA_ERASE:
-        return fail(Status.INVALID_FIELD)
-    plain = [ns for ns in targets if isinstance(ns, PlainNamespace)]
-    if pi or len(plain) != len(targets) or any(lbaf >= len(ns.formats) for ns in plain):
-        return fail(Status.INVALID_FORMAT)
-    for ns in plain:
-        if ses == SES_USER_DATA_ERASE:
-            ns.erase()
-        ns.format(lbaf, extended)
-        log.info("namespace %d now has LBA format %d: serve the image again with --sec-size %d "
-                 "--md-size %d%s to see the same blocks", ns.nsid, lbaf, ns.lba_size, ns.md_size,
-                 " --extended-lba" if extended else "")
     return OK
 
 
@@ -258,73 +221,25 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
     numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
     offset = cmd.cdw12 | cmd.cdw13 << 32
     if numd * 4 > ctrl.max_transfer:  # MDTS; NUMD reaches 16 GiB, never allocated
-        return fail(Status.INVALID_FIELD)
-    if lid == LogPageId.OCSSD_CHUNK_INFORMATION:
-        return chunk_information(ctrl, cmd, offset, numd * 4)
-    if numd * 4 > ctrl.max_transfer:  # before anything that size is allocated
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
+    kind_page = ctrl.kind_log_pages.get(lid)
+    if kind_page is not None:
+        return kind_page(ctrl, cmd, offset, numd * 4)
     page = LOG_PAGES.get(lid)
     if page is None:
-        return fail(Status.INVALID_LOG_PAGE)
+        return fail_no_retry(Status.INVALID_LOG_PAGE)
     if lid in CONTROLLER_LOGS and cmd.nsid not in (0, 0xFFFFFFFF):
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     data = page(ctrl)
     if offset & 0x3 or offset > len(data):
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     return to_host(ctrl, cmd, data[offset:offset + numd * 4].ljust(numd * 4, b"\0"))
-
-
-def chunk_information(ctrl: Controller, cmd: Command, offset: int, length: int) -> Result:
-    """Log page CAh: per namespace, read in slices at an offset (Linux) or whole (nvme-cli);
-    a slice past the end is refused, as qemu-nvme does."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if ns is None:
-        return fail(Status.INVALID_NAMESPACE)
-    if not isinstance(ns, OcssdNamespace):
-        return fail(Status.INVALID_LOG_PAGE)
-    log = ns.chunks.log
-    if offset & 0x3 or offset + length > len(log):
-        return fail(Status.INVALID_FIELD)
-    return to_host(ctrl, cmd, bytes(log[offset:offset + length]))
-
-
-OCSSD_NAMESPACES = (OcssdNamespace, Ocssd12Namespace)
-
-
-def geometry(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD admin E2h: the namespace's Geometry (2.0) or Identity (1.2) page."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, OCSSD_NAMESPACES):
-        return fail(Status.INVALID_NAMESPACE)
-    return to_host(ctrl, cmd, ns.geometry_page())
-
-
-def get_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD 1.2 admin F2h: the bad-block table of the LUN that the PPA in CDW10-11 names."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, Ocssd12Namespace):
-        return fail(Status.INVALID_NAMESPACE)
-    table = ns.bad_block_table(cmd.cdw10 | cmd.cdw11 << 32)
-    if table is None:
-        return fail(Status.INVALID_FIELD)
-    return to_host(ctrl, cmd, table)
-
-
-def set_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD 1.2 admin F1h: a PPA (or list, as in vector commands) and CDW12[23:16] the value."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, Ocssd12Namespace):
-        return fail(Status.INVALID_NAMESPACE)
-    ppas = vector_lbas(ctrl, cmd)
-    if isinstance(ppas, int):
-        return (ppas, 0)
-    return ns.set_bad_blocks(ppas, (cmd.cdw12 >> 16) & 0xFF)
 
 
 # -- The rest -----------------------------------------------------------------------------
 def async_event_request(ctrl: Controller, cmd: Command) -> Result:
     if len(ctrl.aer_cids) >= AER_LIMIT:
-        return fail(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
+        return fail_no_retry(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
     ctrl.aer_cids.append(cmd.cid)
     return (DEFERRED, 0)
 
@@ -335,11 +250,6 @@ def abort(ctrl: Controller, cmd: Command) -> Result:
 
 def _always(ctrl: Controller) -> bool:
     return True
-
-
-def _with(kind: type | tuple[type, ...]) -> Callable[[Controller], bool]:
-    """Offered by a controller with a namespace of `kind`."""
-    return lambda ctrl: any(isinstance(ns, kind) for ns in ctrl.namespaces.values())
 
 
 class AdminCommand(NamedTuple):
@@ -360,30 +270,41 @@ ADMIN_COMMANDS: dict[int, AdminCommand] = {
     AdminOpcode.SET_FEATURES: AdminCommand(features.set_features, ADMIN),
     AdminOpcode.GET_FEATURES: AdminCommand(features.get_features, ADMIN),
     AdminOpcode.ASYNC_EVENT_REQUEST: AdminCommand(async_event_request, ADMIN),
-    AdminOpcode.FORMAT_NVM: AdminCommand(
-        format_nvm, ADMIN | CommandEffects.LBCC | CommandEffects.NCC
-        | CommandEffects.CSE_ALL_NAMESPACES, offered=_with(PlainNamespace)),
     AdminOpcode.DOORBELL_BUFFER_CONFIG: AdminCommand(
         doorbells.doorbell_buffer_config, ADMIN,
         offered=lambda ctrl: ctrl.config.shadow_doorbells),
-    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN,
-                                             offered=_with(OCSSD_NAMESPACES)),
-    AdminOpcode.OCSSD_GET_BAD_BLOCKS: AdminCommand(get_bad_blocks, ADMIN,
-                                                   offered=_with(Ocssd12Namespace)),
-    AdminOpcode.OCSSD_SET_BAD_BLOCKS: AdminCommand(set_bad_blocks, ADMIN,
-                                                   offered=_with(Ocssd12Namespace)),
 }
 
 
 def admin_commands(ctrl: Controller) -> dict[int, int]:
-    """Opcode -> effects of every admin command this controller takes."""
-    return {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items() if entry.offered(ctrl)}
+    """Opcode -> effects of every admin command this controller takes: its own, then
+    those its namespaces' kinds add (in opcode order, as log 05h lists them)."""
+    offered = {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items()
+               if entry.offered(ctrl)}
+    offered.update((opc, entry.effects) for opc, entry in kind_admin_commands(ctrl).items())
+    return offered
+
+
+def kind_admin_commands(ctrl: Controller) -> dict[int, KindAdminCommand]:
+    """The admin commands this controller's namespace kinds add; where two kinds add one
+    opcode, the first kind's entry (its handler checks the namespace's kind itself)."""
+    added: dict[int, KindAdminCommand] = {}
+    for kind in ctrl.kinds:
+        for opc, entry in kind.admin_commands.items():
+            added.setdefault(opc, entry)
+    return added
 
 
 def dispatch(ctrl: Controller, cmd: Command) -> Result:
     entry = ADMIN_COMMANDS.get(cmd.opc)
-    if entry is None or not entry.offered(ctrl):
-        return fail(Status.INVALID_OPCODE)
+    added = None if entry is not None else ctrl.kind_admin.get(cmd.opc)
+    if added is None and (entry is None or not entry.offered(ctrl)):
+        return fail_no_retry(Status.INVALID_OPCODE)
     if cmd.flags & (FUSE | PSDT):  # no fused commands; admin over PCIe uses PRPs only
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
+    if added is not None:
+        ns = ctrl.namespaces.get(cmd.nsid)
+        own = ns.kind.admin_commands.get(cmd.opc) if ns is not None else None
+        return (own or added).handler(ctrl, cmd)
+    assert entry is not None
     return entry.handler(ctrl, cmd)

@@ -37,8 +37,8 @@ OK: Result = (Status.SUCCESS, 0)
 DEFERRED = -1  # a handler's status meaning "completes later" (Controller.complete_deferred)
 
 
-def fail(status: int) -> Result:
-    """An error completion the host should not retry."""
+def fail_no_retry(status: int) -> Result:
+    """An error completion with Do Not Retry set: the host should not retry it."""
     return (status | DNR, 0)
 
 

@@ -23,29 +23,25 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ocssd_vfu.dma.memory import DmaError, GuestMemory
 from ocssd_vfu.nvme import admin, features, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
-from ocssd_vfu.nvme.fastpath import fast_path_for
 from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.kind import FastPath, LogPage, Namespace, NamespaceKind
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
-from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import Register
 
 if TYPE_CHECKING:
-    from ocssd_vfu.nvme.fastpath import FastPath
     from ocssd_vfu.nvme.trace import Tracer
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
-Namespace = PlainNamespace | OcssdNamespace | Ocssd12Namespace
+__all__ = ["Controller", "ControllerConfig", "Namespace"]
 
 
 @dataclass
@@ -99,8 +95,34 @@ class Controller:
         self.shadow: ShadowDoorbells | None = None
         self.coalescing = self._new_coalescing()
         self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
-        self.fast_path = fast_path_for(self)
+        # What the namespaces' kinds register (nvme/kind.py), gathered once: the
+        # namespaces of a controller do not change while it lives.
+        self.kinds: list[NamespaceKind] = list(dict.fromkeys(
+            type(ns).kind for ns in self.namespaces.values()))
+        self.io_opcodes = frozenset(io.io_commands(self))
+        self.kind_admin = admin.kind_admin_commands(self)
+        self.kind_log_pages: dict[int, LogPage] = {}
+        for kind in self.kinds:
+            self.kind_log_pages.update(kind.log_pages)
+        self.decoded: Any = None  # the last I/O command as its kind decoded it (trace.py)
+        self.fast_path = self._fast_path()
         self._set_page_size(0)
+
+    def _fast_path(self) -> FastPath | None:
+        """The kind's native path, for a controller whose only namespace is NSID 1."""
+        namespace = self.namespaces.get(1)
+        if not self.config.fast_path or namespace is None or len(self.namespaces) != 1:
+            return None
+        make = type(namespace).kind.fast_path
+        return make(namespace) if make is not None else None
+
+    def _fast_path(self) -> FastPath | None:
+        """The kind's native path, for a controller whose only namespace is NSID 1."""
+        namespace = self.namespaces.get(1)
+        if not self.config.fast_path or namespace is None or len(self.namespaces) != 1:
+            return None
+        make = type(namespace).kind.fast_path
+        return make(namespace) if make is not None else None
 
     def guest_error(self, category: str, message: str) -> None:
         """One place where guest misbehaviour is counted and logged."""
@@ -157,7 +179,7 @@ class Controller:
         if shn and not (old >> 14) & 0x3:
             self.regs.csts = (self.regs.csts & ~0xC) | 0x4  # SHST: shutdown occurring
             for ns in self.namespaces.values():
-                ns.settle()
+                ns.flush_write_cache()
             self.sync_requests.append(SyncRequest(self.epoch, shutdown=True))
 
     def _enable(self) -> None:
@@ -198,7 +220,7 @@ class Controller:
         self.reset()
         self.regs = Registers()
         for ns in self.namespaces.values():
-            ns.settle()
+            ns.flush_write_cache()
 
     def shutdown_complete(self) -> None:
         self.regs.csts = (self.regs.csts & ~0xC) | 0x8
@@ -326,9 +348,12 @@ class Controller:
                 cmd = self._fetch(sq)
                 if cmd is None:
                     break
-                status, result = self._execute(sq, cmd)
                 if self.tracer is not None:
+                    self.decoded = None
+                    status, result = self._execute(sq, cmd)
                     self.tracer(sq.qid, cmd, status, result)
+                else:
+                    status, result = self._execute(sq, cmd)
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)

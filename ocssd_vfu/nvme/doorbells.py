@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ocssd_vfu.dma.memory import DmaError, GuestMemory
-from ocssd_vfu.nvme.command import OK, Command, Result, fail
+from ocssd_vfu.nvme.command import OK, Command, Result, fail_no_retry
 from ocssd_vfu.spec.status import Status
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class ShadowDoorbells:
 def doorbell_buffer_config(ctrl: Controller, cmd: Command) -> Result:
     mask = ctrl.page_size - 1
     if not cmd.prp1 or not cmd.prp2 or cmd.prp1 & mask or cmd.prp2 & mask:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     shadow = ShadowDoorbells(cmd.prp1, cmd.prp2, 8 * (ctrl.config.io_queue_pairs + 1))
     try:
         shadow.pages(ctrl.memory)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from ocssd_vfu.nvme import health, interrupts
-from ocssd_vfu.nvme.command import OK, Command, Result, fail
+from ocssd_vfu.nvme.command import OK, Command, Result, fail_no_retry
 from ocssd_vfu.spec.nvme import FeatureId
 from ocssd_vfu.spec.status import Status
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.controller import Controller
 
+DULBE = 1 << 16                   # Error Recovery (05h) CDW11
 NUMBER_OF_POWER_STATES = 1        # NPSS + 1
 WORKLOAD_HINTS = 3                # Power Management WH: none, extended idle, heavy sequential
 TMPSEL_COMPOSITE, TMPSEL_ALL = 0x0, 0xF
@@ -40,6 +41,11 @@ class Features:
     error_recovery: int = 0
     volatile_write_cache: int = 1
     async_event_config: int = 0
+
+    @property
+    def dulbe(self) -> bool:
+        """Error Recovery's DULBE: reads of deallocated or unwritten blocks fail."""
+        return bool(self.error_recovery & DULBE)
 
 
 Getter = Callable[["Controller", Features, int], "int | None"]
@@ -84,22 +90,22 @@ def get_temperature_threshold(ctrl: Controller, values: Features, cdw11: int) ->
 def set_temperature_threshold(ctrl: Controller, cdw11: int) -> Result:
     name = _temperature_field(cdw11, setting=True)
     if name is None:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     setattr(ctrl.features, name, cdw11 & 0xFFFF)
     return OK
 
 
 def set_power_management(ctrl: Controller, cdw11: int) -> Result:
     if cdw11 & 0x1F >= NUMBER_OF_POWER_STATES or (cdw11 >> 5) & 0x7 >= WORKLOAD_HINTS:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     ctrl.features.power_management = cdw11 & 0xFF
     return OK
 
 
 def set_error_recovery(ctrl: Controller, cdw11: int) -> Result:
     dulbe_capable = any(ns.supports_dulbe for ns in ctrl.namespaces.values())
-    if cdw11 & (1 << 16) and not dulbe_capable:  # DULBE needs NSFEAT bit 2
-        return fail(Status.INVALID_FIELD)
+    if cdw11 & DULBE and not dulbe_capable:  # DULBE needs NSFEAT bit 2
+        return fail_no_retry(Status.INVALID_FIELD)
     ctrl.features.error_recovery = cdw11 & 0x1FFFF
     return OK
 
@@ -112,7 +118,7 @@ def _queue_limit(ctrl: Controller) -> int:
 def set_number_of_queues(ctrl: Controller, cdw11: int) -> Result:
     nsqr, ncqr = cdw11 & 0xFFFF, cdw11 >> 16
     if nsqr == 0xFFFF or ncqr == 0xFFFF:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     limit = ctrl.config.io_queue_pairs - 1
     return (Status.SUCCESS, min(nsqr, limit) | min(ncqr, limit) << 16)
 
@@ -166,20 +172,20 @@ FEATURES: dict[int, Feature] = {
 def set_features(ctrl: Controller, cmd: Command) -> Result:
     feature = FEATURES.get(cmd.cdw10 & 0xFF)
     if feature is None:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     if cmd.cdw10 >> 31:
-        return fail(Status.FEATURE_NOT_SAVEABLE)
+        return fail_no_retry(Status.FEATURE_NOT_SAVEABLE)
     return feature.set(ctrl, cmd.cdw11)
 
 
 def get_features(ctrl: Controller, cmd: Command) -> Result:
     feature, select = FEATURES.get(cmd.cdw10 & 0xFF), (cmd.cdw10 >> 8) & 0x7
     if feature is None or select > SEL_CAPABILITIES:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     if select == SEL_CAPABILITIES:
         return (Status.SUCCESS, CAPABILITY_CHANGEABLE
                 | (CAPABILITY_NAMESPACE_SPECIFIC if feature.namespace_specific else 0))
     value = feature.get(ctrl, ctrl.features if select == SEL_CURRENT else Features(), cmd.cdw11)
     if value is None:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     return (Status.SUCCESS, value)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ocssd_vfu.nvme.command import Result, fail
+from ocssd_vfu.nvme.command import Result, fail_no_retry
 from ocssd_vfu.spec.nvme import FeatureId
 from ocssd_vfu.spec.status import Status
 
@@ -65,7 +65,7 @@ class Coalescing:
             return (Status.SUCCESS, 0)
         vector = value & 0xFFFF
         if vector >= self.vectors:
-            return fail(Status.INVALID_FIELD)
+            return fail_no_retry(Status.INVALID_FIELD)
         if value & CD:
             self.disabled.add(vector)
         else:
@@ -77,6 +77,6 @@ class Coalescing:
             return (Status.SUCCESS, self.setting)
         vector = cdw11 & 0xFFFF
         if vector >= self.vectors:
-            return fail(Status.INVALID_FIELD)
+            return fail_no_retry(Status.INVALID_FIELD)
         return (Status.SUCCESS, vector | (CD if vector in self.disabled else 0))
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
+from ocssd_vfu.dma import dptr
 from ocssd_vfu.nvme.command import Command, Result
 from ocssd_vfu.nvme.health import NOT_COUNTED
 
@@ -76,6 +77,12 @@ class CommandError(Exception):
         super().__init__(status, result)
         self.status = status
         self.result = result
+
+
+def to_host(ctx: CommandContext, cmd: Command, data: bytes) -> Result:
+    """Copy `data` to the command's PRPs (its whole length: the host sized the buffer):
+    how an admin command or log page of any kind answers."""
+    return (dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(data)], True), 0)
 
 
 # decode(ctx, namespace, command) -> the command's decoded form (addresses, counts),
@@ -123,7 +130,7 @@ class FastPath(Protocol):
     def run(self, ctx: FastPathContext, sq: SubmissionQueue) -> int: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a kind is itself: identity, not field equality
 class NamespaceKind:
     """Everything the core needs to serve namespaces of one kind."""
 

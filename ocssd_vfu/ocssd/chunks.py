@@ -96,7 +96,7 @@ class ChunkTable:
         rows = list(CHUNK_DESCRIPTOR_FORMAT.iter_unpack(self.log))
         self.state, self.type, self.wli, self.slba, self.cnlb, self.wp = (
             list(column) for column in zip(*rows, strict=True))
-        self.settle()
+        self.flush_write_cache()
 
     def store(self, index: int) -> None:
         CHUNK_DESCRIPTOR_FORMAT.pack_into(
@@ -141,7 +141,7 @@ class ChunkTable:
         self.readable[index] = wp
         self.store(index)
 
-    def settle(self) -> None:
+    def flush_write_cache(self) -> None:
         """Flush, shutdown: the write cache reaches the media, everything below WP reads."""
         self.readable = [settled_limit(*column)
                          for column in zip(self.state, self.wp, self.cnlb, strict=True)]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ocssd_vfu.dma import dptr
 from ocssd_vfu.dma.memory import DmaError, GuestMemory
+from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.ocssd.chunks import ChunkTable
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
@@ -55,6 +57,7 @@ class Run:
 
 
 class OcssdNamespace:
+    kind: ClassVar[NamespaceKind]  # its command table: commands.py registers it
     supports_dulbe = True
 
     def __init__(self, nsid: int, geometry: OcssdGeometry, chunk_log: memoryview,
@@ -91,8 +94,8 @@ class OcssdNamespace:
             page[16:20] = mccap.to_bytes(4, "little")
         return bytes(page)
 
-    def settle(self) -> None:
-        self.chunks.settle()
+    def flush_write_cache(self) -> None:
+        self.chunks.flush_write_cache()
 
     # -- addressing -------------------------------------------------------------------------
     def _runs(self, lbas: list[int]) -> tuple[list[Run], int]:

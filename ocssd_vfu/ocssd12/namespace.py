@@ -15,9 +15,11 @@ multi-plane read may name any pages (Linux's chunk scan sends one PPA).
 from __future__ import annotations
 
 from collections import Counter
+from typing import ClassVar
 
 from ocssd_vfu.dma import dptr
-from ocssd_vfu.dma.memory import GuestMemory, TransferError
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.namespace import (
     DLFEAT_READS_ZEROES,
@@ -47,6 +49,7 @@ Placed = tuple[int, int, int]   # (plane block, page, sector index in the namesp
 
 
 class Ocssd12Namespace:
+    kind: ClassVar[NamespaceKind]  # its command table: commands.py registers it
     supports_dulbe = False  # erased pages have their own status (Empty Page)
 
     def __init__(self, nsid: int, geometry: Ocssd12Geometry, bbt: memoryview,
@@ -79,7 +82,7 @@ class Ocssd12Namespace:
         """Admin E2h: the Device Identification, version 1."""
         return self.geometry.to_bytes()
 
-    def settle(self) -> None:
+    def flush_write_cache(self) -> None:
         """No write cache: a programmed page is readable at once."""
 
     # -- addressing -------------------------------------------------------------------------
@@ -266,11 +269,7 @@ class Ocssd12Namespace:
                 segments.append(self.data[sector * self.lba_size:(sector + 1) * self.lba_size])
             else:
                 segments.append(self.zeroes[:self.lba_size])
-        try:
-            dptr.transfer(memory, pointer, page_size, segments, to_guest=True)
-        except TransferError as err:
-            return err.status
-        return Status.SUCCESS
+        return dptr.move_data(memory, pointer, page_size, segments, to_guest=True)
 
     # -- erase ------------------------------------------------------------------------------
     def erase(self, ppas: list[int], control: int) -> tuple[int, int]:

@@ -20,7 +20,6 @@ from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
-from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.trace import make_tracer
 from ocssd_vfu.ocssd.faults import (
     FaultFileError,
@@ -33,6 +32,7 @@ from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.report import inspect
 from ocssd_vfu.ocssd12 import bad_blocks
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.vfu.device import PciIdentity, VfuDevice
 from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path
 

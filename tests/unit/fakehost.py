@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, Register
 
 RAM_BASE = 0x100000

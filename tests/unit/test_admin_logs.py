@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.media.raw import RawImage
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import (
     CommandsSupportedAndEffectsLog,
     IdentifyController,

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocssd_vfu.media.raw import RawImage
-from ocssd_vfu.nvme.namespace import BlockRanges, PlainNamespace
+from ocssd_vfu.plain.namespace import BlockRanges, PlainNamespace
 from ocssd_vfu.spec.nvme import IdentifyNamespace
 from ocssd_vfu.spec.status import Status
 from tests.unit.fakehost import DATA, RAM_BASE, FakeHost, prp_list

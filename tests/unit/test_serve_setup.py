@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.media.raw import ImageError, RawImage
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.vfu.server import ServeError, claim_socket_path
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -105,6 +106,8 @@ class BlockRanges:
 
 
 class PlainNamespace:
+    kind: ClassVar[NamespaceKind]  # its command table: commands.py registers it
+
     def __init__(self, nsid: int, storage: memoryview, lba_size: int, md_size: int = 0,
                  extended: bool = False, allocation: Allocation | None = None) -> None:
         self.nsid = nsid
@@ -147,7 +150,7 @@ class PlainNamespace:
             entry.ms = lbaf.md_size
         return IdentifyNamespace.build(ident)
 
-    def settle(self) -> None:
+    def flush_write_cache(self) -> None:
         """Nothing is cached: every write is in the image when it completes."""
 
     # -- checks -----------------------------------------------------------------------------
