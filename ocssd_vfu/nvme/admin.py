@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from ocssd_vfu.dma import dptr
 from ocssd_vfu.dma.memory import DmaError
-from ocssd_vfu.nvme import doorbells, features, health, io
+from ocssd_vfu.nvme import features, health, io
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail_no_retry
-from ocssd_vfu.nvme.kind import AdminCommand as KindAdminCommand
+from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
 from ocssd_vfu.nvme.kind import to_host
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.nvme.state import ControllerState
 from ocssd_vfu.spec.nvme import (
     CQE_SIZE,
     IDENTIFY_SIZE,
@@ -42,8 +43,6 @@ from ocssd_vfu.spec.status import DNR, Status
 
 NIDT_UUID = 3
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
@@ -71,7 +70,7 @@ def _bits(table: Mapping[int, int], opcodes: Mapping[int, int]) -> int:
     return sum(bit for opc, bit in table.items() if opc in opcodes)
 
 
-def identify_controller(ctrl: Controller) -> bytes:
+def identify_controller(ctrl: ControllerState) -> bytes:
     cfg = ctrl.config
     ident = blank(IdentifyController)
     ident.update(dict(
@@ -89,11 +88,11 @@ def identify_controller(ctrl: Controller) -> bytes:
     return IdentifyController.build(ident)
 
 
-def namespace_uuid(ctrl: Controller, nsid: int) -> bytes:
+def namespace_uuid(ctrl: ControllerState, nsid: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"ocssd-vfu:{ctrl.config.serial}:{nsid}").bytes
 
 
-def identify(ctrl: Controller, cmd: Command) -> Result:
+def identify(ctrl: ControllerState, cmd: Command) -> Result:
     cns = cmd.cdw10 & 0xFF
     if cns == IdentifyCns.CONTROLLER:
         return to_host(ctrl, cmd, identify_controller(ctrl))
@@ -118,7 +117,7 @@ def identify(ctrl: Controller, cmd: Command) -> Result:
 
 
 # -- Queues -------------------------------------------------------------------------------
-def _new_queue(ctrl: Controller, cmd: Command, existing: Mapping[int, object],
+def _new_queue(ctrl: ControllerState, cmd: Command, existing: Mapping[int, object],
                entry_size: int) -> tuple[int, int, int]:
     """Create I/O CQ/SQ's common part: (status, qid, size) from CDW10, with the
     queue id free, the size within MQES, and the ring (PRP1, physically
@@ -139,7 +138,7 @@ def _new_queue(ctrl: Controller, cmd: Command, existing: Mapping[int, object],
     return (Status.SUCCESS, qid, size)
 
 
-def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
+def create_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
     status, qid, size = _new_queue(ctrl, cmd, ctrl.cqs, CQE_SIZE)
     if status:
         return (status, 0)
@@ -147,11 +146,11 @@ def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
     if vector >= ctrl.config.msix_vectors:
         return fail_no_retry(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
-    doorbells.queue_created(ctrl, qid, cq=True)
+    queue_created(ctrl, qid, cq=True)
     return OK
 
 
-def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
+def create_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
     cqid = cmd.cdw11 >> 16
     cq = ctrl.cqs.get(cqid)
     if cqid == 0 or cq is None:
@@ -160,11 +159,11 @@ def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
     if status:
         return (status, 0)
     ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
-    doorbells.queue_created(ctrl, qid, cq=False)
+    queue_created(ctrl, qid, cq=False)
     return OK
 
 
-def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
+def delete_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
     qid = cmd.cdw10 & 0xFFFF
     sq = ctrl.sqs.get(qid)
     if qid == 0 or sq is None:
@@ -175,7 +174,7 @@ def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
     return OK
 
 
-def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
+def delete_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
     qid = cmd.cdw10 & 0xFFFF
     cq = ctrl.cqs.get(qid)
     if qid == 0 or cq is None:
@@ -186,19 +185,50 @@ def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
     return OK
 
 
+# -- Doorbell Buffer Config (doorbells.py has the rules) -------------------------------
+def doorbell_buffer_config(ctrl: ControllerState, cmd: Command) -> Result:
+    mask = ctrl.page_size - 1
+    if not cmd.prp1 or not cmd.prp2 or cmd.prp1 & mask or cmd.prp2 & mask:
+        return fail_no_retry(Status.INVALID_FIELD)
+    shadow = ShadowDoorbells(cmd.prp1, cmd.prp2, 8 * (ctrl.config.io_queue_pairs + 1))
+    try:
+        shadow.pages(ctrl.memory)
+        for qid, sq in ctrl.sqs.items():
+            if qid:
+                shadow.write(ctrl.memory, qid, False, sq.tail)
+                shadow.arm(ctrl.memory, qid, False, sq.tail)
+        for qid, cq in ctrl.cqs.items():
+            if qid:
+                shadow.write(ctrl.memory, qid, True, cq.head)
+                shadow.arm(ctrl.memory, qid, True, EVENTIDX_NEVER)
+    except DmaError:
+        return (Status.DATA_TRANSFER_ERROR, 0)
+    ctrl.shadow = shadow
+    return OK
+
+
+def queue_created(ctrl: ControllerState, qid: int, cq: bool) -> None:
+    if ctrl.shadow is not None:
+        try:
+            ctrl.shadow.write(ctrl.memory, qid, cq, 0)
+            ctrl.shadow.arm(ctrl.memory, qid, cq, 0)
+        except DmaError:
+            ctrl.lose_shadow_doorbells()
+
+
 # -- Log pages ----------------------------------------------------------------------------
-def smart_log(ctrl: Controller) -> bytes:
+def smart_log(ctrl: ControllerState) -> bytes:
     return ctrl.health.log(ctrl.features.temperature_over, ctrl.features.temperature_under)
 
 
-def firmware_slot_log(ctrl: Controller) -> bytes:
+def firmware_slot_log(ctrl: ControllerState) -> bytes:
     data = bytearray(512)
     data[0] = 1  # active slot 1
     data[8:16] = ctrl.config.firmware.encode().ljust(8)[:8]
     return bytes(data)
 
 
-def effects_log(ctrl: Controller) -> bytes:
+def effects_log(ctrl: ControllerState) -> bytes:
     page = blank(CommandsSupportedAndEffectsLog)
     for opc, effects in admin_commands(ctrl).items():
         page.acs[opc] = effects
@@ -207,7 +237,7 @@ def effects_log(ctrl: Controller) -> bytes:
     return CommandsSupportedAndEffectsLog.build(page)
 
 
-LOG_PAGES: dict[int, Callable[[Controller], bytes]] = {
+LOG_PAGES: dict[int, Callable[[ControllerState], bytes]] = {
     LogPageId.ERROR_INFORMATION: lambda ctrl: bytes(64),
     LogPageId.SMART_HEALTH: smart_log,
     LogPageId.FIRMWARE_SLOT: firmware_slot_log,
@@ -216,7 +246,7 @@ LOG_PAGES: dict[int, Callable[[Controller], bytes]] = {
 CONTROLLER_LOGS = {LogPageId.SMART_HEALTH}  # no per-namespace SMART (LPA bit 0 clear)
 
 
-def get_log_page(ctrl: Controller, cmd: Command) -> Result:
+def get_log_page(ctrl: ControllerState, cmd: Command) -> Result:
     lid = cmd.cdw10 & 0xFF
     numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
     offset = cmd.cdw12 | cmd.cdw13 << 32
@@ -237,25 +267,25 @@ def get_log_page(ctrl: Controller, cmd: Command) -> Result:
 
 
 # -- The rest -----------------------------------------------------------------------------
-def async_event_request(ctrl: Controller, cmd: Command) -> Result:
+def async_event_request(ctrl: ControllerState, cmd: Command) -> Result:
     if len(ctrl.aer_cids) >= AER_LIMIT:
         return fail_no_retry(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
     ctrl.aer_cids.append(cmd.cid)
     return (DEFERRED, 0)
 
 
-def abort(ctrl: Controller, cmd: Command) -> Result:
+def abort(ctrl: ControllerState, cmd: Command) -> Result:
     return (Status.SUCCESS, 1)  # dw0 bit 0: command not aborted (all run to completion)
 
 
-def _always(ctrl: Controller) -> bool:
+def _always(ctrl: ControllerState) -> bool:
     return True
 
 
 class AdminCommand(NamedTuple):
-    handler: Callable[[Controller, Command], Result]
+    handler: Callable[[ControllerState, Command], Result]
     effects: int
-    offered: Callable[[Controller], bool] = _always   # else Invalid Opcode, and not in 05h
+    offered: Callable[[ControllerState], bool] = _always   # else Invalid Opcode, and not in 05h
 
 
 ADMIN = CommandEffects.CSUPP
@@ -271,31 +301,21 @@ ADMIN_COMMANDS: dict[int, AdminCommand] = {
     AdminOpcode.GET_FEATURES: AdminCommand(features.get_features, ADMIN),
     AdminOpcode.ASYNC_EVENT_REQUEST: AdminCommand(async_event_request, ADMIN),
     AdminOpcode.DOORBELL_BUFFER_CONFIG: AdminCommand(
-        doorbells.doorbell_buffer_config, ADMIN,
+        doorbell_buffer_config, ADMIN,
         offered=lambda ctrl: ctrl.config.shadow_doorbells),
 }
 
 
-def admin_commands(ctrl: Controller) -> dict[int, int]:
+def admin_commands(ctrl: ControllerState) -> dict[int, int]:
     """Opcode -> effects of every admin command this controller takes: its own, then
     those its namespaces' kinds add (in opcode order, as log 05h lists them)."""
     offered = {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items()
                if entry.offered(ctrl)}
-    offered.update((opc, entry.effects) for opc, entry in kind_admin_commands(ctrl).items())
+    offered.update((opc, entry.effects) for opc, entry in ctrl.kind_admin.items())
     return offered
 
 
-def kind_admin_commands(ctrl: Controller) -> dict[int, KindAdminCommand]:
-    """The admin commands this controller's namespace kinds add; where two kinds add one
-    opcode, the first kind's entry (its handler checks the namespace's kind itself)."""
-    added: dict[int, KindAdminCommand] = {}
-    for kind in ctrl.kinds:
-        for opc, entry in kind.admin_commands.items():
-            added.setdefault(opc, entry)
-    return added
-
-
-def dispatch(ctrl: Controller, cmd: Command) -> Result:
+def dispatch(ctrl: ControllerState, cmd: Command) -> Result:
     entry = ADMIN_COMMANDS.get(cmd.opc)
     added = None if entry is not None else ctrl.kind_admin.get(cmd.opc)
     if added is None and (entry is None or not entry.offered(ctrl)):

@@ -3,6 +3,7 @@ and what its handler returns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -54,3 +55,8 @@ class SyncRequest:
     sqid: int = 0
     cid: int = 0
     shutdown: bool = False
+
+
+# The controller calls its tracer (trace.py, tests) after each command it ran:
+# (queue id, command, status, result).
+Tracer = Callable[[int, Command, int, int], None]

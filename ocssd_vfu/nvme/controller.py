@@ -18,123 +18,23 @@ Register rules (NVMe 1.4 3.1, 7.6):
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from ocssd_vfu.dma.memory import DmaError, GuestMemory
-from ocssd_vfu.nvme import admin, features, io
-from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
+from ocssd_vfu.dma.memory import DmaError
+from ocssd_vfu.nvme import admin, io
+from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
-from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
-from ocssd_vfu.nvme.health import Health
-from ocssd_vfu.nvme.interrupts import Coalescing
-from ocssd_vfu.nvme.kind import FastPath, LogPage, Namespace, NamespaceKind
+from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER
+from ocssd_vfu.nvme.feature_values import Features
+from ocssd_vfu.nvme.kind import FastPath, Namespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.nvme.state import ControllerConfig, ControllerState, Registers
 from ocssd_vfu.spec.nvme import Register
-
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.trace import Tracer
-
-log = logging.getLogger("ocssd_vfu.nvme")
 
 __all__ = ["Controller", "ControllerConfig", "Namespace"]
 
 
-@dataclass
-class ControllerConfig:
-    vid: int = 0x1B36
-    ssvid: int = 0x1AF4
-    serial: str = "ocssd-vfu-0"
-    model: str = "ocssd_vfu NVMe Ctrl"
-    firmware: str = "0.1"
-    mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
-    msix_vectors: int = MAX_IO_QUEUES + 1
-    io_queue_pairs: int = MAX_IO_QUEUES
-    sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
-    shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
-    fast_path: bool = True         # plain Reads and Writes in C (fastpath.py)
-
-
-@dataclass
-class Registers:
-    cc: int = 0
-    csts: int = 0
-    aqa: int = 0
-    asq: int = 0
-    acq: int = 0
-    intms: int = 0
-
-
-LOGGED_PER_CATEGORY = 10  # then every 1000th: a hostile guest cannot flood the log
-
-
-@dataclass
-class Controller:
-    memory: GuestMemory
-    namespaces: dict[int, Namespace]
-    interrupt: Callable[[int], None]
-    config: ControllerConfig = field(default_factory=ControllerConfig)
-    clock: Callable[[], float] = time.monotonic  # seconds: coalescing, power-on hours
-
-    def __post_init__(self) -> None:
-        self.regs = Registers()
-        self.sqs: dict[int, SubmissionQueue] = {}
-        self.cqs: dict[int, CompletionQueue] = {}
-        self.pending: set[int] = set()
-        self.sync_requests: list[SyncRequest] = []
-        self.features = features.Features()
-        self.health = Health(self.clock)
-        self.aer_cids: list[int] = []
-        self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
-        self.guest_errors: Counter[str] = Counter()
-        self.tracer: Tracer | None = None
-        self.shadow: ShadowDoorbells | None = None
-        self.coalescing = self._new_coalescing()
-        self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
-        # What the namespaces' kinds register (nvme/kind.py), gathered once: the
-        # namespaces of a controller do not change while it lives.
-        self.kinds: list[NamespaceKind] = list(dict.fromkeys(
-            type(ns).kind for ns in self.namespaces.values()))
-        self.io_opcodes = frozenset(io.io_commands(self))
-        self.kind_admin = admin.kind_admin_commands(self)
-        self.kind_log_pages: dict[int, LogPage] = {}
-        for kind in self.kinds:
-            self.kind_log_pages.update(kind.log_pages)
-        self.decoded: Any = None  # the last I/O command as its kind decoded it (trace.py)
-        self.fast_path = self._fast_path()
-        self._set_page_size(0)
-
-    def _fast_path(self) -> FastPath | None:
-        """The kind's native path, for a controller whose only namespace is NSID 1."""
-        namespace = self.namespaces.get(1)
-        if not self.config.fast_path or namespace is None or len(self.namespaces) != 1:
-            return None
-        make = type(namespace).kind.fast_path
-        return make(namespace) if make is not None else None
-
-    def _fast_path(self) -> FastPath | None:
-        """The kind's native path, for a controller whose only namespace is NSID 1."""
-        namespace = self.namespaces.get(1)
-        if not self.config.fast_path or namespace is None or len(self.namespaces) != 1:
-            return None
-        make = type(namespace).kind.fast_path
-        return make(namespace) if make is not None else None
-
-    def guest_error(self, category: str, message: str) -> None:
-        """One place where guest misbehaviour is counted and logged."""
-        self.guest_errors[category] += 1
-        count = self.guest_errors[category]
-        if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
-            log.warning("guest error %s (#%d): %s", category, count, message)
-
-    # -- registers -------------------------------------------------------------------------
-    def _set_page_size(self, mps: int) -> None:
-        self.page_size = 1 << (12 + mps)
-        self.max_transfer = self.page_size << self.config.mdts  # bytes per I/O command (MDTS)
+class Controller(ControllerState):
+    """The controller: ControllerState (what the command handlers see) and the inputs
+    and outputs of the module docstring."""
 
     @property
     def enabled(self) -> bool:
@@ -207,7 +107,7 @@ class Controller:
         self.cqs.clear()
         self.pending.clear()
         self.aer_cids.clear()
-        self.features = features.Features()
+        self.features = Features()
         self.epoch += 1
         self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
 
@@ -225,10 +125,6 @@ class Controller:
     def shutdown_complete(self) -> None:
         self.regs.csts = (self.regs.csts & ~0xC) | 0x8
 
-    def _new_coalescing(self) -> Coalescing:
-        # Late-bound: the shell wires `interrupt` after the controller exists.
-        return Coalescing(lambda vector: self.interrupt(vector), self.config.msix_vectors)
-
     def _forget_shadow_doorbells(self) -> None:
         """Zero each I/O queue's shadow value and EventIdx, then forget the pages
         (doorbells.py says why)."""
@@ -244,11 +140,6 @@ class Controller:
                 shadow.arm(self.memory, qid, True, 0)
         except DmaError:
             pass  # unmapped already: nothing left to clean
-
-    def lose_shadow_doorbells(self) -> None:
-        self.guest_error("shadow_unmapped", "shadow doorbell or EventIdx page unmapped: "
-                         "back to MMIO doorbells")
-        self.shadow = None
 
     def _doorbell(self, offset: int, value: int) -> None:
         self.doorbell_writes += 1

@@ -12,18 +12,15 @@ the vfio-user socket.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from ocssd_vfu.nvme import health, interrupts
+from ocssd_vfu.nvme import interrupts
 from ocssd_vfu.nvme.command import OK, Command, Result, fail_no_retry
+from ocssd_vfu.nvme.feature_values import DULBE, Features
+from ocssd_vfu.nvme.state import ControllerState
 from ocssd_vfu.spec.nvme import FeatureId
 from ocssd_vfu.spec.status import Status
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
-
-DULBE = 1 << 16                   # Error Recovery (05h) CDW11
 NUMBER_OF_POWER_STATES = 1        # NPSS + 1
 WORKLOAD_HINTS = 3                # Power Management WH: none, extended idle, heavy sequential
 TMPSEL_COMPOSITE, TMPSEL_ALL = 0x0, 0xF
@@ -32,24 +29,8 @@ SEL_CURRENT, SEL_DEFAULT, SEL_SAVED, SEL_CAPABILITIES = range(4)
 CAPABILITY_NAMESPACE_SPECIFIC, CAPABILITY_CHANGEABLE = 1 << 1, 1 << 2
 
 
-@dataclass
-class Features:
-    arbitration: int = 0
-    power_management: int = 0
-    temperature_over: int = health.WARNING_TEMPERATURE
-    temperature_under: int = 0
-    error_recovery: int = 0
-    volatile_write_cache: int = 1
-    async_event_config: int = 0
-
-    @property
-    def dulbe(self) -> bool:
-        """Error Recovery's DULBE: reads of deallocated or unwritten blocks fail."""
-        return bool(self.error_recovery & DULBE)
-
-
-Getter = Callable[["Controller", Features, int], "int | None"]
-Setter = Callable[["Controller", int], Result]
+Getter = Callable[["ControllerState", Features, int], "int | None"]
+Setter = Callable[["ControllerState", int], Result]
 
 
 class Feature(NamedTuple):
@@ -67,7 +48,7 @@ def _field(name: str) -> Getter:
 
 def _set_field(name: str, mask: int) -> Setter:
     """The set of a feature that is one field of Features: CDW11's bits in `mask`."""
-    def set_field(ctrl: Controller, cdw11: int) -> Result:
+    def set_field(ctrl: ControllerState, cdw11: int) -> Result:
         setattr(ctrl.features, name, cdw11 & mask)
         return OK
     return set_field
@@ -82,12 +63,12 @@ def _temperature_field(cdw11: int, setting: bool) -> str | None:
     return {THSEL_OVER: "temperature_over", THSEL_UNDER: "temperature_under"}.get(thsel)
 
 
-def get_temperature_threshold(ctrl: Controller, values: Features, cdw11: int) -> int | None:
+def get_temperature_threshold(ctrl: ControllerState, values: Features, cdw11: int) -> int | None:
     name = _temperature_field(cdw11, setting=False)
     return None if name is None else int(getattr(values, name))
 
 
-def set_temperature_threshold(ctrl: Controller, cdw11: int) -> Result:
+def set_temperature_threshold(ctrl: ControllerState, cdw11: int) -> Result:
     name = _temperature_field(cdw11, setting=True)
     if name is None:
         return fail_no_retry(Status.INVALID_FIELD)
@@ -95,14 +76,14 @@ def set_temperature_threshold(ctrl: Controller, cdw11: int) -> Result:
     return OK
 
 
-def set_power_management(ctrl: Controller, cdw11: int) -> Result:
+def set_power_management(ctrl: ControllerState, cdw11: int) -> Result:
     if cdw11 & 0x1F >= NUMBER_OF_POWER_STATES or (cdw11 >> 5) & 0x7 >= WORKLOAD_HINTS:
         return fail_no_retry(Status.INVALID_FIELD)
     ctrl.features.power_management = cdw11 & 0xFF
     return OK
 
 
-def set_error_recovery(ctrl: Controller, cdw11: int) -> Result:
+def set_error_recovery(ctrl: ControllerState, cdw11: int) -> Result:
     dulbe_capable = any(ns.supports_dulbe for ns in ctrl.namespaces.values())
     if cdw11 & DULBE and not dulbe_capable:  # DULBE needs NSFEAT bit 2
         return fail_no_retry(Status.INVALID_FIELD)
@@ -110,12 +91,12 @@ def set_error_recovery(ctrl: Controller, cdw11: int) -> Result:
     return OK
 
 
-def _queue_limit(ctrl: Controller) -> int:
+def _queue_limit(ctrl: ControllerState) -> int:
     limit = ctrl.config.io_queue_pairs - 1
     return limit | limit << 16
 
 
-def set_number_of_queues(ctrl: Controller, cdw11: int) -> Result:
+def set_number_of_queues(ctrl: ControllerState, cdw11: int) -> Result:
     nsqr, ncqr = cdw11 & 0xFFFF, cdw11 >> 16
     if nsqr == 0xFFFF or ncqr == 0xFFFF:
         return fail_no_retry(Status.INVALID_FIELD)
@@ -125,26 +106,26 @@ def set_number_of_queues(ctrl: Controller, cdw11: int) -> Result:
 
 # Interrupt Coalescing and Vector Configuration live with the coalescing state
 # (interrupts.py); their defaults are 0: no coalescing, Coalescing Disable clear.
-def _current(ctrl: Controller, values: Features) -> bool:
+def _current(ctrl: ControllerState, values: Features) -> bool:
     return values is ctrl.features
 
 
-def get_interrupt_coalescing(ctrl: Controller, values: Features, cdw11: int) -> int | None:
+def get_interrupt_coalescing(ctrl: ControllerState, values: Features, cdw11: int) -> int | None:
     return ctrl.coalescing.setting if _current(ctrl, values) else 0
 
 
-def set_interrupt_coalescing(ctrl: Controller, cdw11: int) -> Result:
+def set_interrupt_coalescing(ctrl: ControllerState, cdw11: int) -> Result:
     return ctrl.coalescing.set_feature(FeatureId.INTERRUPT_COALESCING, cdw11)
 
 
-def get_vector_configuration(ctrl: Controller, values: Features, cdw11: int) -> int | None:
+def get_vector_configuration(ctrl: ControllerState, values: Features, cdw11: int) -> int | None:
     status, value = ctrl.coalescing.get_feature(FeatureId.INTERRUPT_VECTOR_CONFIGURATION, cdw11)
     if status:
         return None
     return value if _current(ctrl, values) else value & ~interrupts.CD
 
 
-def set_vector_configuration(ctrl: Controller, cdw11: int) -> Result:
+def set_vector_configuration(ctrl: ControllerState, cdw11: int) -> Result:
     return ctrl.coalescing.set_feature(FeatureId.INTERRUPT_VECTOR_CONFIGURATION, cdw11)
 
 
@@ -169,7 +150,7 @@ FEATURES: dict[int, Feature] = {
 }
 
 
-def set_features(ctrl: Controller, cmd: Command) -> Result:
+def set_features(ctrl: ControllerState, cmd: Command) -> Result:
     feature = FEATURES.get(cmd.cdw10 & 0xFF)
     if feature is None:
         return fail_no_retry(Status.INVALID_FIELD)
@@ -178,7 +159,7 @@ def set_features(ctrl: Controller, cmd: Command) -> Result:
     return feature.set(ctrl, cmd.cdw11)
 
 
-def get_features(ctrl: Controller, cmd: Command) -> Result:
+def get_features(ctrl: ControllerState, cmd: Command) -> Result:
     feature, select = FEATURES.get(cmd.cdw10 & 0xFF), (cmd.cdw10 >> 8) & 0x7
     if feature is None or select > SEL_CAPABILITIES:
         return fail_no_retry(Status.INVALID_FIELD)

@@ -12,22 +12,18 @@ without being advertised, nor the reverse.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ocssd_vfu.nvme.command import DEFERRED, FUSE, PSDT, Command, Result, SyncRequest, fail_no_retry
 from ocssd_vfu.nvme.kind import CommandError
 from ocssd_vfu.nvme.queues import SubmissionQueue
+from ocssd_vfu.nvme.state import ControllerState
 from ocssd_vfu.spec.commands import block_count
 from ocssd_vfu.spec.nvme import CommandEffects, IoOpcode
 from ocssd_vfu.spec.status import Status
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
-
 FLUSH_EFFECTS = CommandEffects.CSUPP
 
 
-def flush(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
+def flush(ctrl: ControllerState, sq: SubmissionQueue, cmd: Command) -> Result:
     if cmd.nsid != 0xFFFFFFFF and cmd.nsid not in ctrl.namespaces:
         return fail_no_retry(Status.INVALID_NAMESPACE)
     for ns in ctrl.namespaces.values():
@@ -36,7 +32,7 @@ def flush(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
     return (DEFERRED, 0)
 
 
-def io_commands(ctrl: Controller) -> dict[int, int]:
+def io_commands(ctrl: ControllerState) -> dict[int, int]:
     """Opcode -> effects of every I/O command this controller's namespaces take."""
     effects: dict[int, int] = {IoOpcode.FLUSH: FLUSH_EFFECTS}
     for kind in ctrl.kinds:
@@ -44,7 +40,7 @@ def io_commands(ctrl: Controller) -> dict[int, int]:
     return effects
 
 
-def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:
+def dispatch(ctrl: ControllerState, sq: SubmissionQueue, cmd: Command) -> Result:
     if cmd.opc not in ctrl.io_opcodes:
         return fail_no_retry(Status.INVALID_OPCODE)
     psdt = cmd.flags & PSDT

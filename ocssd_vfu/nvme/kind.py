@@ -40,7 +40,7 @@ from ocssd_vfu.nvme.health import NOT_COUNTED
 
 if TYPE_CHECKING:
     from ocssd_vfu.dma.memory import GuestMemory
-    from ocssd_vfu.nvme.features import Features
+    from ocssd_vfu.nvme.feature_values import Features
     from ocssd_vfu.nvme.health import Health
     from ocssd_vfu.nvme.queues import SubmissionQueue
 

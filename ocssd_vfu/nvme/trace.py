@@ -6,26 +6,22 @@ object per line.
 
 Only built when asked for; the controller calls it after each command runs. The
 addresses are those the command ran with: the kind describes what its `decode`
-returned (Controller.decoded), guest memory is not read again.
+returned (ControllerState.decoded), guest memory is not read again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-from ocssd_vfu.nvme.command import DEFERRED, Command
+from ocssd_vfu.nvme.command import DEFERRED, Command, Tracer
+from ocssd_vfu.nvme.state import ControllerState
 from ocssd_vfu.spec.commands import lba_range
 from ocssd_vfu.spec.nvme import AdminOpcode, IoOpcode
 from ocssd_vfu.spec.status import DNR, Status
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
-
 SCALAR_OPCODES = {IoOpcode.READ, IoOpcode.WRITE}
 
-Tracer = Callable[[int, Command, int, int], None]
 
 
 def opcode_name(admin: bool, opc: int) -> str:
@@ -46,7 +42,7 @@ def status_name(status: int) -> str:
     return name + ("+DNR" if status & DNR else "")
 
 
-def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
+def make_tracer(ctrl: ControllerState, out: TextIO, fmt: str) -> Tracer:
     def trace(qid: int, cmd: Command, status: int, result: int) -> None:
         record: dict[str, object] = {
             "sq": qid, "cid": cmd.cid, "opcode": opcode_name(qid == 0, cmd.opc),
