@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ocssd_vfu.app import ServeOptions, assemble
+from ocssd_vfu.devices import PLAIN_NVME_ID
 from ocssd_vfu.dma import native as dma
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller
@@ -49,7 +51,6 @@ from ocssd_vfu.spec.nvme import (
 )
 from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
-from ocssd_vfu.vfu.serve import PLAIN_NVME_ID, ServeOptions, assemble
 
 BLOCK = 4096
 RAM_IOVA = 0x1_0000_0000

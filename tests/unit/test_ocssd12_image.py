@@ -233,7 +233,7 @@ def test_truncated_12_image_is_refused(ocssd_vfu: RunCli, tmp_path: Path) -> Non
 
 def test_serve_assembles_a_12_device_and_refuses_chunk_state(ocssd_vfu: RunCli,
                                                              tmp_path: Path) -> None:
-    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+    from ocssd_vfu.app import ServeOptions, assemble
 
     path = _create(ocssd_vfu, tmp_path / "serve.img")
     assembled = assemble(ServeOptions(socket=tmp_path / "s", image=path))

@@ -239,7 +239,7 @@ def test_chunk_descriptor_problems(descriptor: tuple[int, ...], found: list[str]
 
 def test_chunk_state_file_is_applied_at_start_and_persisted(ocssd_vfu: RunCli,
                                                             tmp_path: Path) -> None:
-    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+    from ocssd_vfu.app import ServeOptions, assemble
 
     image = _small(tmp_path, ocssd_vfu)
     states = tmp_path / "states"
