@@ -37,7 +37,7 @@ from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
 from ocssd_vfu.nvme.trace import make_tracer
-from ocssd_vfu.ocssd.faults import FaultFileError
+from ocssd_vfu.openchannel.faults import FaultFileError
 from ocssd_vfu.spec.pci import PciIdentity
 from ocssd_vfu.vfu.device import VfuDevice
 from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ocssd_vfu.devices import MODES
 from ocssd_vfu.guest import provision
-from ocssd_vfu.ocssd import image_cli
+from ocssd_vfu.imagetool import cli as image_cli
 
 
 def _guest(args: argparse.Namespace) -> int:

@@ -20,21 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ocssd_vfu.imagetool.report20 import inspect
 from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.kind import Namespace
-from ocssd_vfu.ocssd.faults import (
-    FaultFileError,
-    Faults,
-    parse_chunk_states,
-    parse_reset_fail,
-    parse_write_fail,
-)
+from ocssd_vfu.ocssd.faults import parse_chunk_states, parse_reset_fail, parse_write_fail
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd.report import inspect
 from ocssd_vfu.ocssd12 import bad_blocks
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
+from ocssd_vfu.openchannel.faults import FaultFileError, Faults
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.pci import PciIdentity
 

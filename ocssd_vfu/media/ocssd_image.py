@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from construct import ConstructError
 
+from ocssd_vfu.geometry.ocssd20 import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.media.raw import ImageError, open_locked
-from ocssd_vfu.ocssd.geometry import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,

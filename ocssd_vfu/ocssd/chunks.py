@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_FORMAT, BLOCK_RECORD_SIZE, UNUSABLE, BlockValue
 
 MAX_ERASES = 0xFFFF

@@ -376,6 +376,35 @@ class Oacs(enum.IntFlag):
     DOORBELL_BUFFER_CONFIG = 1 << 8
 
 
+class Nsfeat(enum.IntFlag):
+    """Identify Namespace NSFEAT: namespace features."""
+
+    THIN_PROVISIONING = 1 << 0
+    NSABP = 1 << 1               # namespace atomic boundary parameters
+    DULBE = 1 << 2               # Deallocated or Unwritten Logical Block Error
+    UIDREUSE = 1 << 3
+    OPTPERF = 1 << 4             # NPWG..NOWS (and NPDG/NPDA) hold granularities
+
+
+class Dlfeat(enum.IntFlag):
+    """Identify Namespace DLFEAT: what a deallocated block reads as (bits 2:0)."""
+
+    READS_ZEROES = 0x1
+    READS_ONES = 0x2
+    WRITE_ZEROES_DEALLOCATES = 1 << 3
+    GUARD_CRC = 1 << 4
+
+
+class MetadataCapabilities(enum.IntFlag):
+    """Identify Namespace MC: where metadata may travel."""
+
+    EXTENDED = 1 << 0            # within the data buffer, after each block
+    SEPARATE = 1 << 1            # in a separate buffer (MPTR)
+
+
+FLBAS_EXTENDED = 1 << 4          # Identify Namespace FLBAS: the format's metadata is extended
+
+
 NamespaceDescriptorHeader = Struct(
     "nidt" / Int8ul,
     "nidl" / Int8ul,

@@ -10,12 +10,12 @@ import pytest
 
 from ocssd_vfu.app import ServeOptions, assemble
 from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.media import ocssd12_image, ocssd_image
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.nvme.admin import identify_controller
 from ocssd_vfu.nvme.controller import Controller
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
 from ocssd_vfu.spec.nvme import IdentifyController
 
 SGLS = 0x000B0001          # dptr.SGLS: SGLs, Bit Bucket, byte-aligned metadata, MPTR SGL

@@ -352,9 +352,9 @@ def test_compare_with_unmapped_metadata_or_in_an_extended_format(plain: Plain) -
 def test_bad_metadata_options_are_one_line_errors(tmp_path: Path, options: dict[str, object],
                                                   message: str) -> None:
     from ocssd_vfu.app import ServeOptions, assemble
+    from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
     from ocssd_vfu.media.ocssd_image import create_image
     from ocssd_vfu.media.raw import ImageError
-    from ocssd_vfu.ocssd.geometry import OcssdGeometry
 
     image = tmp_path / "disk.img"
     options = dict(options)  # the parameter's dict is shared by every run of the test

@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ocssd_vfu.ocssd.geometry import GeometryError, field_bits
+from ocssd_vfu.geometry.ocssd20 import GeometryError, field_bits
 from ocssd_vfu.spec.ocssd12 import (
     CAP_BAD_BLOCK_TABLE,
     IDENTITY_SIZE,
