@@ -27,13 +27,13 @@ check it against):
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ocssd_vfu.dma import prp
 from ocssd_vfu.dma.memory import DmaError, GuestMemory, TransferError
 from ocssd_vfu.dma.native import ffi, lib
+from ocssd_vfu.spec.nvme import SGL_DESCRIPTOR_FORMAT
 from ocssd_vfu.spec.status import DNR, Status
 
 PSDT_PRP = 0
@@ -46,7 +46,6 @@ SGLS = 0x1 | 1 << 16 | 1 << 17 | 1 << 19
 
 _RANGES = ffi.typeof("struct ocssd_dma_range[]")
 _ESCRATCH = lib.OCSSD_DMA_ESCRATCH
-_DESCRIPTOR = struct.Struct("<QQ")  # address, then length (bits 31:0) and identifier (63:56)
 
 
 class DataPointer(Protocol):
@@ -143,7 +142,8 @@ def metadata(memory: GuestMemory, pointer: DataPointer, length: int,
     try:
         if psdt(pointer) != PSDT_SGL_METADATA_SGL:
             return Metadata(memory.view(pointer.mptr, length, write=to_guest))
-        address, length_and_id = _DESCRIPTOR.unpack(memory.read(pointer.mptr, _DESCRIPTOR.size))
+        address, length_and_id = SGL_DESCRIPTOR_FORMAT.unpack(
+            memory.read(pointer.mptr, SGL_DESCRIPTOR_FORMAT.size))
     except DmaError as exc:
         raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
     try:

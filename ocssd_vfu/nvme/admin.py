@@ -23,6 +23,14 @@ from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
 from ocssd_vfu.nvme.kind import to_host
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.nvme.state import ControllerState
+from ocssd_vfu.spec.commands import (
+    CreateIoCqCdw11,
+    CreateIoSqCdw11,
+    GetLogPageCdw10,
+    GetLogPageCdw11,
+    IdentifyCdw10,
+    QueueCdw10,
+)
 from ocssd_vfu.spec.nvme import (
     CQE_SIZE,
     IDENTIFY_SIZE,
@@ -30,6 +38,7 @@ from ocssd_vfu.spec.nvme import (
     AdminOpcode,
     CommandEffects,
     CommandsSupportedAndEffectsLog,
+    FirmwareSlotLog,
     IdentifyCns,
     IdentifyController,
     IoOpcode,
@@ -93,7 +102,7 @@ def namespace_uuid(ctrl: ControllerState, nsid: int) -> bytes:
 
 
 def identify(ctrl: ControllerState, cmd: Command) -> Result:
-    cns = cmd.cdw10 & 0xFF
+    cns = IdentifyCdw10.get(cmd.cdw10, "cns")
     if cns == IdentifyCns.CONTROLLER:
         return to_host(ctrl, cmd, identify_controller(ctrl))
     if cns == IdentifyCns.NAMESPACE:
@@ -122,12 +131,13 @@ def _new_queue(ctrl: ControllerState, cmd: Command, existing: Mapping[int, objec
     """Create I/O CQ/SQ's common part: (status, qid, size) from CDW10, with the
     queue id free, the size within MQES, and the ring (PRP1, physically
     contiguous: CDW11.PC) page aligned and mapped in one guest region."""
-    qid, size, base = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1, cmd.prp1
+    queue = QueueCdw10.parse(cmd.cdw10)
+    qid, size, base = queue.qid, queue.qsize + 1, cmd.prp1
     if qid == 0 or qid > ctrl.config.io_queue_pairs or qid in existing:
         return (Status.INVALID_QID | DNR, qid, size)
     if size < 2 or size > MQES + 1:
         return (Status.INVALID_QUEUE_SIZE | DNR, qid, size)
-    if not cmd.cdw11 & 1:
+    if not CreateIoCqCdw11.get(cmd.cdw11, "pc"):  # PC: bit 0 in both Create commands
         return (Status.INVALID_FIELD | DNR, qid, size)
     if base == 0 or base & (ctrl.page_size - 1):
         return (Status.INVALID_PRP_OFFSET | DNR, qid, size)
@@ -142,7 +152,8 @@ def create_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
     status, qid, size = _new_queue(ctrl, cmd, ctrl.cqs, CQE_SIZE)
     if status:
         return (status, 0)
-    ien, vector = bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
+    fields = CreateIoCqCdw11.parse(cmd.cdw11)
+    ien, vector = bool(fields.ien), fields.iv
     if vector >= ctrl.config.msix_vectors:
         return fail_no_retry(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
@@ -151,7 +162,7 @@ def create_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
 
 
 def create_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
-    cqid = cmd.cdw11 >> 16
+    cqid = CreateIoSqCdw11.get(cmd.cdw11, "cqid")
     cq = ctrl.cqs.get(cqid)
     if cqid == 0 or cq is None:
         return fail_no_retry(Status.INVALID_CQ)
@@ -164,7 +175,7 @@ def create_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
 
 
 def delete_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
-    qid = cmd.cdw10 & 0xFFFF
+    qid = QueueCdw10.get(cmd.cdw10, "qid")
     sq = ctrl.sqs.get(qid)
     if qid == 0 or sq is None:
         return fail_no_retry(Status.INVALID_QID)
@@ -175,7 +186,7 @@ def delete_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
 
 
 def delete_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
-    qid = cmd.cdw10 & 0xFFFF
+    qid = QueueCdw10.get(cmd.cdw10, "qid")
     cq = ctrl.cqs.get(qid)
     if qid == 0 or cq is None:
         return fail_no_retry(Status.INVALID_QID)
@@ -222,10 +233,11 @@ def smart_log(ctrl: ControllerState) -> bytes:
 
 
 def firmware_slot_log(ctrl: ControllerState) -> bytes:
-    data = bytearray(512)
-    data[0] = 1  # active slot 1
-    data[8:16] = ctrl.config.firmware.encode().ljust(8)[:8]
-    return bytes(data)
+    """One slot, active, holding this controller's firmware revision."""
+    page = blank(FirmwareSlotLog)
+    page.afi = 1
+    page.frs[0] = ctrl.config.firmware.encode().ljust(8)[:8]
+    return FirmwareSlotLog.build(page)
 
 
 def effects_log(ctrl: ControllerState) -> bytes:
@@ -247,9 +259,10 @@ CONTROLLER_LOGS = {LogPageId.SMART_HEALTH}  # no per-namespace SMART (LPA bit 0 
 
 
 def get_log_page(ctrl: ControllerState, cmd: Command) -> Result:
-    lid = cmd.cdw10 & 0xFF
-    numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
-    offset = cmd.cdw12 | cmd.cdw13 << 32
+    lid = GetLogPageCdw10.get(cmd.cdw10, "lid")
+    numd = (GetLogPageCdw10.get(cmd.cdw10, "numdl")
+            | GetLogPageCdw11.get(cmd.cdw11, "numdu") << 16) + 1
+    offset = cmd.cdw12 | cmd.cdw13 << 32  # LPOL, LPOU
     if numd * 4 > ctrl.max_transfer:  # MDTS; NUMD reaches 16 GiB, never allocated
         return fail_no_retry(Status.INVALID_FIELD)
     kind_page = ctrl.kind_log_pages.get(lid)

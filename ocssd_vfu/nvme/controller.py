@@ -27,9 +27,14 @@ from ocssd_vfu.nvme.feature_values import Features
 from ocssd_vfu.nvme.kind import FastPath, Namespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.nvme.state import ControllerConfig, ControllerState, Registers
-from ocssd_vfu.spec.nvme import Register
+from ocssd_vfu.spec.bitfields import fields_mask
+from ocssd_vfu.spec.nvme import Aqa, Cc, Csts, Register, ShutdownStatus
 
 __all__ = ["Controller", "ControllerConfig", "Namespace"]
+
+CSTS_RDY, CSTS_CFS = Csts.mask("rdy"), Csts.mask("cfs")
+AQA_FIELDS = fields_mask(Aqa)
+PAGE_OFFSET = 0xFFF  # ASQ and ACQ bits 11:0 are reserved: the queues are 4 KiB aligned
 
 
 class Controller(ControllerState):
@@ -38,7 +43,7 @@ class Controller(ControllerState):
 
     @property
     def enabled(self) -> bool:
-        return bool(self.regs.csts & 1)
+        return bool(self.regs.csts & CSTS_RDY)
 
     def mmio_read(self, offset: int, size: int) -> int:
         registers = ((Register.CAP, 8, CAP), (Register.VS, 4, VERSION),
@@ -57,11 +62,11 @@ class Controller(ControllerState):
         elif offset == Register.CC:
             self._write_cc(value)
         elif offset == Register.AQA:
-            self.regs.aqa = value & 0x0FFF0FFF
+            self.regs.aqa = value & AQA_FIELDS
         elif Register.ASQ <= offset < Register.ASQ + 8:
-            self.regs.asq = _merge(self.regs.asq, offset - Register.ASQ, size, value) & ~0xFFF
+            self.regs.asq = _merge(self.regs.asq, offset - Register.ASQ, size, value) & ~PAGE_OFFSET
         elif Register.ACQ <= offset < Register.ACQ + 8:
-            self.regs.acq = _merge(self.regs.acq, offset - Register.ACQ, size, value) & ~0xFFF
+            self.regs.acq = _merge(self.regs.acq, offset - Register.ACQ, size, value) & ~PAGE_OFFSET
         elif offset == Register.INTMS:
             self.regs.intms |= value
         elif offset == Register.INTMC:
@@ -71,33 +76,31 @@ class Controller(ControllerState):
 
     def _write_cc(self, value: int) -> None:
         old, self.regs.cc = self.regs.cc, value
-        if value & 1 and not old & 1:
+        enable, was_enabled = Cc.get(value, "en"), Cc.get(old, "en")
+        if enable and not was_enabled:
             self._enable()
-        elif not value & 1 and old & 1:
+        elif not enable and was_enabled:
             self.reset()
-        shn = (value >> 14) & 0x3
-        if shn and not (old >> 14) & 0x3:
-            self.regs.csts = (self.regs.csts & ~0xC) | 0x4  # SHST: shutdown occurring
+        if Cc.get(value, "shn") and not Cc.get(old, "shn"):
+            self.regs.csts = Csts.put(self.regs.csts, "shst", ShutdownStatus.OCCURRING)
             for ns in self.namespaces.values():
                 ns.flush_write_cache()
             self.sync_requests.append(SyncRequest(self.epoch, shutdown=True))
 
     def _enable(self) -> None:
-        asqs, acqs = (self.regs.aqa & 0xFFF) + 1, ((self.regs.aqa >> 16) & 0xFFF) + 1
-        mps = (self.regs.cc >> 7) & 0xF
-        iosqes, iocqes = (self.regs.cc >> 16) & 0xF, (self.regs.cc >> 20) & 0xF
-        css = (self.regs.cc >> 4) & 0x7
-        if (asqs < 2 or acqs < 2 or not self.regs.asq or not self.regs.acq or mps != 0
-                or css != 0 or (iosqes not in (0, 6)) or (iocqes not in (0, 4))):
+        aqa, cc = Aqa.parse(self.regs.aqa), Cc.parse(self.regs.cc)
+        asqs, acqs = aqa.asqs + 1, aqa.acqs + 1
+        if (asqs < 2 or acqs < 2 or not self.regs.asq or not self.regs.acq or cc.mps != 0
+                or cc.css != 0 or (cc.iosqes not in (0, 6)) or (cc.iocqes not in (0, 4))):
             self.guest_error("cc_enable",
                              f"invalid enable: CC={self.regs.cc:#x} AQA={self.regs.aqa:#x}")
-            self.regs.csts |= 0x2  # CFS
+            self.regs.csts |= CSTS_CFS
             return
-        self._set_page_size(mps)
+        self._set_page_size(cc.mps)
         cq = CompletionQueue(0, self.regs.acq, acqs, vector=0, interrupts_enabled=True)
         self.cqs = {0: cq}
         self.sqs = {0: SubmissionQueue.bound_to(cq, 0, self.regs.asq, asqs)}
-        self.regs.csts = (self.regs.csts & ~0x2) | 0x1
+        self.regs.csts = (self.regs.csts & ~CSTS_CFS) | CSTS_RDY
 
     def reset(self) -> None:
         """Controller reset (CC.EN 1->0, or the whole device reset by the host)."""
@@ -109,13 +112,15 @@ class Controller(ControllerState):
         self.aer_cids.clear()
         self.features = Features()
         self.epoch += 1
-        self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
+        # Keep SHST: a shutdown stays reported until the next enable.
+        self.regs.csts &= ~(CSTS_RDY | CSTS_CFS)
 
     def device_reset(self) -> None:
         """The whole function reset (VM start, guest reboot, QEMU gone): a new host will
         find everything below each write pointer readable, as after a power cycle."""
-        shutdown_complete = (self.regs.csts >> 2) & 0x3 == 0b10
-        self.health.power_cycle(unsafe=bool(self.regs.cc & 1) and not shutdown_complete)
+        shutdown_complete = Csts.get(self.regs.csts, "shst") == ShutdownStatus.COMPLETE
+        self.health.power_cycle(unsafe=bool(Cc.get(self.regs.cc, "en"))
+                                and not shutdown_complete)
         self.shadow = None  # the host's pages may be anyone's memory by now
         self.reset()
         self.regs = Registers()
@@ -123,7 +128,7 @@ class Controller(ControllerState):
             ns.flush_write_cache()
 
     def shutdown_complete(self) -> None:
-        self.regs.csts = (self.regs.csts & ~0xC) | 0x8
+        self.regs.csts = Csts.put(self.regs.csts, "shst", ShutdownStatus.COMPLETE)
 
     def _forget_shadow_doorbells(self) -> None:
         """Zero each I/O queue's shadow value and EventIdx, then forget the pages
@@ -263,7 +268,7 @@ class Controller(ControllerState):
             return Command._make(sq.fetch(self.memory))
         except DmaError:
             self.guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
-            self.regs.csts |= 0x2  # the controller cannot continue: fatal status
+            self.regs.csts |= CSTS_CFS  # the controller cannot continue: fatal status
             return None
 
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
@@ -277,7 +282,7 @@ class Controller(ControllerState):
             cq.post(self.memory, result & 0xFFFFFFFF, result >> 32, sq.head, sq.qid, cid, status)
         except DmaError:
             self.guest_error("cq_unmapped", f"CQ {cq.qid} at {cq.base:#x} is not in memory")
-            self.regs.csts |= 0x2
+            self.regs.csts |= CSTS_CFS
             return
         if cq.interrupts_enabled and self.coalescing.applies(cq.qid, cq.vector):
             self.coalescing.posted(cq.vector, self.clock())

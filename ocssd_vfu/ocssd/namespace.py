@@ -20,7 +20,7 @@ from ocssd_vfu.ocssd.chunks import ChunkTable
 from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.openchannel.identify import identify_namespace
 from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, fill_from, filled_buffer, store_oob
-from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS, Mccap
+from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS
 from ocssd_vfu.spec.status import DNR, Status
 
 
@@ -63,11 +63,7 @@ class OcssdNamespace:
         return identify_namespace(1 << g.address_bits, g.sec_size, g.md_size, dulbe=True)
 
     def geometry_page(self) -> bytes:
-        page = bytearray(self.geometry.to_bytes())
-        if self.chunks.early_reset:
-            mccap = int.from_bytes(page[16:20], "little") | Mccap.EARLY_RESET
-            page[16:20] = mccap.to_bytes(4, "little")
-        return bytes(page)
+        return self.geometry.to_bytes(early_reset=self.chunks.early_reset)
 
     def flush_write_cache(self) -> None:
         self.chunks.flush_write_cache()

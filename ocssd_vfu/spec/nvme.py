@@ -24,6 +24,8 @@ from construct import (
     Struct,
 )
 
+from ocssd_vfu.spec.bitfields import Bitfields, reserved
+
 SQE_SIZE = 64
 CQE_SIZE = 16
 IDENTIFY_SIZE = 4096
@@ -114,6 +116,28 @@ class Register(enum.IntEnum):
     CMBLOC = 0x38
     CMBSZ = 0x3C
     DOORBELLS = 0x1000
+
+
+# Controller registers' bitfields (NVMe 1.4 3.1), low bits first (spec/bitfields.py).
+Cap = Bitfields(("mqes", 16), ("cqr", 1), ("ams", 2), reserved(5, 19), ("to", 8),
+                ("dstrd", 4), ("nssrs", 1), ("css", 8), ("bps", 1), reserved(2, 46),
+                ("mpsmin", 4), ("mpsmax", 4), ("pmrs", 1), ("cmbs", 1), reserved(6, 58))
+Cc = Bitfields(("en", 1), reserved(3, 1), ("css", 3), ("mps", 4), ("ams", 3), ("shn", 2),
+               ("iosqes", 4), ("iocqes", 4), reserved(8, 24))
+Csts = Bitfields(("rdy", 1), ("cfs", 1), ("shst", 2), ("nssro", 1), ("pp", 1),
+                 reserved(26, 6))
+Aqa = Bitfields(("asqs", 12), reserved(4, 12), ("acqs", 12), reserved(4, 28))
+
+
+class ShutdownStatus(enum.IntEnum):
+    """CSTS.SHST."""
+
+    NORMAL = 0b00
+    OCCURRING = 0b01
+    COMPLETE = 0b10
+
+
+CAP_CSS_NVM = 1 << 0             # CAP.CSS bit 0: the NVM command set
 
 
 SubmissionQueueEntry = Struct(
@@ -333,6 +357,13 @@ class CriticalWarning(enum.IntFlag):
     VOLATILE_BACKUP = 1 << 4
 
 
+FirmwareSlotLog = Struct(      # log page 03h, 512 bytes
+    "afi" / Int8ul,               # active firmware info: bits 2:0 the active slot
+    Padding(7),
+    "frs" / Array(7, Bytes(8)),   # firmware revision of slots 1-7
+    Padding(448),
+)
+
 CommandsSupportedAndEffectsLog = Struct(   # log page 05h
     "acs" / Array(256, Int32ul),           # admin commands, indexed by opcode
     "iocs" / Array(256, Int32ul),          # I/O commands, indexed by opcode
@@ -428,3 +459,4 @@ def blank(structure: Struct) -> Container:
 SQE_FORMAT = struct.Struct("<BBHIIIQQQIIIIII")
 CQE_FORMAT = struct.Struct("<IIHHHH")
 DSM_RANGE_FORMAT = struct.Struct("<IIQ")  # DatasetManagementRange
+SGL_DESCRIPTOR_FORMAT = struct.Struct("<QQ")  # SglDescriptor: address, length | identifier << 56

@@ -220,6 +220,14 @@ def test_smart_log_is_for_the_controller_only(raw_host: FakeHost) -> None:
     assert log_page(raw_host, 0x02, 512, nsid=1)[0] == INVALID_FIELD_DNR
 
 
+def test_firmware_slot_log_shows_slot_1_active(raw_host: FakeHost) -> None:
+    status, page = log_page(raw_host, 0x03, 512)
+    assert status == SUCCESS
+    assert page[0] == 1                              # AFI: slot 1 active
+    assert page[8:16] == b"0.1     "                 # FRS1: the firmware revision
+    assert page[1:8] == bytes(7) and page[16:] == bytes(496)
+
+
 @pytest.mark.parametrize("lid", [0x04, 0x06, 0x70, 0x80, 0xC0])
 def test_unsupported_log_pages(raw_host: FakeHost, lid: int) -> None:
     assert log_page(raw_host, lid, 512)[0] == INVALID_LOG_PAGE_DNR
