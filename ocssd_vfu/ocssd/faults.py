@@ -14,16 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
-from ocssd_vfu.ocssd.chunks import (
-    CLOSED,
-    FREE,
-    OFFLINE,
-    OPEN,
-    RANDOM,
-    SEQUENTIAL,
-    Problem,
-    chunk_problems,
-)
+from ocssd_vfu.ocssd.chunk_states import CLOSED, FREE, OFFLINE, OPEN
+from ocssd_vfu.ocssd.chunks import RANDOM, SEQUENTIAL, Problem, chunk_problems
 from ocssd_vfu.openchannel.faults import (
     FaultFileError,
     field_choice,

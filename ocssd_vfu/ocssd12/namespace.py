@@ -273,7 +273,7 @@ class Ocssd12Namespace:
                 failed |= 1 << i
             elif self.faults.reset_fails(block) or self.failed_program.intersection(targets):
                 for t in targets:  # a failed erase retires the block
-                    table.mark(t, BlockValue.GROWN)
+                    table.erase_failed(t)
                     self.failed_program.discard(t)
                 failed |= 1 << i
             else:
