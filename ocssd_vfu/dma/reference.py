@@ -89,21 +89,21 @@ def sgl_ranges(memory: GuestMemory, address: int, length_and_id: int, length: in
     remaining = length
     unmapped = False
 
-    def fail(status: int) -> TransferError:
+    def no_retry(status: int) -> TransferError:
         return TransferError(status | DNR)
 
     def data(addr: int, size: int, kind: int, sub: int) -> None:
         nonlocal remaining, unmapped
         if kind not in (DATA_BLOCK, BIT_BUCKET):
-            raise fail(Status.SGL_DESCRIPTOR_TYPE_INVALID)
+            raise no_retry(Status.SGL_DESCRIPTOR_TYPE_INVALID)
         if kind == DATA_BLOCK and sub == 1:
-            raise fail(Status.SGL_OFFSET_INVALID)
+            raise no_retry(Status.SGL_OFFSET_INVALID)
         if sub:
-            raise fail(Status.SGL_DESCRIPTOR_TYPE_INVALID)
+            raise no_retry(Status.SGL_DESCRIPTOR_TYPE_INVALID)
         if kind == BIT_BUCKET and not to_guest:
             return
         if size > remaining:
-            raise fail(Status.DATA_SGL_LENGTH_INVALID)
+            raise no_retry(Status.DATA_SGL_LENGTH_INVALID)
         if size == 0:
             return
         if kind == BIT_BUCKET:
@@ -123,14 +123,14 @@ def sgl_ranges(memory: GuestMemory, address: int, length_and_id: int, length: in
     else:
         while True:
             if sub == 1:
-                raise fail(Status.SGL_OFFSET_INVALID)
+                raise no_retry(Status.SGL_OFFSET_INVALID)
             if sub:
-                raise fail(Status.SGL_DESCRIPTOR_TYPE_INVALID)
+                raise no_retry(Status.SGL_DESCRIPTOR_TYPE_INVALID)
             if size == 0 or size % 16:
-                raise fail(Status.INVALID_SGL_SEGMENT_DESCRIPTOR)
+                raise no_retry(Status.INVALID_SGL_SEGMENT_DESCRIPTOR)
             count = size // 16
             if count > limit:
-                raise fail(Status.INVALID_NUMBER_OF_SGL_DESCRIPTORS)
+                raise no_retry(Status.INVALID_NUMBER_OF_SGL_DESCRIPTORS)
             limit -= count
             try:
                 raw = memory.read(addr, size)
@@ -143,12 +143,12 @@ def sgl_ranges(memory: GuestMemory, address: int, length_and_id: int, length: in
                     data(a, n, k, s)
                     continue
                 if last or i != count - 1:
-                    raise fail(Status.INVALID_SGL_SEGMENT_DESCRIPTOR)
+                    raise no_retry(Status.INVALID_SGL_SEGMENT_DESCRIPTOR)
                 addr, size, kind, sub, chained = a, n, k, s, True
             if not chained:
                 break
     if remaining:
-        raise fail(Status.DATA_SGL_LENGTH_INVALID)
+        raise no_retry(Status.DATA_SGL_LENGTH_INVALID)
     if unmapped:
         raise TransferError(Status.DATA_TRANSFER_ERROR)
     return ranges

@@ -35,7 +35,10 @@ PSDT = 0xC0
 # What a handler returns: (status, 64-bit command-specific result for CQE DW0-DW1).
 Result = tuple[int, int]
 OK: Result = (Status.SUCCESS, 0)
-DEFERRED = -1  # a handler's status meaning "completes later" (Controller.complete_deferred)
+# A handler's status meaning "completes later" (Controller.complete_deferred): a
+# sentinel, not an exception or a callback, so deferred work (Flush, AER) stays a
+# value the controller hands to the shell as a SyncRequest.
+DEFERRED = -1
 
 
 def fail_no_retry(status: int) -> Result:

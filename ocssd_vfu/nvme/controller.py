@@ -7,6 +7,9 @@ time) has come. Outputs: guest-memory accesses through GuestMemory (shadow
 doorbells included: doorbells.py), interrupts through the `interrupt(vector)`
 callable (one per CQ per batch, or as coalescing says: interrupts.py), and
 requests the shell must carry out off its event loop (`take_sync_requests`).
+Keep this contract: it is what lets tests drive the controller with a bytearray
+as guest memory and a list as the interrupt line (tests/unit/fakehost.py), in
+microseconds, with no QEMU and no libvfio-user.
 
 Register rules (NVMe 1.4 3.1, 7.6):
 - CC.EN 0->1 with valid AQA/ASQ/ACQ creates the admin queues and sets CSTS.RDY;

@@ -109,7 +109,8 @@ class ControllerState:
         return make(namespace) if make is not None else None
 
     def guest_error(self, category: str, message: str) -> None:
-        """One place where guest misbehaviour is counted and logged."""
+        """The one place where guest misbehaviour is counted and logged (by category, as
+        QEMU's pci_nvme_ub_*), rate-limited so a hostile guest cannot flood the log."""
         self.guest_errors[category] += 1
         count = self.guest_errors[category]
         if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:

@@ -1,5 +1,6 @@
 """A minimal host driver for the sans-I/O controller: guest memory is a bytearray,
-the interrupt line a list. Addresses and layouts are chosen by the test."""
+the interrupt line a list. Addresses and layouts are chosen by the test. It needs
+the dma layer's C module only (no libvfio-user, no QEMU): keep it that way."""
 
 from __future__ import annotations
 
