@@ -68,3 +68,15 @@ def test_the_circle_finder_finds_a_circle() -> None:
     graph.add_import(importer="b", imported="a")
     graph.add_import(importer="b", imported="c")
     assert circles(graph) == [{"a", "b"}]
+
+
+def test_the_core_and_the_kinds_need_no_libvfio_user() -> None:
+    """With the libvfio-user binding unimportable, the controller and every namespace kind
+    still import: they need the dma layer's C module only."""
+    probe = ("import sys; sys.modules['ocssd_vfu.vfu._libvfio_user'] = None\n"
+             "import ocssd_vfu.nvme.controller, ocssd_vfu.plain, ocssd_vfu.ocssd, "
+             "ocssd_vfu.ocssd12, ocssd_vfu.devices\n"
+             "try:\n    import ocssd_vfu.vfu.binding\nexcept ImportError:\n    print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
