@@ -9,12 +9,22 @@ kind (an import-linter contract in pyproject.toml holds that rule).
 How a new kind plugs in (the device-side FTL, say):
 1. a package beside ocssd_vfu/plain, ocssd_vfu/ocssd, ocssd_vfu/ocssd12, whose
    namespace class satisfies `Namespace` below: nsid, lba_size, supports_dulbe,
-   identify(), flush_write_cache() and the class attribute `kind`;
-2. its command table: `IoCommand(decode, run, effects, counted)` per I/O opcode,
-   plus the admin commands and log pages it adds (`AdminCommand`, `LogPage`),
-   gathered in one `NamespaceKind` (see ocssd_vfu/plain/kind.py for the smallest);
-3. a device record (ocssd_vfu/devices.py) saying how its image is opened and
-   which serve options apply; nothing in nvme/ changes.
+   identify(), flush_write_cache() and the class attribute `kind`, declared
+   `kind: ClassVar[NamespaceKind]`;
+2. its command table (the package's commands.py): `IoCommand(decode, run,
+   effects, counted)` per I/O opcode, plus the admin commands and log pages it
+   adds (`AdminCommand`, `LogPage`) and its trace `describe`, gathered in one
+   `NamespaceKind` and assigned to the class (`PlainNamespace.kind = PLAIN`:
+   ocssd_vfu/plain/commands.py is the smallest); the package's __init__.py
+   imports commands.py, so importing the package registers the kind;
+3. a layer for the package in pyproject.toml's import-linter contract (beside
+   plain | ocssd | ocssd12), and a device record (ocssd_vfu/devices.py) saying how
+   its image is recognised and opened and which serve options it takes; nothing
+   in nvme/ changes.
+
+Handlers get `ctx` (a CommandContext: the Controller itself), the namespace, the
+command (nvme/command.py's Command: the SQE's dwords; their layouts are declared
+in spec/commands.py) and what `decode` returned.
 
 What the core derives from the registered tables (so a command is never served
 without being advertised, nor the reverse): Invalid Opcode for an opcode the
@@ -24,8 +34,8 @@ counters (`counted`).
 
 Handlers return a status (errors are values: `Result`); `decode` may raise
 `CommandError` instead, so that a decoded command is always whole. Statuses of
-failed transfers arrive as `TransferError` only inside the dma layer's calls:
-`dma.dptr.move` and `transfer_status` turn them into a status in one place.
+failed transfers arrive as `TransferError` only inside the dma layer:
+`dma.dptr.move` and `dma.dptr.move_data` turn them into a status in one place.
 """
 
 from __future__ import annotations
