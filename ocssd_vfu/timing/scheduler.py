@@ -54,10 +54,18 @@ class DueQueue:
 
 
 class CompletionScheduler:
-    """A DueQueue on CLOCK_MONOTONIC whose `run()` task wakes at the earliest due time."""
+    """A DueQueue on CLOCK_MONOTONIC whose `run()` task wakes at the earliest due time.
 
-    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+    `lead_ns` (default 0) trades CPU for punctuality: the timer is armed that much before
+    the earliest due time and the task then spins, holding the trio thread, until it is
+    due. A wake-up from a timerfd takes tens of microseconds on a busy or virtual host,
+    which is most of a 70 µs read; a lead a little above that hides it at the price of
+    up to `lead_ns` of busy CPU per batch.
+    """
+
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns, lead_ns: int = 0) -> None:
         self.clock = clock
+        self.lead_ns = lead_ns
         self.queue = DueQueue()
         self.timer = Timerfd()
         self._armed_at: int | None = None
@@ -67,23 +75,31 @@ class CompletionScheduler:
         """Call `callback` at `due_ns` (CLOCK_MONOTONIC ns); from the trio thread."""
         self.queue.add(due_ns, callback)
         if self._armed_at is None or due_ns < self._armed_at:
-            self.timer.arm(due_ns)  # wakes run() earlier than it planned
+            self.timer.arm(due_ns - self.lead_ns)  # wakes run() earlier than it planned
             self._armed_at = due_ns
 
     async def run(self, after_batch: Callable[[], None] = lambda: None) -> NoReturn:
         while True:
+            self._spin_until_due()
             if self.queue.run_due(self.clock()):
                 after_batch()
             due = self.queue.next_due()
             if due is None:
                 self.timer.disarm()
             else:
-                self.timer.arm(due)
+                self.timer.arm(due - self.lead_ns)
             self._armed_at = due
             await trio.lowlevel.wait_readable(self.timer.fd)
             self.wakeups += 1
             self.timer.clear()
             self._armed_at = None
+
+    def _spin_until_due(self) -> None:
+        due = self.queue.next_due()
+        if due is not None and self.lead_ns:
+            clock = self.clock
+            while clock() < due <= clock() + self.lead_ns:
+                pass
 
     def close(self) -> None:
         """Once run() has ended (its task cancelled)."""

@@ -79,8 +79,9 @@ async def fire(scheduler: CompletionScheduler, offsets_us: dict[str, int]
 
 
 @pytest.mark.timeout(30)
-def test_completions_fire_in_due_order_and_never_early() -> None:
-    scheduler = CompletionScheduler()
+@pytest.mark.parametrize("lead_ns", [0, 100_000])
+def test_completions_fire_in_due_order_and_never_early(lead_ns: int) -> None:
+    scheduler = CompletionScheduler(lead_ns=lead_ns)
     try:
         order, due, fired, batches = trio.run(fire, scheduler, {"c": 300, "a": 200, "b": 250})
     finally:
