@@ -232,10 +232,9 @@ def modelled(cell: Cell, geometry: OcssdGeometry, parameters: TimingParameters,
     target = VirtualTarget(FlashModel(parameters, Layout(geometry.num_grp, geometry.num_pu)))
     until = int(seconds * 1e9)
     pus = scope_pus(cell.scope, geometry)
-    rng = random.Random(seed)
     if cell.buffer == "full":
-        background_writer(target, geometry, pus, until, rng)
-    loop = ClosedLoop(target, Workload(geometry, pus, rng).ops(cell.operation),
+        background_writer(target, geometry, pus, until, random.Random(-seed))
+    loop = ClosedLoop(target, Workload(geometry, pus, random.Random(seed)).ops(cell.operation),
                       cell.queue_depth, until)
     target.run()
     return figures(loop)
@@ -247,17 +246,20 @@ async def measured(cell: Cell, geometry: OcssdGeometry, parameters: TimingParame
     target = ModelTarget(FlashModel(parameters, Layout(geometry.num_grp, geometry.num_pu)),
                          scheduler)
     pus = scope_pus(cell.scope, geometry)
-    rng = random.Random(seed)
     drained = [trio.Event(), trio.Event()]
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(scheduler.run)
             until = target.now() + int(seconds * 1e9)
             if cell.buffer == "full":
-                background_writer(target, geometry, pus, until, rng, drained[1].set)
+                background_writer(target, geometry, pus, until, random.Random(-seed),
+                                  drained[1].set)
             else:
                 drained[1].set()
-            loop = ClosedLoop(target, Workload(geometry, pus, rng).ops(cell.operation),
+            # its own random stream: the same commands as the modelled run, whatever the
+            # background writer does in between
+            workload = Workload(geometry, pus, random.Random(seed))
+            loop = ClosedLoop(target, workload.ops(cell.operation),
                               cell.queue_depth, until, drained[0].set)
             for event in drained:
                 await event.wait()
