@@ -63,10 +63,11 @@ class CompletionScheduler:
     up to `lead_ns` of busy CPU per batch.
     """
 
-    def __init__(self, clock: Callable[[], int] = time.monotonic_ns, lead_ns: int = 0) -> None:
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns, lead_ns: int = 0,
+                 queue: DueQueue | None = None) -> None:
         self.clock = clock
         self.lead_ns = lead_ns
-        self.queue = DueQueue()
+        self.queue = DueQueue() if queue is None else queue  # may be the controller's
         self.timer = Timerfd()
         self._armed_at: int | None = None
         self.wakeups = 0  # times run() woke: about one per batch, never a busy loop
@@ -74,9 +75,15 @@ class CompletionScheduler:
     def schedule(self, due_ns: int, callback: Completion) -> None:
         """Call `callback` at `due_ns` (CLOCK_MONOTONIC ns); from the trio thread."""
         self.queue.add(due_ns, callback)
-        if self._armed_at is None or due_ns < self._armed_at:
-            self.timer.arm(due_ns - self.lead_ns)  # wakes run() earlier than it planned
-            self._armed_at = due_ns
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Make run() wake for the queue's earliest entry: after `schedule`, or after the
+        queue's owner added entries itself."""
+        due = self.queue.next_due()
+        if due is not None and (self._armed_at is None or due < self._armed_at):
+            self.timer.arm(due - self.lead_ns)  # wakes run() earlier than it planned
+            self._armed_at = due
 
     async def run(self, after_batch: Callable[[], None] = lambda: None) -> NoReturn:
         while True:

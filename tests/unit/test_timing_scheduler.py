@@ -126,3 +126,29 @@ def test_waiting_for_a_far_deadline_is_one_wakeup_not_a_busy_loop() -> None:
         scheduler.close()
     assert order == ["only"]
     assert scheduler.wakeups <= 2
+
+
+@pytest.mark.timeout(30)
+def test_a_shared_queue_filled_by_its_owner_is_served_after_rearm() -> None:
+    queue = DueQueue()   # as the controller would hold its held completions
+    scheduler = CompletionScheduler(queue=queue)
+    fired: list[int] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(scheduler.run)
+            await trio.sleep(0.01)  # run() is asleep with nothing armed
+            done = trio.Event()
+            for n in (2, 1):
+                queue.add(time.monotonic_ns() + n * 100_000,
+                          lambda n=n: (fired.append(n), n == 2 and done.set()))
+            scheduler.rearm()
+            with trio.fail_after(10):
+                await done.wait()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        scheduler.close()
+    assert fired == [1, 2]
