@@ -59,18 +59,25 @@ class Channel:
 
     def reserve(self, earliest: int, duration: int) -> int:
         """Reserve `duration` ns in the first idle gap from `earliest`; return its start."""
+        intervals = self.intervals
         start = earliest
-        for busy_start, busy_end in self.intervals:
+        # intervals do not overlap, so their ends are sorted too: skip those before `start`
+        at = max(bisect.bisect_left(intervals, (start,)) - 1, 0)
+        for busy_start, busy_end in intervals[at:]:
             if busy_end <= start:
                 continue
             if busy_start >= start + duration:
                 break
             start = busy_end
-        bisect.insort(self.intervals, (start, start + duration))
+        bisect.insort(intervals, (start, start + duration))
         return start
 
     def forget_before(self, now: int) -> None:
-        self.intervals = [i for i in self.intervals if i[1] > now]
+        intervals = self.intervals
+        done = 0
+        while done < len(intervals) and intervals[done][1] <= now:
+            done += 1
+        del intervals[:done]
 
 
 @dataclass(slots=True)
@@ -114,7 +121,7 @@ class FlashModel:
              multi_plane: bool = False) -> int:
         """Read `sectors` from each page (a page may appear once); multi-plane: one sensing
         for the same page of all planes named. Returns when the last sector has crossed."""
-        now = self._settle(now)
+        now = self._settle(now, pu)
         unit = self.pus[pu]
         groups: dict[tuple[int, int] | FlashPage, int] = {}
         for page, sectors in pages:
@@ -138,7 +145,7 @@ class FlashModel:
         """Write `sectors` into each page, in order; multi-plane: the same page of every
         plane named is one program unit. Returns when the write is in the buffer (or, with
         no buffer, when its last unit is programmed)."""
-        now = self._settle(now)
+        now = self._settle(now, pu)
         unit = self.pus[pu]
         groups = program_units(pages, multi_plane)
         if self.parameters.buffer_sectors_per_pu == 0:
@@ -151,7 +158,7 @@ class FlashModel:
 
     def erase(self, now: int, pu: int) -> int:
         """One chunk reset or block erase (multi-plane: all its planes)."""
-        now = self._settle(now)
+        now = self._settle(now, pu)
         unit = self.pus[pu]
         unit.busy_until = max(now, unit.busy_until) + self.parameters.erase_ns
         return unit.busy_until
@@ -172,15 +179,14 @@ class FlashModel:
         return self.pus[pu].occupied(max(now, self.now))
 
     # -- internals --------------------------------------------------------------------------
-    def _settle(self, now: int) -> int:
-        """Forget units and transfers finished by `now` (calls never go back in time)."""
+    def _settle(self, now: int, pu: int | None = None) -> int:
+        """Forget what PU `pu` (None: every PU) and its channel finished by `now`; calls
+        never go back in time."""
         now = max(now, self.now)
-        if now == self.now:
-            return now
         self.now = now
-        for unit in self.pus:
-            if unit.units and any(u.release_ns is not None and u.release_ns <= now
-                                  for u in unit.units):
+        for index in range(len(self.pus)) if pu is None else (pu,):
+            unit = self.pus[index]
+            if any(u.release_ns is not None and u.release_ns <= now for u in unit.units):
                 kept = []
                 for held in unit.units:
                     if held.release_ns is not None and held.release_ns <= now:
@@ -190,8 +196,7 @@ class FlashModel:
                     else:
                         kept.append(held)
                 unit.units = kept
-        for channel in self.channels:
-            channel.forget_before(now)
+            self.channels[self.layout.channel_of(index)].forget_before(now)
         return now
 
     def _admit(self, pu: int, key: tuple[FlashPage, ...], sectors: int, at: int) -> int:
