@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 
-from ocssd_vfu.timing.model import FlashModel, FlashPage, program_units
+from ocssd_vfu.timing.model import Channel, FlashModel, FlashPage, program_units
 from ocssd_vfu.timing.parameters import (
     Layout,
     TimingError,
@@ -100,6 +100,17 @@ def test_a_transfer_fits_into_an_idle_gap_before_a_later_reservation() -> None:
     assert m.erase(0, 0) == 1_000_000
     assert m.program(0, 0, [(page(5), 4)]) == 0      # programs at 1,000,000: bus to 1,020,480
     assert m.read(0, 1, [(page(0), 1)]) == 55_120    # same channel, long before that
+
+
+def test_a_channel_reserves_the_first_gap_long_enough() -> None:
+    channel = Channel()
+    assert channel.reserve(100, 50) == 100                  # 100-150
+    assert channel.reserve(300, 50) == 300                  # 300-350
+    assert channel.reserve(120, 100) == 150                 # fits 150-250
+    assert channel.reserve(200, 60) == 350                  # 250-300 is too short
+    assert channel.reserve(0, 100) == 0                     # 0-100 before everything
+    channel.forget_before(250)
+    assert channel.intervals == [(300, 350), (350, 410)]
 
 
 # -- erases ---------------------------------------------------------------------------------
