@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench hostbench profile lint fuzz soak clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench timingbench profile lint fuzz soak clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: setup
 
 hostbench: setup
 	$(PY) -m ocssd_vfu.hostbench
+
+# The flash timing model against completions on the real clock (no QEMU): the matrix of
+# issue 15, modelled vs measured latency and throughput. TIMINGBENCH_ARGS="--lead-us 80".
+TIMINGBENCH_ARGS ?=
+timingbench: setup
+	$(PY) -m ocssd_vfu.timingbench $(TIMINGBENCH_ARGS)
 
 # Where the server's time goes per command (py-spy samples the host-side bench at QD32).
 profile: setup
