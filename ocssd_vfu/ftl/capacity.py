@@ -26,7 +26,7 @@ from ocssd_vfu.spec.ftl import (
 )
 
 DEFAULT_OP_PERCENT = 7
-JOURNAL_UNITS = 16        # trim records a checkpoint's chunks hold at least
+JOURNAL_UNITS = 4         # trim records a checkpoint's chunks hold at least
 MAP_ENTRY_SIZE = 4
 
 

@@ -124,7 +124,8 @@ class WriteStream:
         ok = ftl.flash.write(chunk, b"".join(b.data for b in units),
                              b"".join(b.oob for b in units))
         kind = OpKind.PROGRAM if ok else OpKind.PROGRAM_FAILED
-        ftl.record(kind, self.purpose, chunk, start, len(units))
+        purpose = Purpose.PAD if units[-1].lba == Marker.PADDING else self.purpose
+        ftl.record(kind, purpose, chunk, start, len(units))
         if ok:
             ftl.count_programmed(len(units))
             ftl.chunks.programmed[chunk] = start + len(units)
