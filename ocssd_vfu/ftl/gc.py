@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from fractions import Fraction
 
 from ocssd_vfu.ftl.chunks import ChunkBook, Role
 
@@ -41,8 +40,8 @@ def choose_victim(book: ChunkBook, valid: Sequence[int], now_seq: int,
     if policy == GcPolicy.GREEDY:
         return min(candidates, key=lambda chunk: (valid[chunk], chunk))
 
-    def benefit(chunk: int) -> tuple[Fraction, int]:
+    def benefit(chunk: int) -> tuple[float, int]:
         age = now_seq - book.newest_seq[chunk]
-        return Fraction((clba - valid[chunk]) * age, clba + valid[chunk]), -chunk
+        return (clba - valid[chunk]) * age / (clba + valid[chunk]), -chunk
 
     return max(candidates, key=benefit)
