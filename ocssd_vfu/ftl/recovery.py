@@ -23,6 +23,7 @@ everything placed after it, newest sequence number last.
 
 from __future__ import annotations
 
+import enum
 from array import array
 from typing import Any, NamedTuple
 
@@ -50,6 +51,31 @@ from ocssd_vfu.spec.ftl import (
     sector_oob,
 )
 from ocssd_vfu.spec.ocssd import ChunkState
+
+PBLK_MAGIC = 0x70626C6B   # "pblk": a pblk line's smeta, u32 at byte 4 of its first sector
+
+
+class Contents(enum.Enum):
+    """What a flash holds, for the mode-switch rules (docs/ftl.md, phase 2)."""
+
+    EMPTY = "nothing (every chunk free)"
+    FTL = "an FTL"
+    PBLK = "pblk data"
+    OTHER = "Open-Channel data"
+
+
+def contents(flash: Flash) -> Contents:
+    if find_superblock(flash) is not None:
+        return Contents.FTL
+    found = Contents.EMPTY
+    for chunk in range(flash.layout.chunks):
+        state, wp, _ = flash.chunk_info(chunk)
+        if state in (ChunkState.FREE, ChunkState.OFFLINE):
+            continue
+        found = Contents.OTHER
+        if wp and int.from_bytes(flash.read(chunk, 0, 1)[0][4:8], "little") == PBLK_MAGIC:
+            return Contents.PBLK
+    return found
 
 
 class NotFormatted(Exception):

@@ -135,7 +135,12 @@ class WriteStream:
             return
         del self.open[pu]
         ftl.retire(chunk)
+        # Unmapped before they are placed again: placing may run GC, which must not take
+        # the retired chunk's unprogrammed sectors for valid data.
         base = chunk * ftl.layout.clba + start
-        for offset, sector in enumerate(units):
-            if sector.lba != Marker.PADDING and ftl.mapping.holds(base + offset) == sector.lba:
-                self.place(sector.lba, sector.data, Purpose.RELOCATE)
+        again = [sector for offset, sector in enumerate(units)
+                 if sector.lba != Marker.PADDING and ftl.mapping.holds(base + offset) == sector.lba]
+        for sector in again:
+            ftl.mapping.unmap(sector.lba)
+        for sector in again:
+            self.place(sector.lba, sector.data, Purpose.RELOCATE)
