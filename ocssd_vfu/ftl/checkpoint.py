@@ -76,6 +76,7 @@ def write_superblock(ftl: Ftl) -> int:
 def write_checkpoint(ftl: Ftl) -> None:
     """A checkpoint of everything placed so far; then the previous one is erased."""
     state = ftl.checkpoint
+    ftl.collect_until(ftl.plan.checkpoint_chunks)   # GC streams may have used the reserve
     seq = ftl.next_seq()
     while True:
         taken = _take_chunks(ftl)
