@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.flash import FlashLayout
+from ocssd_vfu.ftl.gc import GcPolicy
 from ocssd_vfu.ftl.memory_flash import MemoryFlash, PowerCut
 from ocssd_vfu.ftl.recovery import Contents, NotFormatted, contents, find_superblock
 from ocssd_vfu.ftl.stats import collect
@@ -213,17 +214,20 @@ def check(ftl: Ftl, acked: dict[int, bytes], inflight: dict[int, bytes]) -> None
 # A program failure while few chunks were free: placing the unit again ran GC, which
 # took the just-retired chunk's unprogrammed sectors for valid data.
 @example(churn=241, warmup=[("flush", 0, 0, 0)], ops=[("flush", 0, 0, 0)], cut=0,
-         fails={(63, 0)}, seed=117)
+         fails={(63, 0)}, reset_fails=set(), policy=GcPolicy.GREEDY, seed=117)
 @given(churn=st.integers(0, 500), warmup=operations, ops=operations, cut=st.integers(0, 400),
        fails=st.sets(st.tuples(st.integers(0, 63), st.integers(0, 31)), max_size=3),
-       seed=st.integers(0, 1000))
+       reset_fails=st.sets(st.integers(0, 63), max_size=2),
+       policy=st.sampled_from(GcPolicy), seed=st.integers(0, 1000))
 def test_every_completed_write_survives_a_power_cut(churn: int, warmup: list[Write],
                                                     ops: list[Write], cut: int,
                                                     fails: set[tuple[int, int]],
+                                                    reset_fails: set[int], policy: GcPolicy,
                                                     seed: int) -> None:
-    flash = MemoryFlash(LAYOUT, Faults(write_fail=dict.fromkeys(fails, 50)))
+    faults = Faults(write_fail=dict.fromkeys(fails, 50), reset_fail=dict.fromkeys(reset_fails, 50))
+    flash = MemoryFlash(LAYOUT, faults)
     flash.rng.seed(seed)
-    ftl = Ftl.format(flash, FtlOptions(op_percent=20, gc_threshold=8,
+    ftl = Ftl.format(flash, FtlOptions(op_percent=20, gc_threshold=8, gc_policy=policy,
                                        checkpoint_interval=300))
     acked: dict[int, bytes] = {}
     inflight: dict[int, bytes] = {}
