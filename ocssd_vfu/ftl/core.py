@@ -137,8 +137,7 @@ class Ftl:
             self._check_range(slba, nlb)
         unmapped = False
         for slba, nlb in ranges:
-            for lba in range(slba, slba + nlb):
-                unmapped |= self.mapping.unmap(lba)
+            unmapped |= self.mapping.unmap_range(slba, nlb)
         if unmapped:
             checkpoint.record_trims(self, [(s, n) for s, n in ranges if n])
         self._settle()

@@ -52,6 +52,15 @@ class Mapping:
         self.mapped -= 1
         return True
 
+    def unmap_range(self, slba: int, nlb: int) -> bool:
+        """Forget blocks slba..slba+nlb-1; False if none had data (checked at C speed:
+        a whole-device discard of an empty map costs nothing)."""
+        if self.forward[slba:slba + nlb].count(UNMAPPED) == nlb:
+            return False
+        for lba in range(slba, slba + nlb):
+            self.unmap(lba)
+        return True
+
     def holds(self, phys: int) -> int:
         """The logical block whose newest data is at `phys`, or UNMAPPED."""
         return self.reverse[phys]
