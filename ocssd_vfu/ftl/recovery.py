@@ -6,11 +6,11 @@ everything placed after it, newest sequence number last.
    whole body reads back (every sector CHECKPOINT, its seq C, CRC good) wins, so a
    torn checkpoint falls back to the one before; with none, C = 0 and an empty map
    (a full scan).
-3. Records after C: each sector of any other chunk with seq > C and a good CRC (a
-   chunk's sequence numbers grow with the sector, so a chunk whose last programmed
-   sector is older than C is skipped), including the write unit beyond its write
-   pointer, where the write buffer stages sectors; and the trim journal after the
-   checkpoint's body. Applied in sequence order: the newest wins.
+3. Records after C: each sector of any other chunk with seq > C (a chunk's sequence
+   numbers grow with the sector, so a chunk whose last programmed sector is older
+   than C is skipped), including the write unit beyond its write pointer, where the
+   write buffer stages sectors (those need a good CRC: they may be torn); and the
+   trim journal after the checkpoint's body. Applied in sequence order: newest wins.
    Bytes of an erased chunk's earlier life can be read there too: they are harmless,
    because a sector is erased only once every block it held has a newer record
    (written elsewhere, or trimmed in the journal) or the checkpoint covers it.
@@ -255,28 +255,31 @@ def _read_journal(ftl: Ftl, body_length: int, events: list[tuple[int, int, int, 
 
 def _scan_chunk(ftl: Ftl, chunk: int, base_seq: int,
                 events: list[tuple[int, int, int, int]]) -> int:
-    """Add the chunk's records newer than `base_seq`; its newest intact seq."""
+    """Add the chunk's records newer than `base_seq`; its newest seq. Programmed
+    sectors are whole (their bytes land before the WP moves), so only staged ones,
+    beyond the WP, need their CRC checked: the data of the others is not even read."""
     g = ftl.layout
     programmed = ftl.chunks.programmed[chunk]
+    end = min(g.clba, programmed + g.ws_min)
+    data, oob = ftl.flash.read(chunk, 0, end)
     newest = 0
     start = programmed
     if programmed:
-        last = read_sectors(ftl.flash, chunk, programmed - 1, 1)[0]
-        if last.intact:
-            ftl.chunks.newest_seq[chunk] = newest = last.seq
-        if not last.intact or last.seq > base_seq:
+        newest = SECTOR_OOB_FORMAT.unpack_from(oob, (programmed - 1) * g.oob_size)[1]
+        ftl.chunks.newest_seq[chunk] = newest
+        if newest > base_seq:
             start = 0
-    end = min(g.clba, programmed + g.ws_min)
-    if start >= end:
-        return newest
-    phys = chunk * g.clba
-    for offset, sector in enumerate(read_sectors(ftl.flash, chunk, start, end - start),
-                                    start):
-        if not sector.intact:
+    phys, size = chunk * g.clba, g.sec_size
+    for sector in range(start, end):
+        lba, seq, crc = SECTOR_OOB_FORMAT.unpack_from(oob, sector * g.oob_size)
+        if seq <= base_seq:
             continue
-        newest = max(newest, sector.seq)
-        if sector.seq > base_seq and sector.lba < ftl.logical_blocks:
-            events.append((sector.seq, sector.lba, phys + offset, 1))
+        if sector >= programmed \
+                and crc != sector_crc(data[sector * size:(sector + 1) * size], lba, seq):
+            continue
+        newest = max(newest, seq)
+        if lba < ftl.logical_blocks:
+            events.append((seq, lba, phys + sector, 1))
     return newest
 
 
