@@ -16,7 +16,7 @@ marks it grown bad, as in the 1.2 namespace.
 from __future__ import annotations
 
 from ocssd_vfu.ftl.flash import ChunkInfo, FlashLayout
-from ocssd_vfu.ocssd.chunks import ChunkTable
+from ocssd_vfu.ocssd.chunks import RANDOM, ChunkTable
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import OcssdGeometry
 from ocssd_vfu.ocssd12.blocks import BlockTable
@@ -37,9 +37,14 @@ class Ocssd20Flash:
         self.faults = faults or Faults()
 
     def chunk_info(self, chunk: int) -> ChunkInfo:
+        """A random-write chunk (a --chunk-state W_RAN line) counts as OFFLINE: the FTL
+        writes sequentially and a W_RAN chunk's rules (written only while OPEN, never
+        CLOSED) are not the interface's."""
         t = self.table
         state = ChunkState(t.state[chunk])
-        return ChunkInfo(state, 0 if state == ChunkState.OFFLINE else t.wp[chunk], t.wli[chunk])
+        if state == ChunkState.OFFLINE or t.type[chunk] & RANDOM:
+            return ChunkInfo(ChunkState.OFFLINE, 0, t.wli[chunk])
+        return ChunkInfo(state, t.wp[chunk], t.wli[chunk])
 
     def write(self, chunk: int, data: bytes, oob: bytes) -> bool:
         g, t = self.layout, self.table

@@ -15,6 +15,7 @@ from ocssd_vfu.ftl.core import Ftl
 from ocssd_vfu.ftl.media import Ocssd12Flash, Ocssd20Flash
 from ocssd_vfu.media import ocssd12_image, ocssd_image
 from ocssd_vfu.ocssd import report
+from ocssd_vfu.ocssd.chunks import OPEN, RANDOM
 from ocssd_vfu.ocssd.faults import Faults
 from ocssd_vfu.ocssd.geometry import OcssdGeometry
 from ocssd_vfu.ocssd12 import report as report12
@@ -71,6 +72,17 @@ def test_an_ocssd20_program_failure_closes_the_chunk_early(tmp_path: Path) -> No
     image.close()
     image, flash = open_20(path)
     assert Ftl.open(flash).read(0, 20) == blocks(0, 20)
+    image.close()
+
+
+def test_a_random_write_chunk_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "ftl20.img"
+    ocssd_image.create_image(path, GEOMETRY_20)
+    image, flash = open_20(path)
+    flash.table.set(5, OPEN, RANDOM, 8, 0)     # a --chunk-state "type=W_RAN" line
+    ftl = Ftl.format(flash, OPTIONS)
+    assert ftl.logical_blocks == 1536          # (63 - 3) * 32 * 80 / 100
+    assert (flash.table.state[5], flash.table.wp[5]) == (OPEN, 8)
     image.close()
 
 
