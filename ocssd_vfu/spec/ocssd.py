@@ -103,3 +103,4 @@ ImageHeader = Struct(
     "ns_size" / Int64ul,                     # 32
 )
 IMAGE_HEADER_SIZE = 40
+IMAGE_MAGIC_BYTES = Int32ul.build(IMAGE_MAGIC)   # how an image file starts: b"MVNL"
