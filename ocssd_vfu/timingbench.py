@@ -34,7 +34,7 @@ from typing import Protocol
 
 import trio
 
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.timing.model import FlashModel, FlashPage
 from ocssd_vfu.timing.parameters import (
     DEFAULT_CHANNEL_MBPS,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from ocssd_vfu.ftl.flash import ChunkInfo, FlashLayout
-from ocssd_vfu.ocssd.faults import Faults
+from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ocssd import ChunkState
 
 

@@ -23,7 +23,7 @@ from ocssd_vfu.ftl.gc import GcPolicy, choose_victim
 from ocssd_vfu.ftl.memory_flash import MemoryFlash
 from ocssd_vfu.ftl.stats import collect, write_amplification
 from ocssd_vfu.ftl.trace import MediaOp, OpKind, Purpose
-from ocssd_vfu.ocssd.faults import Faults
+from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ftl import UNMAPPED
 from ocssd_vfu.spec.ocssd import ChunkState
 

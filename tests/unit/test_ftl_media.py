@@ -14,12 +14,12 @@ from pathlib import Path
 from ocssd_vfu.ftl.core import Ftl
 from ocssd_vfu.ftl.media import Ocssd12Flash, Ocssd20Flash
 from ocssd_vfu.media import ocssd12_image, ocssd_image
-from ocssd_vfu.ocssd import report
+from ocssd_vfu.imagetool import report20 as report
 from ocssd_vfu.ocssd.chunks import OPEN, RANDOM
-from ocssd_vfu.ocssd.faults import Faults
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
-from ocssd_vfu.ocssd12 import report as report12
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
+from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.imagetool import report12
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.spec.ocssd import ChunkState
 from tests.unit.test_ftl import OPTIONS, ZERO, block, blocks
 

@@ -20,7 +20,7 @@ from ocssd_vfu.ftl.gc import GcPolicy
 from ocssd_vfu.ftl.memory_flash import MemoryFlash, PowerCut
 from ocssd_vfu.ftl.recovery import Contents, NotFormatted, contents, find_superblock
 from ocssd_vfu.ftl.stats import collect
-from ocssd_vfu.ocssd.faults import Faults
+from ocssd_vfu.openchannel.faults import Faults
 from tests.unit.test_ftl import (
     LAYOUT,
     OPTIONS,

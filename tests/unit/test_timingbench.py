@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.timingbench import Cell, all_cells, measured, modelled, parameters_of
 
 GEOMETRY = OcssdGeometry(num_grp=2, num_pu=4)   # tRD 70 µs, tPROG 1.9 ms, tBERS 3 ms
