@@ -15,11 +15,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ocssd_vfu.ftl.capacity import ceil_div
 from ocssd_vfu.ftl.chunks import Role
+from ocssd_vfu.ftl.services import FtlServices
 from ocssd_vfu.ftl.stream import NoSpace
 from ocssd_vfu.ftl.trace import OpKind, Purpose
 from ocssd_vfu.spec.ftl import (
@@ -37,23 +36,12 @@ from ocssd_vfu.spec.ftl import (
 )
 from ocssd_vfu.spec.ocssd import ChunkState
 
-if TYPE_CHECKING:
-    from ocssd_vfu.ftl.core import Ftl
-
 ROLE_STATE = {Role.FREE: ChunkState.FREE, Role.OPEN: ChunkState.OPEN,
               Role.DATA: ChunkState.CLOSED, Role.META: ChunkState.OPEN,
               Role.RETIRED: ChunkState.CLOSED, Role.OFFLINE: ChunkState.OFFLINE}
 
 
-@dataclass
-class CheckpointState:
-    chunks: list[int] = field(default_factory=list)   # the current checkpoint's, in order
-    seq: int = 0
-    journal_at: int = 0      # where the next journal unit goes, in sectors over `chunks`
-    placed_since: int = 0    # sectors placed since it was written
-
-
-def write_superblock(ftl: Ftl) -> int:
+def write_superblock(ftl: FtlServices) -> int:
     """Write the superblock to the first free chunk that takes it; its index."""
     g = ftl.layout
     data = Superblock.build(dict(
@@ -73,7 +61,7 @@ def write_superblock(ftl: Ftl) -> int:
     raise NoSpace("no chunk takes the superblock")
 
 
-def write_checkpoint(ftl: Ftl) -> None:
+def write_checkpoint(ftl: FtlServices) -> None:
     """A checkpoint of everything placed so far; then the previous one is erased."""
     state = ftl.checkpoint
     ftl.collect_until(ftl.plan.checkpoint_chunks)   # GC streams may have used the reserve
@@ -92,7 +80,7 @@ def write_checkpoint(ftl: Ftl) -> None:
             ftl.erase(chunk)
 
 
-def record_trims(ftl: Ftl, ranges: Sequence[tuple[int, int]]) -> None:
+def record_trims(ftl: FtlServices, ranges: Sequence[tuple[int, int]]) -> None:
     """Make deallocated `ranges` durable: a journal record, or a checkpoint."""
     g, state = ftl.layout, ftl.checkpoint
     per_sector = (g.sec_size - JOURNAL_HEADER_SIZE) // TRIM_RANGE_SIZE
@@ -113,7 +101,7 @@ def record_trims(ftl: Ftl, ranges: Sequence[tuple[int, int]]) -> None:
 
 
 # -- internals ---------------------------------------------------------------------------------
-def _take_chunks(ftl: Ftl) -> list[int]:
+def _take_chunks(ftl: FtlServices) -> list[int]:
     taken = []
     for _ in range(ftl.plan.checkpoint_chunks):
         chunk = ftl.chunks.take_least_worn(Role.META)
@@ -123,7 +111,7 @@ def _take_chunks(ftl: Ftl) -> list[int]:
     return taken
 
 
-def _body(ftl: Ftl, seq: int, taken: list[int]) -> list[bytes]:
+def _body(ftl: FtlServices, seq: int, taken: list[int]) -> list[bytes]:
     g = ftl.layout
     map_bytes = ftl.mapping.forward.tobytes()
     records = b"".join(_chunk_record(ftl, chunk) for chunk in range(g.chunks))
@@ -136,7 +124,7 @@ def _body(ftl: Ftl, seq: int, taken: list[int]) -> list[bytes]:
             *_split(records, g.sec_size)]
 
 
-def _chunk_record(ftl: Ftl, chunk: int) -> bytes:
+def _chunk_record(ftl: FtlServices, chunk: int) -> bytes:
     book = ftl.chunks
     record = ChunkRecord.build(dict(
         state=ROLE_STATE[book.role[chunk]],
@@ -151,7 +139,7 @@ def _split(data: bytes, size: int) -> list[bytes]:
     return [data[at:at + size].ljust(size, b"\0") for at in range(0, len(data), size)]
 
 
-def _program_sectors(ftl: Ftl, chunks: list[int], start: int,
+def _program_sectors(ftl: FtlServices, chunks: list[int], start: int,
                      sectors: list[tuple[int, int, bytes]], purpose: Purpose) -> bool:
     """Program `sectors` (marker, seq, data) from sector `start` over `chunks` taken as
     one run, a unit at a time. A failed program retires its chunk: False."""
@@ -168,7 +156,7 @@ def _program_sectors(ftl: Ftl, chunks: list[int], start: int,
     return True
 
 
-def _program(ftl: Ftl, chunk: int, sector: int, sectors: list[tuple[int, int, bytes]],
+def _program(ftl: FtlServices, chunk: int, sector: int, sectors: list[tuple[int, int, bytes]],
              purpose: Purpose) -> bool:
     """Program one unit: `sectors`, completed with padding."""
     g = ftl.layout

@@ -6,7 +6,7 @@ everything reaches the flash through the Flash interface (ocssd_vfu.ftl.flash).
 
 Crash guarantee: when write, deallocate or write_zeroes returns, its effect is
 durable: every sector is programmed or staged in the power-loss-protected write
-buffer, every trim is in the journal (or a checkpoint). `Ftl.open` after a crash
+buffer, every trim is in the journal (or a checkpoint). `recovery.open_ftl` after a crash
 at any point rebuilds a map in which each logical block holds the data of its
 newest completed write (docs/ftl.md, "Crash guarantee").
 
@@ -26,6 +26,7 @@ from ocssd_vfu.ftl.chunks import ChunkBook, Role
 from ocssd_vfu.ftl.flash import Flash
 from ocssd_vfu.ftl.gc import GcPolicy, choose_victim
 from ocssd_vfu.ftl.mapping import Mapping
+from ocssd_vfu.ftl.services import CheckpointState
 from ocssd_vfu.ftl.stream import WriteStream
 from ocssd_vfu.ftl.trace import MediaOp, OpKind, Purpose
 from ocssd_vfu.spec.ftl import UNMAPPED, Counters
@@ -60,7 +61,7 @@ class Ftl:
         self.seq = 1
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
         self.trace: list[MediaOp] | None = None
-        self.checkpoint = checkpoint.CheckpointState()
+        self.checkpoint = CheckpointState()
         self.host = WriteStream(self, Purpose.HOST)
         self.gc = WriteStream(self, Purpose.GC)
         self.collecting = False
@@ -81,12 +82,6 @@ class Ftl:
         ftl.superblock_chunk = checkpoint.write_superblock(ftl)
         checkpoint.write_checkpoint(ftl)
         return ftl
-
-    @classmethod
-    def open(cls, flash: Flash, options: FtlOptions | None = None) -> Ftl:
-        """The FTL of a formatted flash, recovered (ocssd_vfu.ftl.recovery)."""
-        from ocssd_vfu.ftl.recovery import recover
-        return recover(flash, options or FtlOptions())
 
     # -- host commands ------------------------------------------------------------------------
     def read(self, lba: int, count: int) -> bytes:

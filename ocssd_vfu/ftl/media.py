@@ -16,11 +16,11 @@ marks it grown bad, as in the 1.2 namespace.
 from __future__ import annotations
 
 from ocssd_vfu.ftl.flash import ChunkInfo, FlashLayout
-from ocssd_vfu.ocssd.chunks import RANDOM, ChunkTable
-from ocssd_vfu.openchannel.faults import Faults
-from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
-from ocssd_vfu.ocssd12.blocks import BlockTable
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.ocssd.chunks import RANDOM, ChunkTable
+from ocssd_vfu.ocssd12.blocks import BlockTable
+from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ocssd import ChunkState
 from ocssd_vfu.spec.ocssd12 import BlockValue
 from ocssd_vfu.spec.status import Status

@@ -177,7 +177,9 @@ def _read_body(flash: Flash, book: ChunkBook, header: Any) -> list[Sector] | Non
     return body
 
 
-def recover(flash: Flash, options: FtlOptions) -> Ftl:
+def open_ftl(flash: Flash, options: FtlOptions | None = None) -> Ftl:
+    """The FTL of a formatted flash, recovered; NotFormatted if it holds none."""
+    options = options or FtlOptions()
     g = flash.layout
     found = find_superblock(flash)
     if found is None:

@@ -15,13 +15,11 @@ again; they are durable at their new places before the operation returns.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
+from ocssd_vfu.ftl.services import FtlServices
 from ocssd_vfu.ftl.trace import OpKind, Purpose
 from ocssd_vfu.spec.ftl import Marker, sector_oob
-
-if TYPE_CHECKING:
-    from ocssd_vfu.ftl.core import Ftl
 
 
 class NoSpace(Exception):
@@ -35,7 +33,7 @@ class Buffered(NamedTuple):
 
 
 class WriteStream:
-    def __init__(self, ftl: Ftl, purpose: Purpose) -> None:
+    def __init__(self, ftl: FtlServices, purpose: Purpose) -> None:
         self.ftl = ftl
         self.purpose = purpose
         self.open: dict[int, int] = {}        # PU -> open chunk

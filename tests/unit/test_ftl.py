@@ -21,6 +21,7 @@ from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.flash import FlashLayout
 from ocssd_vfu.ftl.gc import GcPolicy, choose_victim
 from ocssd_vfu.ftl.memory_flash import MemoryFlash
+from ocssd_vfu.ftl.recovery import open_ftl
 from ocssd_vfu.ftl.stats import collect, write_amplification
 from ocssd_vfu.ftl.trace import MediaOp, OpKind, Purpose
 from ocssd_vfu.openchannel.faults import Faults
@@ -263,7 +264,7 @@ def test_a_program_failure_retires_the_chunk_and_rewrites_the_unit() -> None:
     assert ftl.background_step()
     assert (ftl.mapping.valid[2], flash.wear[2], ftl.chunks.role[2]) == (0, 0, Role.RETIRED)
     assert ftl.read(0, 20) == blocks(0, 20)
-    assert Ftl.open(flash).chunks.role[2] == Role.RETIRED
+    assert open_ftl(flash).chunks.role[2] == Role.RETIRED
 
 
 def test_a_reset_failure_takes_the_chunk_offline() -> None:

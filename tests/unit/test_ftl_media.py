@@ -13,13 +13,14 @@ from pathlib import Path
 
 from ocssd_vfu.ftl.core import Ftl
 from ocssd_vfu.ftl.media import Ocssd12Flash, Ocssd20Flash
-from ocssd_vfu.media import ocssd12_image, ocssd_image
-from ocssd_vfu.imagetool import report20 as report
-from ocssd_vfu.ocssd.chunks import OPEN, RANDOM
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.ftl.recovery import open_ftl
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.imagetool import report12
-from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.imagetool import report20 as report
+from ocssd_vfu.media import ocssd12_image, ocssd_image
+from ocssd_vfu.ocssd.chunks import OPEN, RANDOM
+from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ocssd import ChunkState
 from tests.unit.test_ftl import OPTIONS, ZERO, block, blocks
 
@@ -54,7 +55,7 @@ def test_an_ocssd20_image_keeps_the_ftl_across_a_kill(tmp_path: Path) -> None:
     del ftl, flash
     image.close()                         # only the mapping goes; nothing is shut down
     image, flash = open_20(path)
-    recovered = Ftl.open(flash)
+    recovered = open_ftl(flash)
     assert recovered.read(0, 6) == block(0) + ZERO + blocks(2, 4)
     assert flash.table.wp[32] == 4        # the staged unit, programmed by the recovery
     recovered.shutdown()
@@ -71,7 +72,7 @@ def test_an_ocssd20_program_failure_closes_the_chunk_early(tmp_path: Path) -> No
     assert (flash.table.state[2], flash.table.wp[2]) == (ChunkState.CLOSED, 4)
     image.close()
     image, flash = open_20(path)
-    assert Ftl.open(flash).read(0, 20) == blocks(0, 20)
+    assert open_ftl(flash).read(0, 20) == blocks(0, 20)
     image.close()
 
 
@@ -97,7 +98,7 @@ def test_an_ocssd12_image_keeps_the_ftl_across_a_kill(tmp_path: Path) -> None:
     assert (flash.blocks.pages[4], flash.blocks.pages[5], flash.blocks.pages[64]) == (1, 1, 0)
     image.close()
     image, flash = open_12(path)
-    recovered = Ftl.open(flash)
+    recovered = open_ftl(flash)
     assert recovered.read(0, 6) == blocks(0, 6)
     assert flash.blocks.pages[64] == 1    # block 32: the staged page, programmed
     image.close()

@@ -18,7 +18,13 @@ from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.flash import FlashLayout
 from ocssd_vfu.ftl.gc import GcPolicy
 from ocssd_vfu.ftl.memory_flash import MemoryFlash, PowerCut
-from ocssd_vfu.ftl.recovery import Contents, NotFormatted, contents, find_superblock
+from ocssd_vfu.ftl.recovery import (
+    Contents,
+    NotFormatted,
+    contents,
+    find_superblock,
+    open_ftl,
+)
 from ocssd_vfu.ftl.stats import collect
 from ocssd_vfu.openchannel.faults import Faults
 from tests.unit.test_ftl import (
@@ -39,14 +45,14 @@ SMALL_SECTORS = FlashLayout(num_grp=2, num_pu=2, num_chk=16, clba=32, ws_min=4, 
 
 
 def crash(flash: MemoryFlash) -> Ftl:
-    return Ftl.open(flash, OPTIONS)
+    return open_ftl(flash, OPTIONS)
 
 
 def test_the_superblock_says_what_the_flash_holds() -> None:
     flash = MemoryFlash(LAYOUT)
     assert find_superblock(flash) is None
     with pytest.raises(NotFormatted, match="no FTL superblock"):
-        Ftl.open(flash)
+        open_ftl(flash)
     Ftl.format(flash, OPTIONS)
     chunk, superblock = find_superblock(flash)
     assert (chunk, superblock.op_percent, superblock.logical_blocks,
@@ -241,10 +247,10 @@ def test_every_completed_write_survives_a_power_cut(churn: int, warmup: list[Wri
         crashed = False
     except PowerCut:
         crashed = True
-    recovered = Ftl.open(flash)
+    recovered = open_ftl(flash)
     check(recovered, acked, inflight if crashed else {})
     # The recovered FTL goes on working, and opens again.
     acked.update({lba: (recovered.read(lba, 1)) for lba in inflight})
     inflight.clear()
     run(recovered, acked, ops, inflight)
-    check(Ftl.open(flash), acked, {})
+    check(open_ftl(flash), acked, {})
