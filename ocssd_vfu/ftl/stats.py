@@ -1,5 +1,5 @@
 """The FTL's figures: counters, write amplification, chunk and wear summaries, and
-the vendor log page D0h that carries them (layout in ocssd_vfu.spec.ftl)."""
+the vendor log page C0h that carries them (layout in ocssd_vfu.spec.ftl)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def collect(ftl: Ftl) -> FtlStats:
 
 
 def log_page(ftl: Ftl) -> bytes:
-    """Get Log Page D0h: the FtlLogPage of `ftl` now."""
+    """Get Log Page C0h: the FtlLogPage of `ftl` now."""
     s = collect(ftl)
     page = FtlLogPage.build(dict(
         version=FTL_VERSION, op_percent=ftl.plan.op_percent,

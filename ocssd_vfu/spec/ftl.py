@@ -27,7 +27,7 @@ JOURNAL_MAGIC = b"OCFTL-TJ"
 SECTOR_OOB_SIZE = 16
 UNMAPPED = 0xFFFFFFFF          # a map entry (logical -> physical sector) with no data
 MAX_LOGICAL_BLOCKS = 0xFFFFFFF0  # the values above are the markers below
-FTL_LOG_PAGE_ID = 0xD0         # vendor-specific range C0h-FFh
+FTL_LOG_PAGE_ID = 0xC0         # vendor specific (C0h-FFh); D0h is OCSSD 2.0's Chunk Notification
 
 
 class Marker(enum.IntEnum):
@@ -140,7 +140,7 @@ class GcPolicyCode(enum.IntEnum):
 
 VALID_HISTOGRAM_BUCKETS = 11   # data chunks by valid sectors: 0 %, then (0,10] % ... (90,100] %
 
-# Get Log Page D0h "FTL statistics", 512 bytes.
+# Get Log Page C0h "FTL statistics", 512 bytes.
 FtlLogPage = Struct(
     "version" / Int16ul,                 # 0
     "op_percent" / Int8ul,               # 2
