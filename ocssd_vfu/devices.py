@@ -323,13 +323,14 @@ OCSSD12 = DeviceKind(
     recognizes=lambda path: is_ocssd_image(path) and spec_version(path) == SPEC_12,
     unrecognized=NOT_OCSSD, identity=OCSSD_ID, model="ocssd_vfu OCSSD 1.2 Ctrl",
     firmware="1.2",
-    options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed"}),
+    options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed",
+                       "reformat"}),
     open=open_ocssd12)
 OCSSD20 = DeviceKind(
     name="OCSSD 2.0", mode="ocssd", recognizes=is_ocssd_image, unrecognized=NOT_OCSSD,
     identity=OCSSD_ID, model="ocssd_vfu OCSSD 2.0 Ctrl", firmware="2.0",
     options=frozenset({"volatile", "early_reset", "chunk_state", "write_fail", "reset_fail",
-                       "fault_seed"}),
+                       "fault_seed", "reformat"}),
     open=open_ocssd20)
 PLAIN = DeviceKind(
     name="plain NVMe", mode="nvme", recognizes=lambda path: True, unrecognized="",

@@ -76,9 +76,9 @@ def _text(record: dict[str, object]) -> str:
     if record["result"]:
         parts.append(f"result {record['result']:#x}")
     media = record.get("media")
-    if isinstance(media, list):  # what a kind's command became on its media, one per line
-        parts += [f"\n    {op}" for op in media]
-    return " ".join(parts)
+    # What a kind's command became on its media: one indented line each.
+    ops = media if isinstance(media, list) else []
+    return "".join([" ".join(parts), *(f"\n    {op}" for op in ops)])
 
 
 def _runs(lbas: list[dict[str, int]]) -> list[str]:
