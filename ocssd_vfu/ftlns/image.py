@@ -24,6 +24,7 @@ import mmap
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from ocssd_vfu.ftl import stats
 from ocssd_vfu.ftl.capacity import CapacityError
 from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.flash import Flash
@@ -38,12 +39,14 @@ from ocssd_vfu.spec.ocssd import ChunkState
 
 
 class _ReadOnly:
-    """A mapping of the file as it is (read only, never extended or loaded)."""
+    """The file as it is, copy-on-write: never extended, loaded or written (a recovery
+    run on it to report the figures programs staged sectors in private pages only)."""
 
     fd: int
 
     def _map(self, size: int, file_size: int) -> mmap.mmap:
-        return mmap.mmap(self.fd, min(size, file_size), mmap.MAP_SHARED, mmap.PROT_READ)
+        return mmap.mmap(self.fd, min(size, file_size), mmap.MAP_PRIVATE,
+                         mmap.PROT_READ | mmap.PROT_WRITE)
 
 
 class _ProbeImage20(_ReadOnly, OcssdImage):
@@ -99,6 +102,48 @@ def probe(path: Any, spec_12: bool) -> list[Held]:
         return [describe_contents(flash) for flash in flashes(image)]
     finally:
         image.close()
+
+
+def report_lines(path: Any, spec_12: bool) -> tuple[list[str], list[str]]:
+    """`image info`'s lines about the FTL of each namespace (none if the image holds no
+    FTL) and its problems: the FTL recovered on a private copy of the mapping, as
+    `serve --mode ftl` would (counters as of the newest checkpoint)."""
+    image = _ProbeImage12(path, volatile=True) if spec_12 else _ProbeImage20(path, volatile=True)
+    lines: list[str] = []
+    problems: list[str] = []
+    try:
+        for nsid, flash in enumerate(flashes(image), start=1):
+            if contents(flash) != Contents.FTL:
+                continue
+            try:
+                ftl = open_ftl(flash)
+            except NotFormatted as exc:
+                problems.append(f"namespace {nsid}: FTL: {exc}")
+                continue
+            lines += _figures(nsid, ftl)
+    finally:
+        image.close()
+    return lines, problems
+
+
+def _figures(nsid: int, ftl: Ftl) -> list[str]:
+    s = stats.collect(ftl)
+    histogram = ", ".join(f"{label} {count}" for label, count in zip(
+        ["0"] + [f"<={tenth * 10}%" for tenth in range(1, 11)], s.valid_histogram,
+        strict=True))
+    return [
+        f"FTL ns {nsid}   : op {ftl.plan.op_percent} %, {s.logical_blocks} logical blocks of "
+        f"{FTL_LBA_SIZE} bytes ({s.logical_blocks * FTL_LBA_SIZE // (1 << 20)} MiB), "
+        f"{s.mapped_blocks} mapped",
+        f"  written  : host {s.host_sectors} sectors, media {s.media_sectors} (GC "
+        f"{s.gc_sectors}, padding {s.pad_sectors}, metadata {s.meta_sectors}), "
+        f"WAF {s.waf:.2f}",
+        f"  GC       : {s.gc_runs} runs, {s.chunks_erased} chunks erased",
+        f"  chunks   : free {s.free_chunks}, data {s.data_chunks}, retired "
+        f"{s.retired_chunks}, offline {s.offline_chunks}",
+        f"  valid    : data chunks by valid sectors: {histogram}",
+        f"  wear     : min {s.wear_min}, max {s.wear_max}, mean {s.wear_mean:.2f}",
+    ]
 
 
 def holds_ftl(path: Any, spec_12: bool) -> bool:

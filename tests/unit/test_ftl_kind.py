@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.app import Assembled, ServeOptions, assemble
+from ocssd_vfu.cli import main as cli_main
 from ocssd_vfu.ftlns.namespace import FtlNamespace
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
@@ -242,3 +243,24 @@ def test_an_ocssd12_image_serves_an_ftl(tmp_path: Path) -> None:
         assert read(host, 3, 2) == (SUCCESS, pattern(3) + pattern(4))
     finally:
         assembled.close()
+
+
+def test_image_info_reports_the_ftl_and_still_validates(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    path = image_20(tmp_path)
+    assembled = assemble(serve_options(path, mode="ftl", op_percent=20))
+    host = FakeHost(namespace=assembled.namespaces[1])
+    host.enable()
+    host.create_io_queues()
+    for _ in range(2):
+        assert write(host, 0, 8) == SUCCESS
+    assembled.close()                    # shutdown: padding and a checkpoint
+    assert cli_main(["image", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "check      : OK" in out
+    assert "FTL ns 1   : op 20 %, 1561 logical blocks of 4096 bytes (6 MiB), 8 mapped" in out
+    # as of the shutdown's checkpoint, which does not count itself: superblock 4, the
+    # first checkpoint 4, host 16 (whole units: no padding)
+    assert "  written  : host 16 sectors, media 24 (GC 0, padding 0, metadata 8), " \
+           "WAF 1.50" in out
