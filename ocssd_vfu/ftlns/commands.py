@@ -13,6 +13,7 @@ Log page C0h (vendor specific): the FTL's figures, `FtlLogPage` in spec/ftl.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ocssd_vfu.dma import dptr
 from ocssd_vfu.ftl.stats import log_page
@@ -71,10 +72,16 @@ def write(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Range) ->
     status = dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(data)], False)
     if status:
         return (status, 0)
+    return _changing(ns, "write", lambda: ns.ftl.write(slba, memoryview(data)))
+
+
+def _changing(ns: FtlNamespace, what: str, change: Callable[[], None]) -> Result:
+    """Run a command's change of the FTL: Write Fault if the media is worn out (no chunk
+    can be opened even after GC)."""
     try:
-        ns.ftl.write(slba, memoryview(data))
+        change()
     except NoSpace as exc:
-        log.error("namespace %d: write of %d blocks at %d failed: %s", ns.nsid, nlb, slba, exc)
+        log.error("namespace %d: %s failed: %s", ns.nsid, what, exc)
         return fail_no_retry(Status.WRITE_FAULT)
     ns.end_command()
     return OK
@@ -86,9 +93,7 @@ def write_zeroes(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Ra
     status = _check_range(ns, slba, nlb)
     if status:
         return (status, 0)
-    ns.ftl.write_zeroes(slba, nlb)
-    ns.end_command()
-    return OK
+    return _changing(ns, "write zeroes", lambda: ns.ftl.write_zeroes(slba, nlb))
 
 
 def decode_nothing(ctx: CommandContext, ns: FtlNamespace, cmd: Command) -> None:
@@ -108,9 +113,7 @@ def dataset_management(ctx: CommandContext, ns: FtlNamespace, cmd: Command,
     ranges = [(slba, length) for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw) if length]
     if any(_check_range(ns, slba, length) for slba, length in ranges):
         return fail_no_retry(Status.LBA_OUT_OF_RANGE)
-    ns.ftl.deallocate(ranges)
-    ns.end_command()
-    return OK
+    return _changing(ns, "deallocate", lambda: ns.ftl.deallocate(ranges))
 
 
 def statistics(ctx: CommandContext, cmd: Command, offset: int, length: int) -> Result:

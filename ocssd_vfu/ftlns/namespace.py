@@ -12,15 +12,19 @@ hook through which a timing model (ocssd_vfu.timing) can charge them flash time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import ClassVar
 
 from ocssd_vfu.ftl.core import Ftl
+from ocssd_vfu.ftl.stream import NoSpace
 from ocssd_vfu.ftl.trace import MediaOp
 from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.spec.nvme import Dlfeat, IdentifyNamespace, Nsfeat, blank
 
 FTL_LBA_SIZE = 4096
+
+log = logging.getLogger("ocssd_vfu.ftl")
 
 
 class FtlNamespace:
@@ -48,8 +52,12 @@ class FtlNamespace:
         return IdentifyNamespace.build(ident)
 
     def flush_write_cache(self) -> None:
-        """Program the write buffer's partial units (padded): Flush, CC.SHN, reset."""
-        self.ftl.flush()
+        """Program the write buffer's partial units (padded): Flush, CC.SHN, reset. Worn-out
+        media leaves them staged (durable all the same)."""
+        try:
+            self.ftl.flush()
+        except NoSpace as exc:
+            log.error("namespace %d: flush: %s", self.nsid, exc)
 
     def start_command(self) -> None:
         self.media_ops.clear()
@@ -61,7 +69,11 @@ class FtlNamespace:
     def background_step(self) -> bool:
         """One piece of idle-time work (GC, a due checkpoint); False if none is left."""
         self.media_ops.clear()
-        return self.ftl.background_step()
+        try:
+            return self.ftl.background_step()
+        except NoSpace as exc:
+            log.error("namespace %d: background GC: %s", self.nsid, exc)
+            return False
 
     def shutdown(self) -> None:
         """Leave the media clean: partial units programmed, a checkpoint of everything."""
