@@ -177,8 +177,7 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
     states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state else []
     image = OcssdImage(options.image, volatile=options.volatile)
     if options.reformat:
-        for flash in ftl_image.flashes(image):
-            ftl_image.erase(flash)
+        ftl_image.erase_ftls(image)
     namespaces: dict[int, Namespace] = {}
     for layout in image.description.layouts():
         chunk_log, data, oob = image.namespace_views(layout)
@@ -200,8 +199,7 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
         ftl_image.refuse_for_ocssd(options.image, spec_12=True)
     image = Ocssd12Image(options.image, volatile=options.volatile)
     if options.reformat:
-        for flash in ftl_image.flashes(image):
-            ftl_image.erase(flash)
+        ftl_image.erase_ftls(image)
     try:
         geometry = image.description.geometry
         faults = _faults(options)

@@ -10,9 +10,10 @@ namespace's media holds decides what `serve` may do with it (ftl.recovery.conten
 | pblk / Open-Channel data  | refused                     | served                  |
 
 A refusal is one line naming what the image holds; `--reformat` overrides it by
-erasing the media first (for --mode ftl: a new FTL; for --mode ocssd: every chunk
-reset, so pblk finds a blank device). A different --op-percent on an FTL image is
-refused the same way: the capacity is fixed when the FTL is formatted.
+erasing the media first (for --mode ftl: a new FTL; for --mode ocssd: every chunk of
+a namespace holding an FTL reset, so pblk finds a blank device; other data is kept).
+A different --op-percent on an FTL image is refused the same way: the capacity is
+fixed when the FTL is formatted.
 
 The rules are checked on a read-only mapping (`probe`), before the image is opened
 for writing, so a refused start leaves the file as it was.
@@ -177,8 +178,16 @@ def check_for_ftl(path: Any, spec_12: bool, options: FtlOptions, op_given: bool,
                              f"{options.op_percent}")
 
 
+def erase_ftls(image: Image) -> None:
+    """--reformat for --mode ocssd: every namespace that holds an FTL erased (any other
+    data is left alone: --reformat only overrides a refusal)."""
+    for flash in flashes(image):
+        if contents(flash) == Contents.FTL:
+            erase(flash)
+
+
 def erase(flash: Flash) -> None:
-    """Reset every written chunk (--reformat for --mode ocssd)."""
+    """Reset every written chunk."""
     for chunk in range(flash.layout.chunks):
         if flash.chunk_info(chunk).state not in (ChunkState.FREE, ChunkState.OFFLINE):
             flash.reset(chunk)
