@@ -39,6 +39,7 @@ soak: setup
 bench: setup
 	$(PY) -m ocssd_vfu.hostbench
 	$(PY) -m ocssd_vfu.bench
+	$(PY) -m ocssd_vfu.ftlbench
 
 hostbench: setup
 	$(PY) -m ocssd_vfu.hostbench

@@ -121,7 +121,7 @@ def serve(options: ServeOptions) -> int:
         device = VfuDevice(str(options.socket), controller, assembled.identity)
         log.info("serving %s (%s) on %s", options.image, assembled.description, options.socket)
         trio.run(Server(device, controller, assembled.sync, options.once,
-                        options.sync_interval).serve)
+                        options.sync_interval, idle=assembled.image.idle).serve)
     except (ServeError, OSError) as exc:
         log.error("%s", exc)
         return 1

@@ -92,8 +92,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="an OCSSD image (`ocssd-vfu image create`) or any raw file")
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="auto (default): an LNVM image is served as an OCSSD device (2.0 or "
-                   "1.2, as the image says), any other file as a plain NVMe namespace; "
-                   "nvme/ocssd insist on one")
+                   "1.2, as the image says; an FTL image as --mode ftl), any other file as a "
+                   "plain NVMe namespace; nvme/ocssd/ftl insist on one")
     p.add_argument("--sec-size", type=int, choices=[512, 4096], default=4096,
                    help="logical block size of a plain namespace (default 4096)")
     p.add_argument("--md-size", type=int, default=0, metavar="N",
@@ -139,6 +139,17 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                        "status=ECC|HIGH_ECC readfail_prob=)")
     ocssd.add_argument("--fault-seed", type=int, default=0,
                        help="seed of the failure-probability draws (default 0)")
+    ftl = p.add_argument_group("device-side FTL (--mode ftl; README \"Device-side FTL\")")
+    ftl.add_argument("--op-percent", type=int, metavar="N",
+                     help="over-provisioning when the FTL is formatted, 0..99 (default 7)")
+    ftl.add_argument("--gc-threshold", type=int, metavar="CHUNKS",
+                     help="free chunks below which idle-time GC runs (default: the larger "
+                     "of 5 %% of the data chunks and min_free_chunks + PUs)")
+    ftl.add_argument("--gc-policy", choices=["greedy", "cost-benefit"], default="greedy",
+                     help="GC victim choice (default greedy)")
+    ftl.add_argument("--reformat", action="store_true",
+                     help="erase what the image holds when it is served in another mode "
+                     "(an FTL with --mode ocssd, Open-Channel data with --mode ftl)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=_serve)
 

@@ -20,6 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ocssd_vfu.ftl.capacity import DEFAULT_OP_PERCENT
+from ocssd_vfu.ftl.core import FtlOptions
+from ocssd_vfu.ftl.flash import Flash
+from ocssd_vfu.ftl.gc import GcPolicy
+from ocssd_vfu.ftl.media import Ocssd20Flash
+from ocssd_vfu.ftlns import image as ftl_image
 from ocssd_vfu.imagetool.report20 import inspect
 from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
@@ -63,6 +69,10 @@ class ServeOptions:
     sgl: bool = True
     shadow_doorbells: bool = True
     fast_path: bool = True
+    op_percent: int | None = None  # --mode ftl; None: DEFAULT_OP_PERCENT when formatting
+    gc_threshold: int | None = None  # --mode ftl; None: the plan's default
+    gc_policy: str = "greedy"      # --mode ftl: greedy | cost-benefit
+    reformat: bool = False         # erase what the image holds to serve it in another mode
 
 
 # Each kind-specific ServeOptions field, and the line that refuses it where a kind does
@@ -84,6 +94,10 @@ OPTION_USE: dict[str, str] = {
     "reset_fail": "--reset-fail needs an OCSSD image",
     "read_fail": "--read-fail is for OCSSD 1.2 images",
     "fault_seed": "--fault-seed needs an OCSSD image (it seeds the injected failures)",
+    "op_percent": "--op-percent is for --mode ftl",
+    "gc_threshold": "--gc-threshold is for --mode ftl",
+    "gc_policy": "--gc-policy is for --mode ftl",
+    "reformat": "--reformat is for OCSSD images (--mode ftl or ocssd)",
 }
 
 
@@ -95,6 +109,9 @@ class OpenedImage:
     sync: Callable[[], None]
     close: Callable[[], None]
     description: str   # for the start-up line
+    # Idle-time work (the FTL's background GC): one step, True while more is left.
+    # The server calls it when no client message came for a moment.
+    idle: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,8 @@ class DeviceKind:
     firmware: str                      # Identify Controller FR
     options: frozenset[str]            # the OPTION_USE fields it takes
     open: Callable[[ServeOptions], OpenedImage]
+    # --mode auto serves an image as this kind only if this says so too (None: recognizes)
+    auto: Callable[[Path], bool] | None = None
 
 
 def refuse_options(kind: DeviceKind, options: ServeOptions) -> None:
@@ -148,6 +167,8 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
         raise ImageError(f"{options.image}: {report.problems[0]}"
                          + (f" (and {more} more; see `ocssd-vfu image info`)" if more else ""))
     geometry = report.description.geometry
+    if not options.reformat:
+        ftl_image.refuse_for_ocssd(options.image, spec_12=False)
     faults = _faults(options)
     if options.write_fail:
         faults.write_fail = parse_write_fail(options.write_fail, geometry)
@@ -155,6 +176,8 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
         faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
     states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state else []
     image = OcssdImage(options.image, volatile=options.volatile)
+    if options.reformat:
+        ftl_image.erase_ftls(image)
     namespaces: dict[int, Namespace] = {}
     for layout in image.description.layouts():
         chunk_log, data, oob = image.namespace_views(layout)
@@ -172,7 +195,11 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
 
 
 def open_ocssd12(options: ServeOptions) -> OpenedImage:
+    if not options.reformat:
+        ftl_image.refuse_for_ocssd(options.image, spec_12=True)
     image = Ocssd12Image(options.image, volatile=options.volatile)
+    if options.reformat:
+        ftl_image.erase_ftls(image)
     try:
         geometry = image.description.geometry
         faults = _faults(options)
@@ -199,6 +226,94 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
                        f"{g.sec_size}+{g.md_size} bytes")
 
 
+def _ftl_options(options: ServeOptions) -> FtlOptions:
+    try:
+        policy = GcPolicy(options.gc_policy)
+    except ValueError:
+        raise ImageError(f"--gc-policy must be greedy or cost-benefit, not "
+                         f"{options.gc_policy}") from None
+    if options.gc_threshold is not None and options.gc_threshold < 1:
+        raise ImageError(f"--gc-threshold must be at least 1, not {options.gc_threshold}")
+    return FtlOptions(op_percent=DEFAULT_OP_PERCENT if options.op_percent is None
+                      else options.op_percent,
+                      gc_threshold=options.gc_threshold, gc_policy=policy)
+
+
+def _open_ftl(options: ServeOptions, spec_12: bool) -> OpenedImage:
+    """An OCSSD image as FTL namespaces (ocssd_vfu/ftlns/image.py has the rules)."""
+    ftl_options = _ftl_options(options)
+    if not spec_12:
+        report = inspect(options.image)
+        if report.problems:
+            raise ImageError(f"{options.image}: {report.problems[0]}")
+    ftl_image.check_for_ftl(options.image, spec_12, ftl_options,
+                            op_given=options.op_percent is not None,
+                            chunk_states_given=options.chunk_state is not None,
+                            reformat=options.reformat)
+    image: OcssdImage | Ocssd12Image = (Ocssd12Image if spec_12 else OcssdImage)(
+        options.image, volatile=options.volatile)
+    try:
+        faults = _faults(options)
+        before_format = None
+        if isinstance(image, Ocssd12Image):
+            geometry12 = image.description.geometry
+            if options.write_fail:
+                faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry12)
+            if options.reset_fail:
+                faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry12)
+        else:
+            geometry20 = image.description.geometry
+            if options.write_fail:
+                faults.write_fail = parse_write_fail(options.write_fail, geometry20)
+            if options.reset_fail:
+                faults.reset_fail = parse_reset_fail(options.reset_fail, geometry20)
+            if options.chunk_state:
+                states = parse_chunk_states(options.chunk_state, geometry20)
+
+                def before_format(nsid: int, flash: Flash) -> None:
+                    assert isinstance(flash, Ocssd20Flash)
+                    ftl_image.erase(flash)
+                    for line in states:
+                        flash.table.set(line.chunk, line.state, line.chunk_type, line.wp,
+                                        line.wli)
+        namespaces, formatted = ftl_image.open_namespaces(image, faults, ftl_options,
+                                                          options.reformat, before_format)
+    except (ImageError, FaultFileError):
+        image.close()
+        raise
+    ftls = list(namespaces.values())
+
+    def idle() -> bool:
+        return any([ns.background_step() for ns in ftls])
+
+    def close() -> None:
+        for ns in ftls:
+            ns.shutdown()
+        image.close()
+
+    spec = "1.2" if spec_12 else "2.0"
+    what = "formatted" if formatted else "recovered"
+    return OpenedImage(dict(namespaces), image.sync, close,
+                       f"FTL ({what}) over OCSSD {spec}, {len(ftls)} namespace(s) of "
+                       f"{ftl_image.summary(ftls)}", idle=idle)
+
+
+def open_ftl20(options: ServeOptions) -> OpenedImage:
+    return _open_ftl(options, spec_12=False)
+
+
+def open_ftl12(options: ServeOptions) -> OpenedImage:
+    return _open_ftl(options, spec_12=True)
+
+
+def _is_12(path: Path) -> bool:
+    return is_ocssd_image(path) and spec_version(path) == SPEC_12
+
+
+def _is_20(path: Path) -> bool:
+    return is_ocssd_image(path) and spec_version(path) != SPEC_12
+
+
 NOT_OCSSD = "is not an OCSSD image (no LNVM header): create one with `ocssd-vfu image create`"
 
 OCSSD12 = DeviceKind(
@@ -206,13 +321,14 @@ OCSSD12 = DeviceKind(
     recognizes=lambda path: is_ocssd_image(path) and spec_version(path) == SPEC_12,
     unrecognized=NOT_OCSSD, identity=OCSSD_ID, model="ocssd_vfu OCSSD 1.2 Ctrl",
     firmware="1.2",
-    options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed"}),
+    options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed",
+                       "reformat"}),
     open=open_ocssd12)
 OCSSD20 = DeviceKind(
     name="OCSSD 2.0", mode="ocssd", recognizes=is_ocssd_image, unrecognized=NOT_OCSSD,
     identity=OCSSD_ID, model="ocssd_vfu OCSSD 2.0 Ctrl", firmware="2.0",
     options=frozenset({"volatile", "early_reset", "chunk_state", "write_fail", "reset_fail",
-                       "fault_seed"}),
+                       "fault_seed", "reformat"}),
     open=open_ocssd20)
 PLAIN = DeviceKind(
     name="plain NVMe", mode="nvme", recognizes=lambda path: True, unrecognized="",
@@ -220,14 +336,28 @@ PLAIN = DeviceKind(
     options=frozenset({"sec_size", "md_size", "extended_lba", "fast_path"}),
     open=open_plain)
 
+FTL_OPTIONS = frozenset({"volatile", "write_fail", "reset_fail", "fault_seed", "op_percent",
+                         "gc_threshold", "gc_policy", "reformat"})
+FTL12 = DeviceKind(
+    name="FTL over OCSSD 1.2", mode="ftl", recognizes=_is_12, unrecognized=NOT_OCSSD,
+    identity=PLAIN_NVME_ID, model="ocssd_vfu FTL NVMe Ctrl", firmware="ftl-1.2",
+    options=FTL_OPTIONS, open=open_ftl12,
+    auto=lambda path: ftl_image.holds_ftl(path, spec_12=True))
+FTL20 = DeviceKind(
+    name="FTL over OCSSD 2.0", mode="ftl", recognizes=_is_20, unrecognized=NOT_OCSSD,
+    identity=PLAIN_NVME_ID, model="ocssd_vfu FTL NVMe Ctrl", firmware="ftl-2.0",
+    options=FTL_OPTIONS | {"chunk_state"}, open=open_ftl20,
+    auto=lambda path: not inspect(path).problems and ftl_image.holds_ftl(path, spec_12=False))
+
 # In the order --mode auto tries them: the first that recognizes the image serves it.
-DEVICE_KINDS: tuple[DeviceKind, ...] = (OCSSD12, OCSSD20, PLAIN)
+DEVICE_KINDS: tuple[DeviceKind, ...] = (FTL12, FTL20, OCSSD12, OCSSD20, PLAIN)
 MODES = ("auto", *dict.fromkeys(kind.mode for kind in DEVICE_KINDS))
 
 
 def device_kind(image: Path, mode: str) -> DeviceKind:
     for kind in DEVICE_KINDS:
-        if mode in ("auto", kind.mode) and kind.recognizes(image):
+        if mode in ("auto", kind.mode) and kind.recognizes(image) and (
+                mode != "auto" or kind.auto is None or kind.auto(image)):
             return kind
     insisted = next(kind for kind in DEVICE_KINDS if kind.mode == mode)
     raise ImageError(f"{image} {insisted.unrecognized}")

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ocssd_vfu.ftlns import image as ftl_image
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
 from ocssd_vfu.imagetool import report12
@@ -92,6 +93,9 @@ def _info(args: argparse.Namespace) -> int:
         else:
             found = report.inspect(args.path)
             lines, problems = report.info_lines(args.path, found), found.problems
+        if not problems:   # an FTL's figures, for an image whose media is consistent
+            ftl_lines, ftl_problems = ftl_image.report_lines(args.path, _is_12(args.path))
+            lines, problems = lines + ftl_lines, problems + ftl_problems
     except ImageError as exc:
         print(f"ocssd-vfu image info: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
 """`serve --trace`: one line per command, qemu-ox debug mode style (ocssd-spec §10):
 queue, cid, opcode name, the addresses the namespace's kind describes (OCSSD 2.0
 LBAs as grp/pu/chk/sec, 1.2 PPAs as ch/lun/blk/pl/pg/sec, a block range as SLBA
-and NLB), PRPs and the completion status; `--trace-format json` gives one JSON
-object per line.
+and NLB), PRPs and the completion status, then, indented, the media operations the
+command became if the kind lists them (`media`: the FTL's programs, reads, GC);
+`--trace-format json` gives one JSON object per line.
 
 Only built when asked for; the controller calls it after each command runs. The
 addresses are those the command ran with: the kind describes what its `decode`
@@ -74,7 +75,10 @@ def _text(record: dict[str, object]) -> str:
     parts.append(f"-> {record['status']}")
     if record["result"]:
         parts.append(f"result {record['result']:#x}")
-    return " ".join(parts)
+    media = record.get("media")
+    # What a kind's command became on its media: one indented line each.
+    ops = media if isinstance(media, list) else []
+    return "".join([" ".join(parts), *(f"\n    {op}" for op in ops)])
 
 
 def _runs(lbas: list[dict[str, int]]) -> list[str]:

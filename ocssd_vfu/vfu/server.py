@@ -3,9 +3,12 @@
 One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
 returns 0), then one `controller.process()` that drains every rung SQ and
 raises one interrupt per CQ; or, with Interrupt Coalescing on, the controller's
-interrupt deadline passing (`expire_interrupts`). Image syncs (Flush, shutdown) run in worker
-threads: a register read blocks the guest's vCPU, so the trio thread never waits
-on the disk.
+interrupt deadline passing (`expire_interrupts`); or, for a device with idle-time
+work (the FTL's background GC), IDLE_AFTER seconds without a client message: then
+one step of that work runs, and the next after IDLE_STEP_GAP if no message came in
+between (a step is short, so a new command waits at most one step). Image syncs
+(Flush, shutdown) run in worker threads: a register read blocks the guest's vCPU,
+so the trio thread never waits on the disk.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ log = logging.getLogger("ocssd_vfu.server")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ATTACH_TIMEOUT = 2.0  # seconds a new client has to send VERSION (QEMU sends it at once)
+IDLE_AFTER = 0.05     # seconds without a client message before idle-time work starts
+IDLE_STEP_GAP = 0.001  # seconds between idle-time steps, to see a message in between
 
 
 class ServeError(Exception):
@@ -91,12 +96,16 @@ class AttachDeadline:
 
 class Server:
     def __init__(self, device: VfuDevice, controller: Controller, sync: Callable[[], None],
-                 once: bool, sync_interval: float = 0.0) -> None:
+                 once: bool, sync_interval: float = 0.0,
+                 idle: Callable[[], bool] | None = None) -> None:
         self.device = device
         self.controller = controller
         self.sync = sync
         self.once = once
         self.sync_interval = sync_interval
+        self.idle = idle
+        self.idle_work_left = idle is not None   # until a step says none is left
+        self.idle_stepping = False               # a step ran since the last message
 
     async def serve(self) -> None:
         attached = False
@@ -183,12 +192,21 @@ class Server:
                 nursery.start_soon(self._sync_then_complete, request)
 
     async def _wake_up(self) -> bool:
-        """Wait for client messages (True), or for a coalesced interrupt's deadline."""
+        """Wait for client messages (True), or for a coalesced interrupt's deadline, or
+        run a step of idle-time work once the client was quiet for IDLE_AFTER."""
         deadline = self.controller.interrupt_deadline()
         delay = math.inf if deadline is None else deadline - self.controller.clock()
+        idle_delay = IDLE_STEP_GAP if self.idle_stepping else IDLE_AFTER
+        if self.idle_work_left:
+            delay = min(delay, idle_delay)
         with trio.move_on_after(max(delay, 0.0)):
             await trio.lowlevel.wait_readable(self.device.poll_fd())
+            self.idle_work_left = self.idle is not None
+            self.idle_stepping = False
             return True
+        if self.idle is not None and self.idle_work_left and delay >= idle_delay:
+            self.idle_work_left = self.idle()
+            self.idle_stepping = self.idle_work_left
         return False
 
     def _hang_up(self) -> None:
