@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from ocssd_vfu.devices import MODES
-from ocssd_vfu.timing.parameters import DEFAULT_CHANNEL_MBPS
 from ocssd_vfu.guest import provision
 from ocssd_vfu.imagetool import cli as image_cli
+from ocssd_vfu.timing.parameters import DEFAULT_CHANNEL_MBPS
 
 
 def _guest(args: argparse.Namespace) -> int:
