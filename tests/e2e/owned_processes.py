@@ -37,12 +37,13 @@ class Owned:
         self.procs.append(proc)
         return proc
 
-    def start_server(self, sock: Path, image: Path, log_path: Path
+    def start_server(self, sock: Path, image: Path, log_path: Path, *serve_args: str
                      ) -> subprocess.Popen[bytes]:
-        """`ocssd-vfu serve` on SOCK (no --once), logging to LOG_PATH; returns once it listens."""
+        """`ocssd-vfu serve` on SOCK (no --once) with SERVE_ARGS, logging to LOG_PATH; returns
+        once it listens."""
         with log_path.open("wb") as log:
             server = self.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket",
-                                 str(sock), "--image", str(image)], stdout=log,
+                                 str(sock), "--image", str(image), *serve_args], stdout=log,
                                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not sock.exists():
