@@ -98,10 +98,13 @@ class Workload:
     """Random PUs of the scope; reads of one random sector, writes of the next ws_opt unit
     of the PU's current chunk, resets of a random chunk."""
 
-    def __init__(self, geometry: OcssdGeometry, pus: list[int], rng: random.Random) -> None:
+    def __init__(self, geometry: OcssdGeometry, pus: list[int], rng: random.Random,
+                 cursor: dict[int, int] | None = None) -> None:
         self.geometry, self.pus, self.rng = geometry, pus, rng
         self.units_per_chunk = geometry.num_sec // geometry.ws_opt
-        self.cursor = dict.fromkeys(pus, 0)  # next unit to write, counted over all chunks
+        # next unit to write per PU, counted over all chunks: one dict for every workload of
+        # a cell, so the background writer and the measured writes fill distinct units
+        self.cursor = dict.fromkeys(pus, 0) if cursor is None else cursor
 
     def ops(self, kind: str) -> Iterator[MediaOp]:
         g, rng = self.geometry, self.rng
@@ -371,12 +374,12 @@ class ClosedLoop:
 
 
 def background_writer(target: Target, geometry: OcssdGeometry, pus: list[int], until: int,
-                      rng: random.Random, finished: Callable[[], None] = lambda: None
-                      ) -> ClosedLoop:
+                      rng: random.Random, finished: Callable[[], None] = lambda: None,
+                      cursor: dict[int, int] | None = None) -> ClosedLoop:
     """Enough writes in flight on `pus` that their buffers stay full."""
     depth = len(pus) * (default_buffer_sectors(geometry.mw_cunits, geometry.ws_opt)
                         // geometry.ws_opt + 1)
-    return ClosedLoop(target, Workload(geometry, pus, rng).ops("write"), depth, until,
+    return ClosedLoop(target, Workload(geometry, pus, rng, cursor).ops("write"), depth, until,
                       finished, record=False)
 
 
@@ -407,9 +410,11 @@ def modelled(cell: Cell, geometry: OcssdGeometry, parameters: TimingParameters,
     target = VirtualTarget(FlashModel(parameters, Layout(geometry.num_grp, geometry.num_pu)))
     until = int(seconds * 1e9)
     pus = scope_pus(cell.scope, geometry)
+    cursor = dict.fromkeys(pus, 0)
     if cell.buffer == "full":
-        background_writer(target, geometry, pus, until, random.Random(-seed))
-    loop = ClosedLoop(target, Workload(geometry, pus, random.Random(seed)).ops(cell.operation),
+        background_writer(target, geometry, pus, until, random.Random(-seed), cursor=cursor)
+    loop = ClosedLoop(target, Workload(geometry, pus, random.Random(seed),
+                                       cursor).ops(cell.operation),
                       cell.queue_depth, until)
     target.run()
     return figures(loop)
@@ -430,6 +435,7 @@ async def measured(cell: Cell, geometry: OcssdGeometry, parameters: TimingParame
                              scheduler)
         after_batch = lambda: None  # noqa: E731
     pus = scope_pus(cell.scope, geometry)
+    cursor = dict.fromkeys(pus, 0)
     drained = [trio.Event(), trio.Event()]
     try:
         async with trio.open_nursery() as nursery:
@@ -437,12 +443,12 @@ async def measured(cell: Cell, geometry: OcssdGeometry, parameters: TimingParame
             until = target.now() + int(seconds * 1e9)
             if cell.buffer == "full":
                 background_writer(target, geometry, pus, until, random.Random(-seed),
-                                  drained[1].set)
+                                  drained[1].set, cursor)
             else:
                 drained[1].set()
             # its own random stream: the same commands as the modelled run, whatever the
             # background writer does in between
-            workload = Workload(geometry, pus, random.Random(seed))
+            workload = Workload(geometry, pus, random.Random(seed), cursor)
             loop = ClosedLoop(target, workload.ops(cell.operation),
                               cell.queue_depth, until, drained[0].set)
             for event in drained:

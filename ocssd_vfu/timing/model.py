@@ -4,7 +4,7 @@ The caller passes `now` (ns, any monotonic clock) and gets back the time the ope
 completes in the model. The model never sees data or statuses: the caller decides a
 command's outcome when it arrives and only holds its completion until that time.
 
-Rules (docs/timing-model.md says why):
+Rules (README "Timing model" says why):
 - A PU does one flash operation at a time, in the order the calls reserve them (FIFO, no
   read priority, no suspend). A read senses a page (read_ns), then its sectors cross the
   channel; the PU stays busy until they have crossed. A program moves its unit across the
