@@ -47,6 +47,7 @@ from ocssd_vfu.nvme.command import Command
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.spec.nvme import CQE_FORMAT, CQE_SIZE, SQE_FORMAT, SQE_SIZE, AdminOpcode, Register
 from ocssd_vfu.spec.ocssd import Mccap
+from ocssd_vfu.timing.geometries import parameters_20
 from ocssd_vfu.timing.model import FlashModel, FlashPage
 from ocssd_vfu.timing.parameters import (
     DEFAULT_CHANNEL_MBPS,
@@ -130,11 +131,8 @@ def scope_pus(scope: str, geometry: OcssdGeometry) -> list[int]:
 
 
 def parameters_of(geometry: OcssdGeometry, channel_mbps: int) -> TimingParameters:
-    return TimingParameters(read_ns=geometry.trdt, program_ns=geometry.twrt,
-                            erase_ns=geometry.tcrst, sector_bytes=geometry.sec_size,
-                            page_sectors=geometry.ws_opt, channel_mbps=channel_mbps,
-                            buffer_sectors_per_pu=default_buffer_sectors(geometry.mw_cunits,
-                                                                         geometry.ws_opt))
+    """What `serve --timing` models for `geometry` (its default write buffer)."""
+    return parameters_20(geometry, channel_mbps)
 
 
 # -- targets: what completes the commands ---------------------------------------------------

@@ -193,8 +193,14 @@ class Server:
         self.scheduler.rearm()  # one timerfd_settime, only for an earlier held completion
 
     def _after_held(self, nursery: trio.Nursery) -> None:
-        """Held completions were posted: their interrupts, then what their slots let in."""
-        self.controller.finish_held_batch()
+        """Held completions were posted: their interrupts, then what their slots let in.
+        A coalesced interrupt they left waiting gets its own wake-up: the loop may be
+        asleep in `_wake_up` with no deadline."""
+        controller = self.controller
+        controller.finish_held_batch()
+        deadline = controller.interrupt_deadline()
+        if deadline is not None:
+            controller.held.add(int(deadline * 1e9), controller.expire_interrupts)
         self._start_syncs(nursery)
 
     async def _wake_up(self) -> bool:

@@ -173,6 +173,22 @@ def test_flush_waits_until_the_write_buffer_is_programmed() -> None:
     assert dev.at(T0 + 1_040_960) == [(99, Status.SUCCESS)]
 
 
+def test_shutdown_completes_once_the_write_buffer_is_programmed() -> None:
+    dev = ocssd20()
+    dev.submit(VECTOR_WRITE, [lba(1, 0, 0, s) for s in range(4)])
+    dev.process()
+    ctrl = dev.host.ctrl
+    ctrl.mmio_write(Register.CC, 4, ctrl.regs.cc | 1 << 14)  # CC.SHN = 01b: normal shutdown
+    [request] = ctrl.take_sync_requests()
+    ctrl.complete_deferred(request, Status.SUCCESS)
+    shst = lambda: ctrl.mmio_read(Register.CSTS, 4) >> 2 & 3  # noqa: E731
+    assert shst() == 1                                           # occurring
+    dev.at(T0 + 1_040_959)
+    assert shst() == 1
+    dev.at(T0 + 1_040_960)
+    assert shst() == 2                                           # complete
+
+
 def test_held_completions_reserve_their_cq_slots() -> None:
     dev = ocssd20(queue_size=4)  # 3 CQ slots
     cids = [dev.submit(VECTOR_READ, [address])
