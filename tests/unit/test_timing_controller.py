@@ -219,6 +219,18 @@ def test_a_controller_reset_drops_held_completions() -> None:
     assert dev.host.ram_read(0x103000, 64) == cq_before
 
 
+def test_delete_sq_drops_its_held_completions_and_their_reservations() -> None:
+    dev = ocssd20()
+    dev.submit(VECTOR_READ, [lba(0, 0, 0)])
+    dev.process()
+    cq = dev.host.ctrl.cqs[1]
+    assert cq.reserved == 1
+    assert dev.host.command(0, 0x00, cdw10=1)[5] == Status.SUCCESS  # Delete I/O SQ 1
+    assert cq.reserved == 0
+    assert dev.at(T0 + 505_120) == []
+    assert cq.tail == 0
+
+
 def test_the_json_trace_has_arrival_modelled_and_actual_completion() -> None:
     dev = ocssd20()
     out = io.StringIO()
