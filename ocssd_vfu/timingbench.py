@@ -57,7 +57,7 @@ from ocssd_vfu.timing.parameters import (
 )
 from ocssd_vfu.timing.scheduler import CompletionScheduler, DueQueue
 from ocssd_vfu.vfu import host
-from ocssd_vfu.vfu.binding import ffi
+from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
 
 OPERATIONS = ("read", "write", "reset")
@@ -201,6 +201,7 @@ class ControllerTarget:
         self.controller.interrupt = lambda vector: None  # no client: nothing to signal
         self.ram = mmap.mmap(-1, RAM_SIZE)
         self.ram_export = host.map_guest_ram(self.device, self.ram, RAM_IOVA)
+        self.word = ffi.new("uint32_t *")
         self.scheduler = CompletionScheduler(lead_ns=lead_ns, queue=self.controller.held)
         self.controller.tracer = self._traced
         self.times: dict[int, int] = {}      # cid -> modelled completion
@@ -238,6 +239,11 @@ class ControllerTarget:
 
     def _register(self, register: int, width: int, value: int) -> None:
         host.bar0_write(self.device, register, width, value)
+
+    def _doorbell(self, register: int, value: int) -> None:
+        """A 4-byte doorbell write as libvfio-user hands it over (one buffer, reused)."""
+        self.word[0] = value
+        lib.ocssd_bar0_access(self.device.ctx, ffi.cast("char *", self.word), 4, register, True)
 
     def _admin(self, slot: int, opcode: int, cdw10: int, cdw11: int, prp1: int) -> None:
         SQE_FORMAT.pack_into(self.ram, ADMIN_SQ - RAM_IOVA + slot * SQE_SIZE, opcode, 0, slot,
@@ -285,7 +291,7 @@ class ControllerTarget:
                              pointer & 0xFFFFFFFF, pointer >> 32, len(lbas) - 1, 0, 0, 0)
         self.waiting[slot] = done
         self.tail = (slot + 1) % IO_ENTRIES
-        self._register(Register.DOORBELLS + 8, 4, self.tail)
+        self._doorbell(Register.DOORBELLS + 8, self.tail)
         self.controller.process()
         self.scheduler.rearm()
         if not self.reap_scheduled:  # completed at once (a buffered write): reap soon
@@ -315,7 +321,7 @@ class ControllerTarget:
             cid = entry[4]
             self.waiting.pop(cid)(self.times.pop(cid), time.monotonic_ns())
         if reaped:
-            self._register(Register.DOORBELLS + 12, 4, self.head)
+            self._doorbell(Register.DOORBELLS + 12, self.head)
 
 
 class VirtualTarget:
