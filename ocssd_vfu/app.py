@@ -39,6 +39,7 @@ from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
 from ocssd_vfu.nvme.trace import make_tracer
 from ocssd_vfu.openchannel.faults import FaultFileError
 from ocssd_vfu.spec.pci import PciIdentity
+from ocssd_vfu.timing.scheduler import CompletionScheduler
 from ocssd_vfu.vfu.device import VfuDevice
 from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path
 
@@ -120,8 +121,14 @@ def serve(options: ServeOptions) -> int:
             controller.tracer = make_tracer(controller, trace_file, options.trace_format)
         device = VfuDevice(str(options.socket), controller, assembled.identity)
         log.info("serving %s (%s) on %s", options.image, assembled.description, options.socket)
-        trio.run(Server(device, controller, assembled.sync, options.once,
-                        options.sync_interval, idle=assembled.image.idle).serve)
+        scheduler = CompletionScheduler(lead_ns=options.timing_lead_us * 1000,
+                                        queue=controller.held)
+        try:
+            trio.run(Server(device, controller, assembled.sync, options.once,
+                            options.sync_interval, scheduler,
+                            idle=assembled.image.idle).serve)
+        finally:
+            scheduler.close()
     except (ServeError, OSError) as exc:
         log.error("%s", exc)
         return 1

@@ -15,6 +15,10 @@ same run, in two tables.
   default) and one with --no-shadow-doorbells, serve the same fixed number of
   4K random reads at QD32; their doorbell MMIO writes (each one a vfio-user
   message), from the totals they log, per I/O.
+- Timing: two OCSSD 2.0 servers of 1 group x 4 PUs, one with `--timing --trdt
+  500000`, one without: 4K random reads at QD32 confined to one PU's LBAs and spread
+  over all four (IOPS), at QD1 (p50 latency), and pblk 128K sequential writes on the
+  timed one (MiB/s); each timed figure beside the timing model's bound.
 
 Every job runs `--rounds` times (the NVMe devices interleaved round by round);
 the tables give the median with min and max, summary.json every run, bench.png
@@ -95,6 +99,18 @@ MEMORY_IO = "256M"
 RSS_ANON = re.compile(r"^RssAnon:\s+(\d+) kB$", re.M)
 
 # Controller models (Identify Controller MN) the guest script looks the others up by.
+# Timing: 1 group x 4 PUs x 32 chunks x 1024 sectors, so that one PU's LBAs are one
+# contiguous 128 MiB range of the raw namespace (sec 10 bits, chk 5, pu 2).
+TIMING_GEOMETRY = OcssdGeometry(num_grp=1, num_pu=4, num_chk=32, num_sec=1024)
+TIMING_TRDT_NS = 500_000
+TIMING_SERVERS = {"bench-timed": ("--timing", "--trdt", str(TIMING_TRDT_NS)),
+                  "bench-untimed": ()}
+TIMING_PU_BYTES = TIMING_GEOMETRY.num_chk * TIMING_GEOMETRY.num_sec * TIMING_GEOMETRY.sec_size
+TIMING_JOBS = (Job("4k-randread-qd32-1pu", "randread", "4k", 32, "IOPS"),
+               Job("4k-randread-qd32-4pu", "randread", "4k", 32, "IOPS"),
+               Job("4k-randread-qd1", "randread", "4k", 1, "latency"))
+TIMING_PBLK = Job("128k-seqwrite-pblk", "write", "128k", 32, "MiB/s")
+
 MODEL_PLAIN = "ocssd_vfu NVMe"
 MODEL_OCSSD = "ocssd_vfu OCSSD"
 MODEL_QEMU = "QEMU NVMe"
@@ -207,6 +223,26 @@ for serial in {doorbell_serials}; do
         || {{ echo "bench: fio on $serial failed (status $?)" >&2; bad=1; }}
 done
 
+# Timing: the same reads on the timed and the untimed device; pblk writes on the timed one.
+for serial in {timing_serials}; do
+    ctrl=$(find_serial "$serial") || fail "no NVMe controller with serial $serial"
+    echo "== timing: $serial (${{ctrl}}n1)"
+    run_fio "$serial" 4k-randread-qd32-1pu randread 4k 32 {timing_pu} {runtime} \
+        "/dev/${{ctrl}}n1" "timing-$serial-4k-randread-qd32-1pu"
+    run_fio "$serial" 4k-randread-qd32-4pu randread 4k 32 {timing_all} {runtime} \
+        "/dev/${{ctrl}}n1" "timing-$serial-4k-randread-qd32-4pu"
+    run_fio "$serial" 4k-randread-qd1 randread 4k 1 {timing_pu} {runtime} \
+        "/dev/${{ctrl}}n1" "timing-$serial-4k-randread-qd1"
+done
+ctrl=$(find_serial bench-timed) || fail "no NVMe controller with serial bench-timed"
+if nvme lnvm create -d "${{ctrl}}n1" -n tbench -t pblk; then
+    run_fio bench-timed 128k-seqwrite-pblk write 128k 32 256M {runtime} /dev/tbench \
+        timing-bench-timed-128k-seqwrite-pblk
+    nvme lnvm remove -n tbench || {{ echo "bench: nvme lnvm remove -n tbench failed" >&2; bad=1; }}
+else
+    echo "bench: nvme lnvm create on the timed device failed" >&2; bad=1
+fi
+
 ocssd=$(wait_ctrl "{model_ocssd}") || fail "no NVMe controller with model '{model_ocssd}'"
 ns=${{ocssd}}n1
 [ -d /sys/block/$ns/lightnvm ] || fail "$ns is not a LightNVM (OCSSD) namespace"
@@ -243,7 +279,9 @@ def guest_script(runtime: int, rounds: int) -> str:
         nvme_jobs=words(NVME_JOBS), nvme_size=NVME_SIZE, pblk_jobs=words(PBLK_JOBS),
         pblk_size=PBLK_SIZE, fill=fill, fill_title=PBLK_FILL.title, runtime=runtime,
         rounds=rounds, doorbell_serials=" ".join(DOORBELL_SERVERS), doorbell_ios=DOORBELL_IOS,
-        memory_serial=MEMORY_SERIAL, memory_io=MEMORY_IO)
+        memory_serial=MEMORY_SERIAL, memory_io=MEMORY_IO,
+        timing_serials=" ".join(TIMING_SERVERS), timing_pu=f"{TIMING_PU_BYTES >> 20}M",
+        timing_all=f"{TIMING_GEOMETRY.num_pu * TIMING_PU_BYTES >> 20}M")
 
 
 def result_name(table: str, device: str, job: Job, round_: int | None) -> str:
@@ -436,9 +474,12 @@ def bench_servers(work: Path) -> Iterator[dict[str, BenchServer]]:
     still running after that is stopped."""
     images = {serial: work / f"{serial}.raw" for serial in DOORBELL_SERVERS}
     images[MEMORY_SERIAL] = work / f"{MEMORY_SERIAL}.img"
+    images.update({serial: work / f"{serial}.img" for serial in TIMING_SERVERS})
     for serial, image in images.items():
         if serial == MEMORY_SERIAL:
             create_image(image, MEMORY_GEOMETRY)
+        elif serial in TIMING_SERVERS:
+            create_image(image, TIMING_GEOMETRY)
         else:
             with image.open("wb") as f:
                 f.truncate(1 << 30)
@@ -456,7 +497,7 @@ def bench_servers(work: Path) -> Iterator[dict[str, BenchServer]]:
     try:
         for serial, image in images.items():
             sock, log = work / f"{serial}.sock", work / f"{serial}.log"
-            flags = DOORBELL_SERVERS.get(serial, ())
+            flags = {**DOORBELL_SERVERS, **TIMING_SERVERS}.get(serial, ())
             with log.open("wb") as out:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "ocssd_vfu", "serve", "--once", "--socket", str(sock),
@@ -516,6 +557,58 @@ def format_doorbells(figures: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def timing_bounds() -> dict[str, float]:
+    """What the timing model allows the timed device (--trdt 500000, the image's TWRT,
+    800 MB/s): reads/s of one PU and of four, the µs a QD1 read gains, pblk's MiB/s."""
+    g = TIMING_GEOMETRY
+    sector_ns = g.sec_size * 1000 / 800  # one sector across an 800 MB/s channel
+    read_ns = TIMING_TRDT_NS + sector_ns
+    program_ns = g.twrt + g.ws_opt * sector_ns
+    return {"1pu_iops": 1e9 / read_ns, "4pu_iops": g.num_pu * 1e9 / read_ns,
+            "qd1_added_us": read_ns / 1000,
+            "pblk_mib_s": g.num_pu * g.ws_opt * g.sec_size / program_ns * 1e9 / (1 << 20)}
+
+
+def timing_figures(results: Path) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """serial -> job title -> figure (IOPS, p50 µs, MiB/s); and what is missing."""
+    figures: dict[str, dict[str, float]] = {serial: {} for serial in TIMING_SERVERS}
+    problems = []
+    runs = [(serial, job) for serial in TIMING_SERVERS for job in TIMING_JOBS]
+    for serial, job in [*runs, ("bench-timed", TIMING_PBLK)]:
+        try:
+            found = read_figures(results / f"timing-{serial}-{job.title}.json", job)
+        except ResultError as exc:
+            problems.append(f"timing {serial} {job.title}: {exc}")
+            continue
+        figures[serial][job.title] = found["p50 us" if job.kind == "latency" else job.kind]
+    return figures, problems
+
+
+def format_timing(figures: dict[str, dict[str, float]]) -> str:
+    bounds = timing_bounds()
+    timed, untimed = figures.get("bench-timed", {}), figures.get("bench-untimed", {})
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    qd1 = untimed.get("4k-randread-qd1")
+    rows = [
+        ("4K random read QD32, 1 PU (IOPS)", untimed.get("4k-randread-qd32-1pu"),
+         timed.get("4k-randread-qd32-1pu"), f"{bounds['1pu_iops']:,.0f}"),
+        ("4K random read QD32, 4 PUs (IOPS)", untimed.get("4k-randread-qd32-4pu"),
+         timed.get("4k-randread-qd32-4pu"), f"{bounds['4pu_iops']:,.0f}"),
+        ("4K random read QD1, p50 (µs)", qd1, timed.get("4k-randread-qd1"),
+         "untimed + " + f"{bounds['qd1_added_us']:,.0f}"
+         + ("" if qd1 is None else f" = {qd1 + bounds['qd1_added_us']:,.0f}")),
+        ("pblk 128K sequential write (MiB/s)", None, timed.get("128k-seqwrite-pblk"),
+         f"{bounds['pblk_mib_s']:,.1f}"),
+    ]
+    lines = [f"{'job':<36}{'untimed':>10}{'--timing':>10}   model's bound (--timing)"]
+    lines += [f"{title:<36}{cell(off):>10}{cell(on):>10}   {bound}"
+              for title, off, on, bound in rows]
+    return "\n".join(lines)
+
+
 def as_json(table: Table) -> dict[str, dict[str, dict[str, Any] | None]]:
     return {row: {device: None if stats is None else asdict(stats)
                   for device, stats in cells.items()}
@@ -542,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         script = work / "bench.sh"
         script.write_text(guest_script(args.runtime, args.rounds))
         timed_jobs = args.rounds * (len(NVME_JOBS) * len(NVME_DEVICES)
-                                    + len(PBLK_JOBS) * len(PBLK_DEVICES))
+                                    + len(PBLK_JOBS) * len(PBLK_DEVICES)) \
+            + len(TIMING_SERVERS) * len(TIMING_JOBS) + 1
         if results.exists():
             for old in results.glob("*"):
                 old.unlink()
@@ -567,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
                             PBLK_FILL)["MiB/s"]
     except ResultError as exc:
         problems.append(f"pblk {PBLK_FILL.title}: {exc}")
+    timing, timing_problems = timing_figures(results)
+    problems += timing_problems
     dmesg_path = results / "dmesg.txt"
     notes, trouble = dmesg_notes(dmesg_path.read_text(errors="replace")
                                  if dmesg_path.exists() else "")
@@ -588,6 +684,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nMemory: server RssAnon peak {memory_kib / 1024:.1f} MiB on a 64 GiB OCSSD image "
           f"({MEMORY_IO} written and read; the chunk table is "
           f"{MEMORY_GEOMETRY.chunks * 32 // 1024} KiB of it)")
+    g = TIMING_GEOMETRY
+    print(f"\nTiming: OCSSD 2.0, {g.num_grp} group x {g.num_pu} PUs, served with --timing "
+          f"--trdt {TIMING_TRDT_NS} (tPROG {g.twrt} ns per {g.ws_opt} sectors, 800 MB/s) and "
+          f"without; {args.runtime} s per job, one run each; figures only")
+    print(format_timing(timing))
     if notes:
         print("\nguest kernel:\n" + "\n".join(f"  {line}" for line in notes))
     if trouble:
@@ -603,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                  "units": dict(rows(PBLK_JOBS)), "jobs": as_json(pblk)},
         "doorbells": {"ios_per_server": DOORBELL_IOS, "servers": doorbells},
         "memory": {"image_gib": 64, "rss_anon_peak_kib": memory_kib},
+        "timing": {"trdt_ns": TIMING_TRDT_NS, "figures": timing, "bounds": timing_bounds()},
         "guest_kernel": {"pblk": notes, "trouble": trouble},
         "problems": problems,
         "guest_status": status,

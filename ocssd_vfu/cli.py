@@ -11,6 +11,7 @@ from pathlib import Path
 from ocssd_vfu.devices import MODES
 from ocssd_vfu.guest import provision
 from ocssd_vfu.imagetool import cli as image_cli
+from ocssd_vfu.timing.parameters import DEFAULT_CHANNEL_MBPS
 
 
 def _guest(args: argparse.Namespace) -> int:
@@ -150,6 +151,25 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     ftl.add_argument("--reformat", action="store_true",
                      help="erase what the image holds when it is served in another mode "
                      "(an FTL with --mode ocssd, Open-Channel data with --mode ftl)")
+    timing = p.add_argument_group("flash timing (OCSSD devices; README \"Timing model\")")
+    timing.add_argument("--timing", action="store_true",
+                        help="complete every media operation at the time the flash model "
+                        "says (per PU, per channel, with a write buffer); off by default")
+    timing.add_argument("--channel-mbps", type=int, default=DEFAULT_CHANNEL_MBPS, metavar="MB/S",
+                        help=f"bandwidth of each channel (2.0 group, 1.2 channel), 10^6 "
+                        f"bytes/s (default {DEFAULT_CHANNEL_MBPS})")
+    timing.add_argument("--write-buffer-sectors", type=int, metavar="N",
+                        help="write-buffer sectors per PU (default: MW_CUNITS + one write "
+                        "unit; 1.2: 8 pages + one multi-plane page; 0: no buffer)")
+    timing.add_argument("--timing-lead-us", type=int, default=0, metavar="US",
+                        help="wake this much before a completion is due and spin (default 0)")
+    for name, what in (("trdt", "read (2.0 TRDT, 1.2 tRDT)"),
+                       ("twrt", "program of one ws_opt unit (2.0 TWRT)"),
+                       ("tcrst", "chunk reset (2.0 TCRST)"),
+                       ("tprt", "page program (1.2 tPRT)"), ("tbet", "block erase (1.2 tBET)")):
+        timing.add_argument(f"--{name}", type=int, metavar="NS",
+                            help=f"typical {what} time in ns for this run, instead of the "
+                            "image's; the geometry reports it")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=_serve)
 

@@ -15,6 +15,7 @@ in OPTION_USE, and its name in the records that take it.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -38,6 +39,11 @@ from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.openchannel.faults import FaultFileError, Faults
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.pci import PciIdentity
+from ocssd_vfu.timing.geometries import model_12, model_20, override_12, override_20
+from ocssd_vfu.timing.model import FlashModel
+from ocssd_vfu.timing.parameters import DEFAULT_CHANNEL_MBPS, TimingError
+
+log = logging.getLogger("ocssd_vfu.serve")
 
 MAX_MD_SIZE = 256   # bytes of metadata per block a plain namespace offers at most
 
@@ -73,6 +79,16 @@ class ServeOptions:
     gc_threshold: int | None = None  # --mode ftl; None: the plan's default
     gc_policy: str = "greedy"      # --mode ftl: greedy | cost-benefit
     reformat: bool = False         # erase what the image holds to serve it in another mode
+    # The flash timing model (README "Timing model"); the times are in ns, None: the image's.
+    timing: bool = False
+    channel_mbps: int = DEFAULT_CHANNEL_MBPS
+    write_buffer_sectors: int | None = None  # per PU; None: derived from the geometry
+    timing_lead_us: int = 0
+    trdt: int | None = None
+    twrt: int | None = None    # OCSSD 2.0
+    tcrst: int | None = None   # OCSSD 2.0
+    tprt: int | None = None    # OCSSD 1.2
+    tbet: int | None = None    # OCSSD 1.2
 
 
 # Each kind-specific ServeOptions field, and the line that refuses it where a kind does
@@ -98,7 +114,18 @@ OPTION_USE: dict[str, str] = {
     "gc_threshold": "--gc-threshold is for --mode ftl",
     "gc_policy": "--gc-policy is for --mode ftl",
     "reformat": "--reformat is for OCSSD images (--mode ftl or ocssd)",
+    "timing": "--timing is for OCSSD images (plain namespaces complete at once)",
+    "channel_mbps": "--channel-mbps is for OCSSD images with --timing",
+    "write_buffer_sectors": "--write-buffer-sectors is for OCSSD images with --timing",
+    "timing_lead_us": "--timing-lead-us is for OCSSD images with --timing",
+    "trdt": "--trdt is for OCSSD images",
+    "twrt": "--twrt and --tcrst are for OCSSD 2.0 images (1.2: --tprt and --tbet)",
+    "tcrst": "--twrt and --tcrst are for OCSSD 2.0 images (1.2: --tprt and --tbet)",
+    "tprt": "--tprt and --tbet are for OCSSD 1.2 images (2.0: --twrt and --tcrst)",
+    "tbet": "--tprt and --tbet are for OCSSD 1.2 images (2.0: --twrt and --tcrst)",
 }
+TIMING_OPTIONS = frozenset({"timing", "channel_mbps", "write_buffer_sectors", "timing_lead_us",
+                            "trdt"})
 
 
 @dataclass
@@ -141,6 +168,30 @@ def _faults(options: ServeOptions) -> Faults:
     return Faults(rng=random.Random(options.fault_seed))
 
 
+def _check_times(options: ServeOptions) -> None:
+    for name in ("trdt", "twrt", "tcrst", "tprt", "tbet"):
+        value = getattr(options, name)
+        if value is not None and not 0 <= value < 1 << 32:
+            raise ImageError(f"--{name} must be 0 to 2^32-1 ns, not {value}")
+
+
+def _timed(options: ServeOptions, build: Callable[[], FlashModel]) -> FlashModel | None:
+    """The namespace's timing model with --timing (ImageError for impossible parameters);
+    without it the time overrides only change the reported geometry."""
+    if not options.timing:
+        if any(getattr(options, name) is not None
+               for name in ("trdt", "twrt", "tcrst", "tprt", "tbet")):
+            log.info("timing overrides without --timing: the geometry reports them, "
+                     "commands still complete at once")
+        return None
+    if options.channel_mbps < 1:
+        raise ImageError(f"--channel-mbps must be at least 1, not {options.channel_mbps}")
+    try:
+        return build()
+    except TimingError as exc:
+        raise ImageError(f"timing: {exc}") from None
+
+
 def open_plain(options: ServeOptions) -> OpenedImage:
     if not 0 <= options.md_size <= MAX_MD_SIZE:
         raise ImageError(f"--md-size must be 0 to {MAX_MD_SIZE}, not {options.md_size}")
@@ -166,23 +217,28 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
         more = len(report.problems) - 1
         raise ImageError(f"{options.image}: {report.problems[0]}"
                          + (f" (and {more} more; see `ocssd-vfu image info`)" if more else ""))
-    geometry = report.description.geometry
     if not options.reformat:
         ftl_image.refuse_for_ocssd(options.image, spec_12=False)
+    _check_times(options)
+    geometry = override_20(report.description.geometry, options.trdt, options.twrt,
+                           options.tcrst)
     faults = _faults(options)
     if options.write_fail:
         faults.write_fail = parse_write_fail(options.write_fail, geometry)
     if options.reset_fail:
         faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
     states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state else []
+    timings = [_timed(options, lambda: model_20(geometry, options.channel_mbps,
+                                                options.write_buffer_sectors))
+               for _ in report.description.layouts()]
     image = OcssdImage(options.image, volatile=options.volatile)
     if options.reformat:
         ftl_image.erase_ftls(image)
     namespaces: dict[int, Namespace] = {}
-    for layout in image.description.layouts():
+    for layout, timing in zip(image.description.layouts(), timings, strict=True):
         chunk_log, data, oob = image.namespace_views(layout)
         ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
-                            early_reset=options.early_reset, faults=faults)
+                            early_reset=options.early_reset, faults=faults, timing=timing)
         for line in states:
             ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
         namespaces[ns.nsid] = ns
@@ -195,13 +251,15 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
 
 
 def open_ocssd12(options: ServeOptions) -> OpenedImage:
+    _check_times(options)
     if not options.reformat:
         ftl_image.refuse_for_ocssd(options.image, spec_12=True)
     image = Ocssd12Image(options.image, volatile=options.volatile)
     if options.reformat:
         ftl_image.erase_ftls(image)
     try:
-        geometry = image.description.geometry
+        geometry = override_12(image.description.geometry, options.trdt, options.tprt,
+                               options.tbet)
         faults = _faults(options)
         if options.write_fail:
             faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry)
@@ -211,10 +269,12 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
             faults.read_fail = bad_blocks.parse_read_fail(options.read_fail, geometry)
         namespaces: dict[int, Namespace] = {}
         for layout in image.description.layouts():
+            timing = _timed(options, lambda: model_12(geometry, options.channel_mbps,
+                                                      options.write_buffer_sectors))
             ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
-                                  faults=faults)
+                                  faults=faults, timing=timing)
             namespaces[ns.nsid] = ns
-    except FaultFileError:
+    except (FaultFileError, ImageError):
         image.close()
         raise
     g = geometry
@@ -322,13 +382,13 @@ OCSSD12 = DeviceKind(
     unrecognized=NOT_OCSSD, identity=OCSSD_ID, model="ocssd_vfu OCSSD 1.2 Ctrl",
     firmware="1.2",
     options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed",
-                       "reformat"}),
+                       "reformat", "tprt", "tbet"}) | TIMING_OPTIONS,
     open=open_ocssd12)
 OCSSD20 = DeviceKind(
     name="OCSSD 2.0", mode="ocssd", recognizes=is_ocssd_image, unrecognized=NOT_OCSSD,
     identity=OCSSD_ID, model="ocssd_vfu OCSSD 2.0 Ctrl", firmware="2.0",
     options=frozenset({"volatile", "early_reset", "chunk_state", "write_fail", "reset_fail",
-                       "fault_seed", "reformat"}),
+                       "fault_seed", "reformat", "twrt", "tcrst"}) | TIMING_OPTIONS,
     open=open_ocssd20)
 PLAIN = DeviceKind(
     name="plain NVMe", mode="nvme", recognizes=lambda path: True, unrecognized="",

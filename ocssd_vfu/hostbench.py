@@ -49,6 +49,7 @@ from ocssd_vfu.spec.nvme import (
     IoOpcode,
     Register,
 )
+from ocssd_vfu.vfu import host
 from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
 
@@ -86,10 +87,7 @@ class HostDriver:
         return iova - RAM_IOVA
 
     def mmio_write(self, register: int, width: int, value: int) -> None:
-        buf = ffi.new("uint8_t[]", value.to_bytes(width, "little"))
-        if lib.ocssd_bar0_access(self.device.ctx, ffi.cast("char *", buf), width, register,
-                                 True) != width:
-            raise RuntimeError(f"BAR0 write of {value:#x} at {register:#x} refused")
+        host.bar0_write(self.device, register, width, value)
 
     def doorbell(self, register: int, value: int) -> None:
         """A 4-byte doorbell write as libvfio-user hands it over, timed as server time."""
@@ -186,19 +184,8 @@ class HostDriver:
 
 
 def map_guest_ram(device: VfuDevice, ram: mmap.mmap) -> Any:
-    """Hand `ram` to the device as QEMU's DMA_MAP would: through the register callback.
-    Returns the export of `ram` the region's address comes from: keep it while the
-    device may touch guest RAM."""
-    host = ffi.from_buffer(ram)
-    info = ffi.new("vfu_dma_info_t *")
-    info.iova.iov_base = ffi.cast("void *", RAM_IOVA)
-    info.iova.iov_len = len(ram)
-    info.vaddr = ffi.cast("void *", host)
-    info.mapping.iov_base, info.mapping.iov_len = info.vaddr, len(ram)
-    info.page_size = mmap.PAGESIZE
-    info.prot = mmap.PROT_READ | mmap.PROT_WRITE
-    lib.ocssd_dma_register(device.ctx, info)
-    return host
+    """Hand `ram` to the device at RAM_IOVA (vfu/host.py); keep the returned export."""
+    return host.map_guest_ram(device, ram, RAM_IOVA)
 
 
 def copy_limit(memory: GuestMemory, image: memoryview, seconds: float,

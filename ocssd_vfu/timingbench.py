@@ -3,8 +3,11 @@
 Each cell of the matrix runs one workload twice:
 - modelled: the model alone on a virtual clock, with a host that resubmits the instant a
   command completes (what a perfect device and host would show);
-- measured: the same workload on the real clock, every completion posted by the
-  completion scheduler (timerfd + trio) and resubmitted from its callback.
+- measured: the same workload on the real clock through the real controller, assembled
+  as `serve --timing` assembles it and driven through libvfio-user's callbacks as
+  `make hostbench` drives it (`ControllerTarget`); every held completion is posted by the
+  server's completion scheduler (timerfd + trio) and resubmitted when the host reaps it.
+  `--model-only` measures the model + scheduler alone in this process (`ModelTarget`).
 It prints latency p50/p99 and throughput of both and the relative error
 (measured / modelled - 1). Errors are left out where the modelled latency is under
 50 µs (a buffered write completes at once; the targets are for operations of 50 µs and
@@ -14,9 +17,8 @@ Matrix: read (one sector), write (one ws_opt unit), reset (one chunk) x QD1, QD3
 PU, the PUs of one group, every PU x idle, or with a background writer that keeps the
 write buffers of those PUs full.
 
-The target is this process's model + scheduler (`ModelTarget`). Phase 2 adds a target
-that drives the real controller through the vfio-user callbacks as `make hostbench` does;
-it only has to implement `Target.submit`.
+Geometry: GROUPS x PUS x 16 chunks x 1024 sectors (a sparse image in a temporary
+directory), MCCAP multiple resets on (resets go to free chunks).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import mmap
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -34,7 +38,16 @@ from typing import Protocol
 
 import trio
 
-from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.app import ServeOptions, assemble
+from ocssd_vfu.devices import OCSSD_ID
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd20 import AddressFormat, OcssdGeometry
+from ocssd_vfu.media.ocssd_image import create_image
+from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.nvme.controller import Controller
+from ocssd_vfu.spec.nvme import CQE_FORMAT, CQE_SIZE, SQE_FORMAT, SQE_SIZE, AdminOpcode, Register
+from ocssd_vfu.spec.ocssd import Mccap
+from ocssd_vfu.timing.geometries import parameters_20
 from ocssd_vfu.timing.model import FlashModel, FlashPage
 from ocssd_vfu.timing.parameters import (
     DEFAULT_CHANNEL_MBPS,
@@ -43,6 +56,9 @@ from ocssd_vfu.timing.parameters import (
     default_buffer_sectors,
 )
 from ocssd_vfu.timing.scheduler import CompletionScheduler, DueQueue
+from ocssd_vfu.vfu import host
+from ocssd_vfu.vfu.binding import ffi, lib
+from ocssd_vfu.vfu.device import VfuDevice
 
 OPERATIONS = ("read", "write", "reset")
 QUEUE_DEPTHS = (1, 32)
@@ -83,10 +99,13 @@ class Workload:
     """Random PUs of the scope; reads of one random sector, writes of the next ws_opt unit
     of the PU's current chunk, resets of a random chunk."""
 
-    def __init__(self, geometry: OcssdGeometry, pus: list[int], rng: random.Random) -> None:
+    def __init__(self, geometry: OcssdGeometry, pus: list[int], rng: random.Random,
+                 cursor: dict[int, int] | None = None) -> None:
         self.geometry, self.pus, self.rng = geometry, pus, rng
         self.units_per_chunk = geometry.num_sec // geometry.ws_opt
-        self.cursor = dict.fromkeys(pus, 0)  # next unit to write, counted over all chunks
+        # next unit to write per PU, counted over all chunks: one dict for every workload of
+        # a cell, so the background writer and the measured writes fill distinct units
+        self.cursor = dict.fromkeys(pus, 0) if cursor is None else cursor
 
     def ops(self, kind: str) -> Iterator[MediaOp]:
         g, rng = self.geometry, self.rng
@@ -112,11 +131,8 @@ def scope_pus(scope: str, geometry: OcssdGeometry) -> list[int]:
 
 
 def parameters_of(geometry: OcssdGeometry, channel_mbps: int) -> TimingParameters:
-    return TimingParameters(read_ns=geometry.trdt, program_ns=geometry.twrt,
-                            erase_ns=geometry.tcrst, sector_bytes=geometry.sec_size,
-                            page_sectors=geometry.ws_opt, channel_mbps=channel_mbps,
-                            buffer_sectors_per_pu=default_buffer_sectors(geometry.mw_cunits,
-                                                                         geometry.ws_opt))
+    """What `serve --timing` models for `geometry` (its default write buffer)."""
+    return parameters_20(geometry, channel_mbps)
 
 
 # -- targets: what completes the commands ---------------------------------------------------
@@ -145,6 +161,167 @@ class ModelTarget:
                 lambda: done(due, time.monotonic_ns()))
         else:
             self.scheduler.schedule(due, lambda: done(due, time.monotonic_ns()))
+
+
+# Guest RAM of the controller target: admin rings, I/O rings, LBA lists (one per SQ slot),
+# then the data pages every command shares (their contents do not matter here).
+RAM_IOVA = 0x1_0000_0000
+RAM_SIZE = 16 << 20
+ADMIN_SQ, ADMIN_CQ, IO_SQ, IO_CQ = (RAM_IOVA + i * 0x10000 for i in range(4))
+LISTS = RAM_IOVA + 0x100000
+PRP_LIST = RAM_IOVA + 0x200000
+DATA = RAM_IOVA + 0x201000
+ADMIN_ENTRIES = 16
+IO_ENTRIES = 1024
+VECTOR_RESET, VECTOR_WRITE, VECTOR_READ = 0x90, 0x91, 0x92
+
+
+class ControllerTarget:
+    """The real controller, as `serve --timing` assembles it (an OCSSD 2.0 image in a
+    temporary directory), driven as `make hostbench` drives a plain one: guest RAM handed
+    over and registers and doorbells written through libvfio-user's callbacks, one
+    `controller.process()` per submission, and the server's CompletionScheduler (timerfd)
+    posting held completions. A command's modelled time is the one the controller traces
+    (trace_times); it is seen when this host reaps its CQE.
+
+    Writes go to each PU's next ws_opt unit in the lower half of its chunks (the MediaOp's
+    page is only a stand-in: the times are the same), resets to the upper half's chunks in
+    turn (free chunks: the geometry allows multiple resets), reads where the op says."""
+
+    def __init__(self, geometry: OcssdGeometry, channel_mbps: int, lead_ns: int,
+                 workdir: Path) -> None:
+        image, sock = workdir / "timing.img", workdir / "timing.sock"
+        create_image(image, geometry)
+        self.assembled = assemble(ServeOptions(socket=sock, image=image, timing=True,
+                                               channel_mbps=channel_mbps))
+        self.geometry, self.address = geometry, AddressFormat(geometry)
+        self.controller = Controller(GuestMemory(), self.assembled.namespaces,
+                                     lambda vector: None, self.assembled.config)
+        self.device = VfuDevice(str(sock), self.controller, OCSSD_ID)
+        self.controller.interrupt = lambda vector: None  # no client: nothing to signal
+        self.ram = mmap.mmap(-1, RAM_SIZE)
+        self.ram_export = host.map_guest_ram(self.device, self.ram, RAM_IOVA)
+        self.word = ffi.new("uint32_t *")
+        self.scheduler = CompletionScheduler(lead_ns=lead_ns, queue=self.controller.held)
+        self.controller.tracer = self._traced
+        self.times: dict[int, int] = {}      # cid -> modelled completion
+        self.waiting: dict[int, Done] = {}   # cid -> its done()
+        self.failures = 0
+        self.tail = self.head = 0
+        self.phase = 1
+        self.reap_scheduled = False
+        units = geometry.num_sec // geometry.ws_opt
+        self.write_units = (geometry.num_chk // 2) * units
+        self.next_unit = [0] * (geometry.num_grp * geometry.num_pu)
+        self.next_reset = [0] * (geometry.num_grp * geometry.num_pu)
+        self._enable()
+        self._prepare_data()
+
+    def close(self) -> None:
+        ffi.release(self.ram_export)
+        self.device.destroy()
+        self.assembled.close()
+        self.scheduler.close()
+
+    def now(self) -> int:
+        return time.monotonic_ns()
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _enable(self) -> None:
+        write = self._register
+        write(Register.AQA, 4, (ADMIN_ENTRIES - 1) * 0x10001)
+        write(Register.ASQ, 8, ADMIN_SQ)
+        write(Register.ACQ, 8, ADMIN_CQ)
+        write(Register.CC, 4, 1 | 6 << 16 | 4 << 20)
+        self._admin(0, AdminOpcode.CREATE_IO_CQ, 1 | (IO_ENTRIES - 1) << 16, 1, IO_CQ)
+        self._admin(1, AdminOpcode.CREATE_IO_SQ, 1 | (IO_ENTRIES - 1) << 16, 1 | 1 << 16,
+                    IO_SQ)
+
+    def _register(self, register: int, width: int, value: int) -> None:
+        host.bar0_write(self.device, register, width, value)
+
+    def _doorbell(self, register: int, value: int) -> None:
+        """A 4-byte doorbell write as libvfio-user hands it over (one buffer, reused)."""
+        self.word[0] = value
+        lib.ocssd_bar0_access(self.device.ctx, ffi.cast("char *", self.word), 4, register, True)
+
+    def _admin(self, slot: int, opcode: int, cdw10: int, cdw11: int, prp1: int) -> None:
+        SQE_FORMAT.pack_into(self.ram, ADMIN_SQ - RAM_IOVA + slot * SQE_SIZE, opcode, 0, slot,
+                             0, 0, 0, 0, prp1, 0, cdw10, cdw11, 0, 0, 0, 0)
+        self._register(Register.DOORBELLS, 4, slot + 1)
+        self.controller.process()
+        status = CQE_FORMAT.unpack_from(self.ram, ADMIN_CQ - RAM_IOVA + slot * CQE_SIZE)[5] >> 1
+        if status:
+            raise RuntimeError(f"admin opcode {opcode:#x} failed with status {status:#x}")
+
+    def _prepare_data(self) -> None:
+        pages = [DATA + 0x1000 * i for i in range(1, self.geometry.ws_opt)]
+        at = PRP_LIST - RAM_IOVA
+        self.ram[at:at + 8 * len(pages)] = b"".join(p.to_bytes(8, "little") for p in pages)
+
+    # -- commands ---------------------------------------------------------------------------
+    def submit(self, op: MediaOp, done: Done) -> None:
+        g = self.geometry
+        grp, pu = divmod(op.pu, g.num_pu)
+        if op.kind == "read":
+            page, _ = op.pages[0]
+            lbas = [self.address.pack(grp, pu, page.block % g.num_chk, page.page * g.ws_opt)]
+            opcode = VECTOR_READ
+        elif op.kind == "write":
+            unit = self.next_unit[op.pu] % self.write_units
+            self.next_unit[op.pu] += 1
+            chunk, first = divmod(unit * g.ws_opt, g.num_sec)
+            lbas = [self.address.pack(grp, pu, chunk, first + i) for i in range(g.ws_opt)]
+            opcode = VECTOR_WRITE
+        else:
+            half = g.num_chk // 2
+            chunk = half + self.next_reset[op.pu] % (g.num_chk - half)
+            self.next_reset[op.pu] += 1
+            lbas = [self.address.pack(grp, pu, chunk)]
+            opcode = VECTOR_RESET
+        slot = self.tail
+        if len(lbas) == 1:
+            pointer = lbas[0]
+        else:
+            pointer = LISTS + slot * 0x200
+            at = pointer - RAM_IOVA
+            self.ram[at:at + 8 * len(lbas)] = b"".join(a.to_bytes(8, "little") for a in lbas)
+        SQE_FORMAT.pack_into(self.ram, IO_SQ - RAM_IOVA + slot * SQE_SIZE, opcode, 0, slot, 1,
+                             0, 0, 0, DATA, PRP_LIST if len(lbas) > 2 else DATA + 0x1000,
+                             pointer & 0xFFFFFFFF, pointer >> 32, len(lbas) - 1, 0, 0, 0)
+        self.waiting[slot] = done
+        self.tail = (slot + 1) % IO_ENTRIES
+        self._doorbell(Register.DOORBELLS + 8, self.tail)
+        self.controller.process()
+        self.scheduler.rearm()
+        if not self.reap_scheduled:  # completed at once (a buffered write): reap soon
+            self.reap_scheduled = True
+            trio.lowlevel.current_trio_token().run_sync_soon(self.reap)
+
+    def _traced(self, qid: int, cmd: Command, status: int, result: int) -> None:
+        if qid:
+            self.times[cmd.cid] = self.controller.trace_times[1]
+            self.failures += status != 0
+
+    def after_held(self) -> None:
+        self.controller.finish_held_batch()
+        self.reap()
+
+    def reap(self) -> None:
+        self.reap_scheduled = False
+        reaped = 0
+        while True:
+            entry = CQE_FORMAT.unpack_from(self.ram, IO_CQ - RAM_IOVA + self.head * CQE_SIZE)
+            if entry[5] & 1 != self.phase:
+                break
+            self.head += 1
+            if self.head == IO_ENTRIES:
+                self.head, self.phase = 0, self.phase ^ 1
+            reaped += 1
+            cid = entry[4]
+            self.waiting.pop(cid)(self.times.pop(cid), time.monotonic_ns())
+        if reaped:
+            self._doorbell(Register.DOORBELLS + 12, self.head)
 
 
 class VirtualTarget:
@@ -201,12 +378,12 @@ class ClosedLoop:
 
 
 def background_writer(target: Target, geometry: OcssdGeometry, pus: list[int], until: int,
-                      rng: random.Random, finished: Callable[[], None] = lambda: None
-                      ) -> ClosedLoop:
+                      rng: random.Random, finished: Callable[[], None] = lambda: None,
+                      cursor: dict[int, int] | None = None) -> ClosedLoop:
     """Enough writes in flight on `pus` that their buffers stay full."""
     depth = len(pus) * (default_buffer_sectors(geometry.mw_cunits, geometry.ws_opt)
                         // geometry.ws_opt + 1)
-    return ClosedLoop(target, Workload(geometry, pus, rng).ops("write"), depth, until,
+    return ClosedLoop(target, Workload(geometry, pus, rng, cursor).ops("write"), depth, until,
                       finished, record=False)
 
 
@@ -237,40 +414,53 @@ def modelled(cell: Cell, geometry: OcssdGeometry, parameters: TimingParameters,
     target = VirtualTarget(FlashModel(parameters, Layout(geometry.num_grp, geometry.num_pu)))
     until = int(seconds * 1e9)
     pus = scope_pus(cell.scope, geometry)
+    cursor = dict.fromkeys(pus, 0)
     if cell.buffer == "full":
-        background_writer(target, geometry, pus, until, random.Random(-seed))
-    loop = ClosedLoop(target, Workload(geometry, pus, random.Random(seed)).ops(cell.operation),
+        background_writer(target, geometry, pus, until, random.Random(-seed), cursor=cursor)
+    loop = ClosedLoop(target, Workload(geometry, pus, random.Random(seed),
+                                       cursor).ops(cell.operation),
                       cell.queue_depth, until)
     target.run()
     return figures(loop)
 
 
 async def measured(cell: Cell, geometry: OcssdGeometry, parameters: TimingParameters,
-                   seconds: float, seed: int, lead_ns: int = 0) -> Figures:
-    scheduler = CompletionScheduler(lead_ns=lead_ns)
-    target = ModelTarget(FlashModel(parameters, Layout(geometry.num_grp, geometry.num_pu)),
-                         scheduler)
+                   seconds: float, seed: int, lead_ns: int = 0,
+                   controller: ControllerTarget | None = None) -> Figures:
+    """On the real clock: through `controller` if given, else the model and a scheduler in
+    this process (ModelTarget)."""
+    target: ControllerTarget | ModelTarget
+    if controller is not None:
+        target, scheduler = controller, controller.scheduler
+        after_batch = controller.after_held
+    else:
+        scheduler = CompletionScheduler(lead_ns=lead_ns)
+        target = ModelTarget(FlashModel(parameters, Layout(geometry.num_grp, geometry.num_pu)),
+                             scheduler)
+        after_batch = lambda: None  # noqa: E731
     pus = scope_pus(cell.scope, geometry)
+    cursor = dict.fromkeys(pus, 0)
     drained = [trio.Event(), trio.Event()]
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(scheduler.run)
+            nursery.start_soon(scheduler.run, after_batch)
             until = target.now() + int(seconds * 1e9)
             if cell.buffer == "full":
                 background_writer(target, geometry, pus, until, random.Random(-seed),
-                                  drained[1].set)
+                                  drained[1].set, cursor)
             else:
                 drained[1].set()
             # its own random stream: the same commands as the modelled run, whatever the
             # background writer does in between
-            workload = Workload(geometry, pus, random.Random(seed))
+            workload = Workload(geometry, pus, random.Random(seed), cursor)
             loop = ClosedLoop(target, workload.ops(cell.operation),
                               cell.queue_depth, until, drained[0].set)
             for event in drained:
                 await event.wait()
             nursery.cancel_scope.cancel()
     finally:
-        scheduler.close()
+        if controller is None:
+            scheduler.close()
     return figures(loop)
 
 
@@ -280,11 +470,23 @@ def error(measured_value: float, modelled_value: float) -> float | None:
 
 
 def run_matrix(geometry: OcssdGeometry, parameters: TimingParameters, seconds: float,
-               cells: list[Cell], lead_ns: int = 0, seed: int = 1) -> list[dict[str, object]]:
+               cells: list[Cell], lead_ns: int = 0, seed: int = 1,
+               through_controller: bool = True) -> list[dict[str, object]]:
     rows = []
     for cell in cells:
         model = modelled(cell, geometry, parameters, seconds, seed)
-        real = trio.run(measured, cell, geometry, parameters, seconds, seed, lead_ns)
+        if through_controller:
+            with tempfile.TemporaryDirectory(prefix="ocssd-vfu-timingbench-") as tmp:
+                target = ControllerTarget(geometry, parameters.channel_mbps, lead_ns, Path(tmp))
+                try:
+                    real = trio.run(measured, cell, geometry, parameters, seconds, seed,
+                                    lead_ns, target)
+                finally:
+                    target.close()
+                if target.failures:
+                    raise RuntimeError(f"{cell.name}: {target.failures} commands failed")
+        else:
+            real = trio.run(measured, cell, geometry, parameters, seconds, seed, lead_ns)
         rows.append(dict(cell=cell.name, **{f"modelled_{k}": v for k, v in asdict(model).items()
                                             if not k.startswith("lateness")},
                          **{f"measured_{k}": v for k, v in asdict(real).items()}))
@@ -340,23 +542,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lead-us", type=int, default=0,
                         help="wake the scheduler this early and spin (CompletionScheduler)")
     parser.add_argument("--only", default="", help="run the cells whose name contains this")
+    parser.add_argument("--model-only", action="store_true",
+                        help="measure the model + scheduler alone, not the controller")
     parser.add_argument("--out", type=Path, default=Path("bench/results"),
                         help="where timing.json goes")
     args = parser.parse_args(argv)
-    geometry = OcssdGeometry(num_grp=args.groups, num_pu=args.pus, trdt=args.trdt,
+    geometry = OcssdGeometry(num_grp=args.groups, num_pu=args.pus, num_chk=16, num_sec=1024,
+                             mccap=Mccap.MULTIPLE_RESETS, trdt=args.trdt,
                              twrt=args.twrt, tcrst=args.tcrst)
     parameters = parameters_of(geometry, args.channel_mbps)
     cells = [cell for cell in all_cells() if args.only in cell.name]
-    print(f"Timing model vs completions on the real clock: {geometry.num_grp} groups x "
+    target = "the model + scheduler alone" if args.model_only else "the controller"
+    print(f"Timing model vs completions on the real clock through {target}: "
+          f"{geometry.num_grp} groups x "
           f"{geometry.num_pu} PUs, tRD {geometry.trdt} ns, tPROG {geometry.twrt} ns per "
           f"{geometry.ws_opt} sectors, tBERS {geometry.tcrst} ns, {args.channel_mbps} MB/s "
           f"channels, {parameters.buffer_sectors_per_pu} buffer sectors per PU; "
           f"{args.seconds:g} s per run, scheduler lead {args.lead_us} µs")
     print(HEADER)
-    rows = run_matrix(geometry, parameters, args.seconds, cells, args.lead_us * 1000)
+    rows = run_matrix(geometry, parameters, args.seconds, cells, args.lead_us * 1000,
+                      through_controller=not args.model_only)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "timing.json").write_text(json.dumps(
         dict(parameters=asdict(parameters), seconds=args.seconds, lead_us=args.lead_us,
+             target="model" if args.model_only else "controller",
              cells=rows), indent=2) + "\n")
     return 0
 

@@ -181,6 +181,7 @@ def delete_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
         return fail_no_retry(Status.INVALID_QID)
     del ctrl.sqs[qid]
     ctrl.pending.discard(qid)
+    sq.cq.reserved -= sq.held  # its held completions are dropped (controller._post_held)
     sq.unbind()
     return OK
 

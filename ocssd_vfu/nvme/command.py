@@ -52,14 +52,18 @@ class SyncRequest:
 
     `epoch` is the controller's reset count when the request was made: a reset
     in between aborts the command, so its late completion is dropped.
+    `not_before_ns`: when the timed media's write buffers are programmed (Flush and
+    shutdown wait for them too); 0 when no namespace is timed.
     """
 
     epoch: int
     sqid: int = 0
     cid: int = 0
     shutdown: bool = False
+    not_before_ns: int = 0
 
 
-# The controller calls its tracer (trace.py, tests) after each command it ran:
-# (queue id, command, status, result).
+# The controller calls its tracer (trace.py, tests) after each command it ran, or, for a
+# completion held until a modelled time, once it is posted: (queue id, command, status,
+# result); ControllerState.trace_times then holds its (arrival, modelled, completed) ns.
 Tracer = Callable[[int, Command, int, int], None]

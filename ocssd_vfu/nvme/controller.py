@@ -2,11 +2,13 @@
 
 Inputs: BAR0 register reads/writes (`mmio_read`, `mmio_write`), `process()`,
 which the shell calls once per wake-up after all doorbells of that wake-up
-arrived, and `expire_interrupts()` once `interrupt_deadline()` (a `clock()`
-time) has come. Outputs: guest-memory accesses through GuestMemory (shadow
-doorbells included: doorbells.py), interrupts through the `interrupt(vector)`
-callable (one per CQ per batch, or as coalescing says: interrupts.py), and
-requests the shell must carry out off its event loop (`take_sync_requests`).
+arrived, `expire_interrupts()` once `interrupt_deadline()` (a `clock()`
+time) has come, and `complete_due(now)` once `held.next_due()` (a `clock_ns()`
+time) has come: completions a timed kind held until a modelled time (kind.py).
+Outputs: guest-memory accesses through GuestMemory (shadow doorbells included:
+doorbells.py), interrupts through the `interrupt(vector)` callable (one per CQ
+per batch, or as coalescing says: interrupts.py), and requests the shell must
+carry out off its event loop (`take_sync_requests`).
 Keep this contract: it is what lets tests drive the controller with a bytearray
 as guest memory and a list as the interrupt line (tests/unit/fakehost.py), in
 microseconds, with no QEMU and no libvfio-user.
@@ -88,7 +90,9 @@ class Controller(ControllerState):
             self.regs.csts = Csts.put(self.regs.csts, "shst", ShutdownStatus.OCCURRING)
             for ns in self.namespaces.values():
                 ns.flush_write_cache()
-            self.sync_requests.append(SyncRequest(self.epoch, shutdown=True))
+            self.sync_requests.append(SyncRequest(
+                self.epoch, shutdown=True,
+                not_before_ns=self.buffers_programmed_ns(self.clock_ns())))
 
     def _enable(self) -> None:
         aqa, cc = Aqa.parse(self.regs.aqa), Cc.parse(self.regs.cc)
@@ -112,6 +116,8 @@ class Controller(ControllerState):
         self.sqs.clear()
         self.cqs.clear()
         self.pending.clear()
+        self.held.clear()  # their queues are gone: nothing held is posted
+        self.held_touched.clear()
         self.aer_cids.clear()
         self.features = Features()
         self.epoch += 1
@@ -247,15 +253,60 @@ class Controller(ControllerState):
                 cmd = self._fetch(sq)
                 if cmd is None:
                     break
+                self.now_ns = now = self.clock_ns()
+                self.hold_due = None
                 if self.tracer is not None:
                     self.decoded = None
-                    status, result = self._execute(sq, cmd)
+                status, result = self._execute(sq, cmd)
+                due = self.hold_due
+                if due is not None and due > now and status != DEFERRED:
+                    self._hold(sq, cmd, status, result, due)
+                    continue
+                if self.tracer is not None:
+                    self.trace_times = (now, now, self.clock_ns())
                     self.tracer(sq.qid, cmd, status, result)
-                else:
-                    status, result = self._execute(sq, cmd)
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)
+
+    # -- completions held until a modelled time (kind.py: Time) ---------------------------
+    def _hold(self, sq: SubmissionQueue, cmd: Command, status: int, result: int,
+              due: int) -> None:
+        """Post the command's completion at `due`; its CQ slot is reserved now."""
+        sq.cq.reserved += 1
+        sq.held += 1
+        epoch, arrival, decoded = self.epoch, self.now_ns, self.decoded
+        self.held.add(due, lambda: self._post_held(epoch, sq, cmd, status, result,
+                                                   (arrival, due), decoded))
+
+    def _post_held(self, epoch: int, sq: SubmissionQueue, cmd: Command, status: int,
+                   result: int, times: tuple[int, int], decoded: object) -> None:
+        if epoch != self.epoch or self.sqs.get(sq.qid) is not sq:
+            return  # a reset or Delete SQ dropped it (and its reservation)
+        sq.held -= 1
+        sq.cq.reserved -= 1
+        self._complete(sq, cmd.cid, status, result)
+        self.held_touched.add(sq.cq)
+        if not sq.empty():
+            self.pending.add(sq.qid)  # it may have stopped on the reserved slot
+        if self.tracer is not None:
+            self.decoded = decoded
+            self.trace_times = (*times, self.clock_ns())
+            self.tracer(sq.qid, cmd, status, result)
+
+    def complete_due(self, now_ns: int) -> None:
+        """Post every held completion due by `now_ns`, then `finish_held_batch`."""
+        if self.held.run_due(now_ns):
+            self.finish_held_batch()
+
+    def finish_held_batch(self) -> None:
+        """After held completions were posted (the scheduler's after_batch): one interrupt
+        per CQ touched, then the commands their freed slots let in."""
+        touched, self.held_touched = self.held_touched, set()
+        for cq in touched:
+            self._raise(cq)
+        if self.pending:
+            self.process()
 
     def _run_fast(self, fast: FastPath, sq: SubmissionQueue) -> int:
         done = fast.run(self, sq)
@@ -306,6 +357,10 @@ class Controller(ControllerState):
         """The shell finished a SyncRequest: post its completion (or finish shutdown)."""
         if request.epoch != self.epoch:
             return  # a reset aborted the command while the sync ran
+        if request.not_before_ns > self.clock_ns():  # the write buffers are still programming
+            self.held.add(request.not_before_ns,
+                          lambda: self.complete_deferred(request, status))
+            return
         if request.shutdown:
             self.shutdown_complete()
             return

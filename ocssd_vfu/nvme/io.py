@@ -4,7 +4,8 @@ Opcode there (vector commands on a plain namespace).
 
 Flush concerns the whole controller (NSID FFFFFFFFh allowed): every namespace
 flushes its write cache, then the shell makes the image durable (a deferred
-completion). Every other command is decoded, then run, by its kind; the SMART /
+completion, posted no earlier than timed media's write buffers are programmed).
+Every other command is decoded, then run, by its kind; the SMART /
 Health counters add what the entry says it counts. The Effects log and ONCS are
 derived from the same tables (`io_commands`), so a command cannot be dispatched
 without being advertised, nor the reverse.
@@ -28,7 +29,8 @@ def flush(ctrl: ControllerState, sq: SubmissionQueue, cmd: Command) -> Result:
         return fail_no_retry(Status.INVALID_NAMESPACE)
     for ns in ctrl.namespaces.values():
         ns.flush_write_cache()
-    ctrl.sync_requests.append(SyncRequest(ctrl.epoch, sq.qid, cmd.cid))
+    programmed = ctrl.buffers_programmed_ns(ctrl.now_ns)
+    ctrl.sync_requests.append(SyncRequest(ctrl.epoch, sq.qid, cmd.cid, not_before_ns=programmed))
     return (DEFERRED, 0)
 
 

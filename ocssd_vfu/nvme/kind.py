@@ -32,6 +32,16 @@ namespace's kind does not list, the Commands Supported and Effects log (05h),
 Identify Controller OACS and ONCS, and the SMART / Health read and write
 counters (`counted`).
 
+Time (kind-neutral, for timed media: serve --timing): a handler decides its
+command's whole outcome (data moved, tables updated, status) when it runs, at
+`ctx.now_ns` (CLOCK_MONOTONIC ns, read once when the command was fetched), and
+may then call `ctx.hold_until(due_ns)`: the controller posts the CQE at that
+time instead of at once (several calls: the latest wins). A command refused as
+invalid completes at once: do not hold it. A namespace whose media is timed has
+the attribute `timing` (an object with `flush(now_ns) -> ns`, such as
+timing.model.FlashModel): Flush and shutdown wait until then, and the core
+never runs the kind's fast path for it.
+
 Handlers return a status (errors are values: `Result`); `decode` may raise
 `CommandError` instead, so that a decoded command is always whole. Statuses of
 failed transfers arrive as `TransferError` only inside the dma layer:
@@ -71,6 +81,11 @@ class CommandContext(Protocol):
     def features(self) -> Features: ...
     @property
     def namespaces(self) -> Mapping[int, Namespace]: ...
+    @property
+    def now_ns(self) -> int:
+        """When the command arrived (CLOCK_MONOTONIC ns; a fake clock in tests)."""
+    def hold_until(self, due_ns: int) -> None:
+        """Post this command's completion at `due_ns`, not at once (module docstring)."""
 
 
 class FastPathContext(CommandContext, Protocol):

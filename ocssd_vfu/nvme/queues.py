@@ -59,9 +59,12 @@ class CompletionQueue:
     sqs: list[SubmissionQueue] = field(default_factory=list)
     ring: memoryview | None = field(default=None, repr=False)
     generation: int = -1  # GuestMemory.generation when `ring` was taken
+    # Slots promised to completions held until a modelled time: counted as taken, so a
+    # held completion always finds its slot when it is posted.
+    reserved: int = 0
 
     def full(self) -> bool:
-        return (self.tail + 1) % self.size == self.head
+        return (self.tail - self.head) % self.size + self.reserved >= self.size - 1
 
     def post(self, memory: GuestMemory, dw0: int, dw1: int, sqhd: int, sqid: int, cid: int,
              status: int) -> None:
@@ -88,6 +91,7 @@ class SubmissionQueue:
     tail: int = 0
     ring: memoryview | None = field(default=None, repr=False)
     generation: int = -1  # GuestMemory.generation when `ring` was taken
+    held: int = 0  # of its commands, completions held (each one reserved in its CQ)
 
     @classmethod
     def bound_to(cls, cq: CompletionQueue, qid: int, base: int, size: int) -> SubmissionQueue:

@@ -11,12 +11,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.capabilities import MAX_IO_QUEUES
 from ocssd_vfu.nvme.command import SyncRequest, Tracer
 from ocssd_vfu.nvme.doorbells import ShadowDoorbells
+from ocssd_vfu.nvme.due import DueQueue
 from ocssd_vfu.nvme.feature_values import Features
 from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
@@ -25,6 +26,16 @@ from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.spec.nvme import IoOpcode
 
 log = logging.getLogger("ocssd_vfu.nvme")
+
+
+class TimedMedia(Protocol):
+    def flush(self, now_ns: int) -> int: ...
+
+
+def timing_of(namespace: Namespace) -> TimedMedia | None:
+    """A timed namespace's model (kind.py: Time), or None."""
+    timing: TimedMedia | None = getattr(namespace, "timing", None)
+    return timing
 
 
 @dataclass
@@ -65,6 +76,7 @@ class ControllerState:
     interrupt: Callable[[int], None]
     config: ControllerConfig = field(default_factory=ControllerConfig)
     clock: Callable[[], float] = time.monotonic  # seconds: coalescing, power-on hours
+    clock_ns: Callable[[], int] = time.monotonic_ns  # held completions (kind.py: Time)
 
     def __post_init__(self) -> None:
         self.regs = Registers()
@@ -97,16 +109,37 @@ class ControllerState:
         for kind in self.kinds:
             self.kind_log_pages.update(kind.log_pages)
         self.decoded: Any = None  # the last I/O command as its kind decoded it (trace.py)
+        # Completions held until a modelled time (kind.py: Time); the shell's
+        # CompletionScheduler wakes at held.next_due().
+        self.held = DueQueue()
+        self.now_ns = 0                   # when the running command was fetched
+        self.hold_due: int | None = None  # what its handler asked (hold_until)
+        self.trace_times: tuple[int, int, int] = (0, 0, 0)  # (arrival, modelled, completed)
+        self.held_touched: set[CompletionQueue] = set()  # CQs posted to by held completions
         self.fast_path = self._fast_path()
         self._set_page_size(0)
 
     def _fast_path(self) -> FastPath | None:
         """The kind's native path, for a controller whose only namespace is NSID 1."""
         namespace = self.namespaces.get(1)
-        if not self.config.fast_path or namespace is None or len(self.namespaces) != 1:
+        if (not self.config.fast_path or namespace is None or len(self.namespaces) != 1
+                or timing_of(namespace) is not None):  # the fast path completes at once
             return None
         make = type(namespace).kind.fast_path
         return make(namespace) if make is not None else None
+
+    def hold_until(self, due_ns: int) -> None:
+        if self.hold_due is None or due_ns > self.hold_due:
+            self.hold_due = due_ns
+
+    def buffers_programmed_ns(self, now_ns: int) -> int:
+        """When every timed namespace's write buffer is programmed (Flush, shutdown)."""
+        due = now_ns
+        for ns in self.namespaces.values():
+            timing = timing_of(ns)
+            if timing is not None:
+                due = max(due, timing.flush(now_ns))
+        return due
 
     def guest_error(self, category: str, message: str) -> None:
         """The one place where guest misbehaviour is counted and logged (by category, as

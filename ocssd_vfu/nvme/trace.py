@@ -8,6 +8,12 @@ command became if the kind lists them (`media`: the FTL's programs, reads, GC);
 Only built when asked for; the controller calls it after each command runs. The
 addresses are those the command ran with: the kind describes what its `decode`
 returned (ControllerState.decoded), guest memory is not read again.
+
+JSON records also carry `arrival_ns` (the command fetched), `modelled_ns` (when the
+timing model completes it: serve --timing; the arrival when untimed) and
+`completed_ns` (its CQE posted), CLOCK_MONOTONIC: completed - modelled is the
+emulation's error for that command (README "Timing model"). A held completion is
+traced when it is posted, so records are in completion order.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ def make_tracer(ctrl: ControllerState, out: TextIO, fmt: str) -> Tracer:
             record["slba"], record["nlb"] = lba_range(cmd.cdw10, cmd.cdw11, cmd.cdw12)
         record.update(psdt=(cmd.flags >> 6) & 0x3, prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr,
                       status=status_name(status), result=result)
+        if fmt == "json":
+            record.update(zip(("arrival_ns", "modelled_ns", "completed_ns"), ctrl.trace_times,
+                              strict=True))
         out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
         out.flush()
 

@@ -22,6 +22,7 @@ from ocssd_vfu.nvme.kind import (
     NamespaceKind,
     to_host,
 )
+from ocssd_vfu.ocssd import timed
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.openchannel.vector import decode_vector
 from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
@@ -34,17 +35,23 @@ CHANGES = CommandEffects.CSUPP | CommandEffects.LBCC
 
 def vector_reset(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
                  lbas: list[int]) -> Result:
-    return ns.reset(ctx.memory, lbas, cmd.mptr)
+    status, failed = ns.reset(ctx.memory, lbas, cmd.mptr)
+    timed.reset(ctx, ns, lbas, status, failed)
+    return status, failed
 
 
 def vector_write(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
                  lbas: list[int]) -> Result:
-    return ns.write(ctx.memory, ctx.page_size, lbas, cmd)
+    status, failed = ns.write(ctx.memory, ctx.page_size, lbas, cmd)
+    timed.write(ctx, ns, lbas, status, failed)
+    return status, failed
 
 
 def vector_read(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
                 lbas: list[int]) -> Result:
-    return ns.read(ctx.memory, ctx.page_size, lbas, cmd, ctx.features.dulbe)
+    status, failed = ns.read(ctx.memory, ctx.page_size, lbas, cmd, ctx.features.dulbe)
+    timed.read(ctx, ns, lbas, status)
+    return status, failed
 
 
 def decode_scalar(ctx: CommandContext, ns: OcssdNamespace, cmd: Command) -> tuple[int, int]:
@@ -58,15 +65,18 @@ def decode_scalar(ctx: CommandContext, ns: OcssdNamespace, cmd: Command) -> tupl
 def scalar_write(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
                  blocks: tuple[int, int]) -> Result:
     slba, nlb = blocks
-    status, _ = ns.write(ctx.memory, ctx.page_size, list(range(slba, slba + nlb)), cmd)
+    lbas = list(range(slba, slba + nlb))
+    status, failed = ns.write(ctx.memory, ctx.page_size, lbas, cmd)
+    timed.write(ctx, ns, lbas, status, failed)
     return (status, 0)  # DW0 of a scalar command is not a per-LBA bitmap
 
 
 def scalar_read(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
                 blocks: tuple[int, int]) -> Result:
     slba, nlb = blocks
-    status, _ = ns.read(ctx.memory, ctx.page_size, list(range(slba, slba + nlb)), cmd,
-                        ctx.features.dulbe)
+    lbas = list(range(slba, slba + nlb))
+    status, _ = ns.read(ctx.memory, ctx.page_size, lbas, cmd, ctx.features.dulbe)
+    timed.read(ctx, ns, lbas, status)
     return (status, 0)
 
 
@@ -89,7 +99,8 @@ def dataset_management(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
         if where is None or where[1] != 0 or length != ns.chunks.cnlb[where[0]]:
             return fail_no_retry(Status.INVALID_FIELD)  # only whole chunks can be deallocated
         starts.append(slba)
-    status, _ = ns.reset(ctx.memory, starts, 0)
+    status, failed = ns.reset(ctx.memory, starts, 0)
+    timed.reset(ctx, ns, starts, status, failed)
     return (status, 0)
 
 

@@ -22,6 +22,7 @@ from ocssd_vfu.openchannel.identify import identify_namespace
 from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, fill_from, filled_buffer, store_oob
 from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS
 from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.timing.model import FlashModel
 
 
 @dataclass(slots=True)
@@ -43,8 +44,9 @@ class OcssdNamespace:
 
     def __init__(self, nsid: int, geometry: OcssdGeometry, chunk_log: memoryview,
                  data: memoryview, oob: memoryview, early_reset: bool = True,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, timing: FlashModel | None = None) -> None:
         self.nsid = nsid
+        self.timing = timing  # serve --timing: the flash model its commands' times come from
         self.geometry = geometry
         self.address = AddressFormat(geometry)
         self.chunks = ChunkTable(chunk_log, geometry, early_reset)

@@ -20,6 +20,7 @@ from ocssd_vfu.nvme.kind import (
     NamespaceKind,
     to_host,
 )
+from ocssd_vfu.ocssd12 import timed
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.openchannel.vector import decode_vector, vector_addresses
 from ocssd_vfu.spec.commands import SetBadBlocksCdw12, lba_range, ocssd12_control
@@ -31,15 +32,24 @@ CHANGES = CommandEffects.CSUPP | CommandEffects.LBCC
 
 
 def erase(ctx: CommandContext, ns: Ocssd12Namespace, cmd: Command, ppas: list[int]) -> Result:
-    return ns.erase(ppas, ocssd12_control(cmd.cdw12))
+    control = ocssd12_control(cmd.cdw12)
+    status, failed = ns.erase(ppas, control)
+    timed.erase(ctx, ns, ppas, control, status)
+    return status, failed
 
 
 def write(ctx: CommandContext, ns: Ocssd12Namespace, cmd: Command, ppas: list[int]) -> Result:
-    return ns.write(ctx.memory, ctx.page_size, ppas, cmd, ocssd12_control(cmd.cdw12))
+    control = ocssd12_control(cmd.cdw12)
+    status, failed = ns.write(ctx.memory, ctx.page_size, ppas, cmd, control)
+    timed.write(ctx, ns, ppas, control, status, failed)
+    return status, failed
 
 
 def read(ctx: CommandContext, ns: Ocssd12Namespace, cmd: Command, ppas: list[int]) -> Result:
-    return ns.read(ctx.memory, ctx.page_size, ppas, cmd, ocssd12_control(cmd.cdw12))
+    control = ocssd12_control(cmd.cdw12)
+    status, failed = ns.read(ctx.memory, ctx.page_size, ppas, cmd, control)
+    timed.read(ctx, ns, ppas, control, status)
+    return status, failed
 
 
 def decode_scalar(ctx: CommandContext, ns: Ocssd12Namespace, cmd: Command) -> tuple[int, int]:
@@ -52,7 +62,9 @@ def decode_scalar(ctx: CommandContext, ns: Ocssd12Namespace, cmd: Command) -> tu
 
 def scalar_read(ctx: CommandContext, ns: Ocssd12Namespace, cmd: Command,
                 sectors: tuple[int, int]) -> Result:
-    return (ns.read_linear(ctx.memory, ctx.page_size, *sectors, cmd), 0)
+    status = ns.read_linear(ctx.memory, ctx.page_size, *sectors, cmd)
+    timed.read_linear(ctx, ns, *sectors, status)
+    return (status, 0)
 
 
 # -- admin --------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from ocssd_vfu.spec.ocssd12 import (
     PlaneMode,
 )
 from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.timing.model import FlashModel
 
 Placed = tuple[int, int, int]   # (plane block, page, sector index in the namespace)
 
@@ -48,8 +49,9 @@ class Ocssd12Namespace:
 
     def __init__(self, nsid: int, geometry: Ocssd12Geometry, bbt: memoryview,
                  records: memoryview, data: memoryview, oob: memoryview,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, timing: FlashModel | None = None) -> None:
         self.nsid = nsid
+        self.timing = timing  # serve --timing: the flash model its commands' times come from
         self.geometry = geometry
         self.address = PpaFormat12(geometry)
         self.blocks = BlockTable(bbt, records, geometry)

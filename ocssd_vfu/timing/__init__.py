@@ -3,5 +3,6 @@
 `parameters` holds what the model is told (tRD/tPROG/tBERS, channel bandwidth, write
 buffer, layout); `model` turns media operations into completion times from a `now` the
 caller passes; `scheduler` wakes the trio loop at those times through a timerfd.
-docs/timing-model.md describes the model, docs/timing-integration.md how it is wired in.
+`geometries` builds the model an OCSSD geometry reports. README "Timing model" describes
+the model; nvme/kind.py ("Time") and model.py's docstring how a kind is timed.
 """

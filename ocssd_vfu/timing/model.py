@@ -4,7 +4,7 @@ The caller passes `now` (ns, any monotonic clock) and gets back the time the ope
 completes in the model. The model never sees data or statuses: the caller decides a
 command's outcome when it arrives and only holds its completion until that time.
 
-Rules (docs/timing-model.md says why):
+Rules (README "Timing model" says why):
 - A PU does one flash operation at a time, in the order the calls reserve them (FIFO, no
   read priority, no suspend). A read senses a page (read_ns), then its sectors cross the
   channel; the PU stays busy until they have crossed. A program moves its unit across the
@@ -20,6 +20,21 @@ Rules (docs/timing-model.md says why):
   hold the space, the oldest is programmed padded. A read of a page whose unit is still in
   the buffer costs no read_ns and no channel time. `flush` programs every partly filled
   unit and returns when the last program ends.
+
+How a kind times its media operations (the hook; OCSSD 2.0 and 1.2 in ocssd/timed.py and
+ocssd12/timed.py, the device-side FTL the same way):
+- build one model per namespace (timing/geometries.py, or TimingParameters + Layout) and
+  keep it as the namespace's `timing` attribute: the NVMe core then never runs a fast path
+  for it, and Flush and shutdown wait for `flush(now)`;
+- in the command's `run`, decide its outcome first (data, tables, status), then, unless it
+  was refused as invalid, call `read_sectors` / `program_sectors` (one (pu, FlashPage) per
+  sector, any PUs, in the command's order) or `erase_blocks` (one PU per block) with
+  `now=ctx.now_ns`, and `ctx.hold_until(the time returned)` (nvme/kind.py: Time);
+- an FTL maps a host read to `read_sectors` of the physical pages (unmapped: nothing, it
+  completes at once), a host write to `program_sectors` (the buffer is its DRAM), and
+  garbage collection to `read_sectors` + `program_sectors` of the valid pages and
+  `erase_blocks` of the victim at the `now` of the command that triggered it, so GC takes
+  PU time from host commands.
 """
 
 from __future__ import annotations
@@ -108,6 +123,15 @@ def program_units(pages: Iterable[tuple[FlashPage, int]], multi_plane: bool
     return units
 
 
+def _per_pu(sectors: Iterable[tuple[int, FlashPage]]) -> dict[int, dict[FlashPage, int]]:
+    """Sectors per page per PU, in order of first mention."""
+    grouped: dict[int, dict[FlashPage, int]] = {}
+    for pu, page in sectors:
+        pages = grouped.setdefault(pu, {})
+        pages[page] = pages.get(page, 0) + 1
+    return grouped
+
+
 class FlashModel:
     def __init__(self, parameters: TimingParameters, layout: Layout) -> None:
         self.parameters = parameters
@@ -173,6 +197,23 @@ class FlashModel:
             for held in unit.units:
                 done = max(done, held.release_ns or now)
         return done
+
+    # -- one command's media work over any PUs (the hook of the module docstring) ----------
+    def read_sectors(self, now: int, sectors: Iterable[tuple[int, FlashPage]],
+                     multi_plane: bool = False) -> int:
+        """Read one sector per (pu, page); when the last has crossed its channel."""
+        return max((self.read(now, pu, pages.items(), multi_plane)
+                    for pu, pages in _per_pu(sectors).items()), default=now)
+
+    def program_sectors(self, now: int, sectors: Iterable[tuple[int, FlashPage]],
+                        multi_plane: bool = False) -> int:
+        """Write one sector per (pu, page), in order; when the last PU has admitted them."""
+        return max((self.program(now, pu, pages.items(), multi_plane)
+                    for pu, pages in _per_pu(sectors).items()), default=now)
+
+    def erase_blocks(self, now: int, pus: Iterable[int]) -> int:
+        """One erase per entry (a PU may appear once per block it erases)."""
+        return max((self.erase(now, pu) for pu in pus), default=now)
 
     # -- what the buffer holds (for tests and benches) ---------------------------------------
     def buffered_sectors(self, pu: int, now: int) -> int:

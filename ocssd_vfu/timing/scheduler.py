@@ -1,8 +1,8 @@
 """Completions at modelled times: a heap of (due, callback) and the trio task that wakes
 when the earliest is due.
 
-`DueQueue` is sans-I/O (the caller passes `now`), so the NVMe core can hold one and unit
-tests can drive it with a fake clock. `CompletionScheduler` adds a timerfd armed at the
+`DueQueue` (nvme/due.py) is sans-I/O (the caller passes `now`): the NVMe core holds one
+and unit tests drive it with a fake clock. `CompletionScheduler` adds a timerfd armed at the
 earliest due time and `run()`, a trio task that sleeps on it (no busy-wait, no epoll
 millisecond rounding), calls every due callback, then `after_batch` once: the place for
 one interrupt per completion queue per batch.
@@ -10,47 +10,16 @@ one interrupt per completion queue per batch.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
 from collections.abc import Callable
 from typing import NoReturn
 
 import trio
 
+from ocssd_vfu.nvme.due import Completion, DueQueue
 from ocssd_vfu.timing.timerfd import Timerfd
 
-Completion = Callable[[], None]
-
-
-class DueQueue:
-    """Callbacks ordered by due time (ns), then by the order they were added."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, Completion]] = []
-        self._order = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def add(self, due_ns: int, callback: Completion) -> None:
-        heapq.heappush(self._heap, (due_ns, next(self._order), callback))
-
-    def next_due(self) -> int | None:
-        return self._heap[0][0] if self._heap else None
-
-    def run_due(self, now_ns: int) -> int:
-        """Call every callback due by `now_ns`, earliest first (callbacks may add more);
-        return how many ran."""
-        ran = 0
-        heap = self._heap
-        while heap and heap[0][0] <= now_ns:
-            heapq.heappop(heap)[2]()
-            ran += 1
-        return ran
-
-    def clear(self) -> None:
-        self._heap.clear()
+__all__ = ["CompletionScheduler", "DueQueue"]
 
 
 class CompletionScheduler:
@@ -90,10 +59,14 @@ class CompletionScheduler:
             self._spin_until_due()
             if self.queue.run_due(self.clock()):
                 after_batch()
+            # Only what changes the timer: a timerfd_settime costs tens of µs on a VM, and
+            # after_batch's submissions have usually armed it already (rearm). An expired
+            # timer is disarmed by itself.
             due = self.queue.next_due()
             if due is None:
-                self.timer.disarm()
-            else:
+                if self._armed_at is not None:
+                    self.timer.disarm()
+            elif due != self._armed_at:
                 self.timer.arm(due - self.lead_ns)
             self._armed_at = due
             await trio.lowlevel.wait_readable(self.timer.fd)

@@ -3,10 +3,13 @@
 One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
 returns 0), then one `controller.process()` that drains every rung SQ and
 raises one interrupt per CQ; or, with Interrupt Coalescing on, the controller's
-interrupt deadline passing (`expire_interrupts`); or, for a device with idle-time
-work (the FTL's background GC), IDLE_AFTER seconds without a client message: then
-one step of that work runs, and the next after IDLE_STEP_GAP if no message came in
-between (a step is short, so a new command waits at most one step). Image syncs
+interrupt deadline passing (`expire_interrupts`); or a completion held until a
+modelled time (serve --timing) coming due: the CompletionScheduler's timerfd wakes
+its task, which posts them (`controller.held`) without any busy-wait; or, for a
+device with idle-time work (the FTL's background GC), IDLE_AFTER seconds without a
+client message: then one step of that work runs, and the next after IDLE_STEP_GAP
+if no message came in between (a step is short, so a new command waits at most one
+step). Image syncs
 (Flush, shutdown) run in worker threads: a register read blocks the guest's vCPU,
 so the trio thread never waits on the disk.
 """
@@ -29,6 +32,7 @@ import trio
 from ocssd_vfu.nvme.command import SyncRequest
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.spec.status import Status
+from ocssd_vfu.timing.scheduler import CompletionScheduler
 from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
 
@@ -96,7 +100,7 @@ class AttachDeadline:
 
 class Server:
     def __init__(self, device: VfuDevice, controller: Controller, sync: Callable[[], None],
-                 once: bool, sync_interval: float = 0.0,
+                 once: bool, sync_interval: float, scheduler: CompletionScheduler,
                  idle: Callable[[], bool] | None = None) -> None:
         self.device = device
         self.controller = controller
@@ -106,12 +110,15 @@ class Server:
         self.idle = idle
         self.idle_work_left = idle is not None   # until a step says none is left
         self.idle_stepping = False               # a step ran since the last message
+        # Wakes the loop when a held completion is due (its queue: controller.held).
+        self.scheduler = scheduler
 
     async def serve(self) -> None:
         attached = False
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._stop_on_signals, nursery.cancel_scope)
+                nursery.start_soon(self.scheduler.run, lambda: self._after_held(nursery))
                 if self.sync_interval > 0:
                     nursery.start_soon(self._sync_periodically)
                 while True:
@@ -188,8 +195,23 @@ class Server:
                 self._hang_up()
                 hung_up = True
             self.controller.process()
-            for request in self.controller.take_sync_requests():
-                nursery.start_soon(self._sync_then_complete, request)
+            self._start_syncs(nursery)
+
+    def _start_syncs(self, nursery: trio.Nursery) -> None:
+        for request in self.controller.take_sync_requests():
+            nursery.start_soon(self._sync_then_complete, request)
+        self.scheduler.rearm()  # one timerfd_settime, only for an earlier held completion
+
+    def _after_held(self, nursery: trio.Nursery) -> None:
+        """Held completions were posted: their interrupts, then what their slots let in.
+        A coalesced interrupt they left waiting gets its own wake-up: the loop may be
+        asleep in `_wake_up` with no deadline."""
+        controller = self.controller
+        controller.finish_held_batch()
+        deadline = controller.interrupt_deadline()
+        if deadline is not None:
+            controller.held.add(int(deadline * 1e9), controller.expire_interrupts)
+        self._start_syncs(nursery)
 
     async def _wake_up(self) -> bool:
         """Wait for client messages (True), or for a coalesced interrupt's deadline, or
@@ -237,3 +259,4 @@ class Server:
             log.error("syncing the image failed: %s", exc)
             status = Status.WRITE_FAULT
         self.controller.complete_deferred(request, status)
+        self.scheduler.rearm()  # with timed media it may be held until the buffers drain

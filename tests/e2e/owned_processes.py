@@ -39,7 +39,8 @@ class Owned:
 
     def start_server(self, sock: Path, image: Path, log_path: Path, *serve_args: str
                      ) -> subprocess.Popen[bytes]:
-        """`ocssd-vfu serve` on SOCK (no --once), logging to LOG_PATH; returns once it listens."""
+        """`ocssd-vfu serve` on SOCK (no --once) with SERVE_ARGS, logging to LOG_PATH; returns
+        once it listens."""
         with log_path.open("wb") as log:
             server = self.start([sys.executable, "-m", "ocssd_vfu", "serve", "--socket",
                                  str(sock), "--image", str(image), *serve_args], stdout=log,

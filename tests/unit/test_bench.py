@@ -221,3 +221,45 @@ def test_the_servers_the_bench_starts_are_kept_out_of_the_model_lookup() -> None
     assert all(serial.startswith("bench-") for serial in (*bench.DOORBELL_SERVERS,
                                                            bench.MEMORY_SERIAL))
     assert 'in bench-*) continue' in bench.guest_script(1, 1)
+
+
+def test_timing_bounds_of_the_timed_device() -> None:
+    # tRD 500 µs + one 4 KiB sector at 800 MB/s (5.12 µs); 4 PUs x 32 KiB per
+    # (1.9 ms + 8 x 5.12 µs)
+    bounds = bench.timing_bounds()
+    assert bounds["1pu_iops"] == pytest.approx(1979.73, abs=0.01)
+    assert bounds["4pu_iops"] == pytest.approx(7918.91, abs=0.01)
+    assert bounds["qd1_added_us"] == pytest.approx(505.12)
+    assert bounds["pblk_mib_s"] == pytest.approx(64.40, abs=0.01)
+
+
+def test_timing_table_puts_each_timed_figure_beside_its_bound(tmp_path: Path) -> None:
+    def result(name: str, side: str, **figures: object) -> None:
+        (tmp_path / f"timing-{name}.json").write_text(json.dumps(
+            {"jobs": [{"error": 0, side: figures}]}))
+
+    result("bench-timed-4k-randread-qd32-1pu", "read", iops=1975.4, bw=1, bw_bytes=1)
+    result("bench-untimed-4k-randread-qd32-1pu", "read", iops=8100.0, bw=1, bw_bytes=1)
+    result("bench-timed-4k-randread-qd1", "read", iops=1.0, bw=1, bw_bytes=1,
+           clat_ns={"percentile": {"50.000000": 690_176, "99.000000": 900_000}})
+    result("bench-untimed-4k-randread-qd1", "read", iops=1.0, bw=1, bw_bytes=1,
+           clat_ns={"percentile": {"50.000000": 180_224, "99.000000": 300_000}})
+    result("bench-timed-128k-seqwrite-pblk", "write", iops=1.0, bw=60 << 10, bw_bytes=60 << 20)
+    figures, problems = bench.timing_figures(tmp_path)
+    assert [p.split(":")[0] for p in problems] == [
+        "timing bench-timed 4k-randread-qd32-4pu", "timing bench-untimed 4k-randread-qd32-4pu"]
+    assert bench.format_timing(figures).splitlines() == [
+        "job                                    untimed  --timing   model's bound (--timing)",
+        "4K random read QD32, 1 PU (IOPS)         8,100     1,975   1,980",
+        "4K random read QD32, 4 PUs (IOPS)            -         -   7,919",
+        "4K random read QD1, p50 (µs)               180       690   untimed + 505 = 685",
+        "pblk 128K sequential write (MiB/s)           -        60   64.4",
+    ]
+
+
+def test_the_guest_script_runs_the_timing_jobs_on_both_servers() -> None:
+    script = bench.guest_script(8, 1)
+    assert "for serial in bench-timed bench-untimed; do" in script
+    assert "4k-randread-qd32-1pu randread 4k 32 128M 8" in script
+    assert "4k-randread-qd32-4pu randread 4k 32 512M 8" in script
+    assert bench.TIMING_SERVERS["bench-timed"] == ("--timing", "--trdt", "500000")

@@ -9,6 +9,7 @@ import socket
 
 import trio
 
+from ocssd_vfu.timing.scheduler import CompletionScheduler
 from ocssd_vfu.vfu.server import IDLE_AFTER, Server
 from tests.unit.fakehost import FakeHost
 
@@ -31,8 +32,10 @@ def test_idle_work_runs_while_left_and_again_after_a_message() -> None:
         steps.append(trio.current_time())
         return len(steps) not in (3, 4)     # nothing left after the 3rd, and the 4th step
 
-    server = Server(Connection(ours.fileno()), FakeHost().ctrl,  # type: ignore[arg-type]
-                    sync=lambda: None, once=True, idle=idle)
+    host = FakeHost()
+    server = Server(Connection(ours.fileno()), host.ctrl,  # type: ignore[arg-type]
+                    sync=lambda: None, once=True, sync_interval=0.0,
+                    scheduler=CompletionScheduler(queue=host.ctrl.held), idle=idle)
 
     async def wake_ups() -> list[bool]:
         woken = []
@@ -53,5 +56,6 @@ def test_idle_work_runs_while_left_and_again_after_a_message() -> None:
         assert trio.run(wake_ups) == [False, False, False, True, False]
         assert len(steps) == 4
     finally:
+        server.scheduler.close()
         ours.close()
         client.close()

@@ -43,3 +43,4 @@ def test_the_measured_side_completes_commands_never_early() -> None:
                        0.05, 1)
     assert figures.commands > 0
     assert figures.lateness_p50_ns >= 0
+
