@@ -38,9 +38,9 @@ def test_a_failing_block_still_stops_the_server(ocssd_image: Path) -> None:
 
 
 def test_a_refused_start_raises_with_the_servers_words(tmp_path: Path) -> None:
-    with pytest.raises(ServeFailed, match="exited with 1:\n.*--volatile is for OCSSD images"):
-        with served_device(tmp_path / "plain.raw", control=False, volatile=True):
-            pass
+    with pytest.raises(ServeFailed, match="exited with 1:\n.*--volatile is for OCSSD images"), \
+            served_device(tmp_path / "plain.raw", control=False, volatile=True):
+        pass
 
 
 def test_the_fixture_serves_with_a_control_socket(ocssd_served: ServedDevice) -> None:
