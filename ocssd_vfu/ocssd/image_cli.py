@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ocssd_vfu import image_plot
 from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.ocssd_image import create_image
 from ocssd_vfu.media.raw import ImageError
@@ -198,3 +199,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     chunks.add_argument("--state", choices=sorted(report12.STATE_NAMES),
                         help="only chunks or blocks in this state")
     chunks.set_defaults(func=_chunks)
+    image_plot.add_parser(commands)
