@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ocssd_vfu.control import ctl
+from ocssd_vfu.control import ctl, top
 from ocssd_vfu.guest import provision
 from ocssd_vfu.ocssd import image_cli
 
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     image_cli.add_parser(sub)
     ctl.add_parser(sub)
+    top.add_parser(sub)
     setup = sub.add_parser(
         "setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
     setup.add_argument("--no-package", action="store_true", help="skip `pip install -e .`")
