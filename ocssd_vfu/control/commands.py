@@ -86,7 +86,7 @@ def build_registry(device: ControlledDevice) -> Registry:
         registry.add(Command(name, args, _sync(function), help, after_reply))
 
     add("qmp_capabilities", "leave capabilities negotiation (answered by the session)",
-        lambda a: {}, (Arg("enable", str, optional=True),))
+        lambda a: {})
     major, minor, micro = version()
     add("query-version", "the server's version",
         lambda a: {"qemu": {"major": major, "minor": minor, "micro": micro},
