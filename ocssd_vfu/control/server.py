@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -36,6 +37,7 @@ WRITE_TIMEOUT = 5.0        # seconds one message may take to leave
 AFTER_REPLY_TIMEOUT = 1.0  # quit waits this long for its reply to leave
 LINGER_TIMEOUT = 1.0       # seconds a hung-up client's remaining input is read and dropped
 MAX_CLIENTS = 16
+NEGOTIATION_TIMEOUT = 10.0 # seconds a new client has to send qmp_capabilities
 RATE_LIMITS = {"GUEST_ERROR": 1.0}   # seconds between two events of that name (QEMU: 1 s)
 
 
@@ -73,9 +75,11 @@ class ControlServer:
     """Serves `device` on `path`; `emit` sends an event to every negotiated client."""
 
     def __init__(self, path: Path, device: ControlledDevice,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None,
+                 negotiation_timeout: float = NEGOTIATION_TIMEOUT) -> None:
         self.path = path
         self.device = device
+        self.negotiation_timeout = negotiation_timeout
         self.registry = registry if registry is not None else build_registry(device)
         self._clients: dict[int, _Client] = {}
         self._next_number = 1
@@ -121,6 +125,8 @@ class ControlServer:
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
+        if self._nursery is None:
+            return   # not serving: nobody to tell
         period = RATE_LIMITS.get(name)
         if period is not None:
             now = trio.current_time()
@@ -130,9 +136,8 @@ class ControlServer:
                 return
             if now - self._last_sent.get(name, -period) < period:
                 self._held[name] = _Held(data, 1)
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._release_held, name,
-                                             self._last_sent[name] + period - now)
+                self._nursery.start_soon(self._release_held, name,
+                                         self._last_sent[name] + period - now)
                 return
             self._last_sent[name] = now
         self._broadcast(name, data)
@@ -187,10 +192,18 @@ class ControlServer:
 
     async def _read_loop(self, client: _Client, stream: trio.SocketStream) -> None:
         session = client.session
+        # A client that never negotiates would hold one of MAX_CLIENTS places for good.
+        negotiation_deadline = trio.current_time() + self.negotiation_timeout
         while not session.closing:
-            try:
-                data = await stream.receive_some(READ_CHUNK)
-            except trio.BrokenResourceError:
+            with trio.move_on_at(math.inf if session.negotiated else negotiation_deadline
+                                 ) as waiting:
+                try:
+                    data = await stream.receive_some(READ_CHUNK)
+                except trio.BrokenResourceError:
+                    return
+            if waiting.cancelled_caught:
+                log.warning("control client %d did not negotiate within %g s: dropped",
+                            client.number, self.negotiation_timeout)
                 return
             if not data:
                 return

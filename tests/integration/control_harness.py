@@ -33,11 +33,12 @@ class RunningControl:
 
 
 @contextlib.contextmanager
-def running_control(device: FakeDevice | None = None) -> Iterator[RunningControl]:
+def running_control(device: FakeDevice | None = None, negotiation_timeout: float = 10.0
+                    ) -> Iterator[RunningControl]:
     device = device if device is not None else FakeDevice()
     with tempfile.TemporaryDirectory(prefix="ocssd-ctl-") as workdir:
         path = Path(workdir) / "control.sock"
-        server = ControlServer(path, device)
+        server = ControlServer(path, device, negotiation_timeout=negotiation_timeout)
         device.events = DeviceEvents(server)
         ready = threading.Event()
         state: dict[str, Any] = {}

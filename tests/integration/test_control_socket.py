@@ -312,6 +312,21 @@ def test_a_client_gone_mid_message_disturbs_nobody(control: RunningControl,
     assert qmp.cmd("sync") == {}
 
 
+def test_a_client_that_never_negotiates_is_dropped() -> None:
+    with running_control(negotiation_timeout=0.5) as control:
+        silent, chatty = RawClient(control.path), RawClient(control.path)
+        try:
+            assert silent.line() == GREETING
+            chatty.negotiate()
+            time.sleep(1.0)
+            silent.until_hung_up()
+            chatty.send(b'{"execute":"sync","id":1}')
+            assert chatty.line() == {"return": {}, "id": 1}
+        finally:
+            silent.close()
+            chatty.close()
+
+
 def test_two_clients_get_every_event(control: RunningControl) -> None:
     first, second = QEMUMonitorProtocol(str(control.path)), QEMUMonitorProtocol(str(control.path))
     try:
