@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench hostbench profile lint fuzz soak clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench timingbench profile lint fuzz soak clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ bench: setup
 hostbench: setup
 	$(PY) -m ocssd_vfu.hostbench
 
+# The flash timing model against completions on the real clock (no QEMU): the matrix of
+# issue 15, modelled vs measured latency and throughput. TIMINGBENCH_ARGS="--lead-us 80".
+TIMINGBENCH_ARGS ?=
+timingbench: setup
+	$(PY) -m ocssd_vfu.timingbench $(TIMINGBENCH_ARGS)
+
 # Where the server's time goes per command (py-spy samples the host-side bench at QD32).
 profile: setup
 	$(PY) -m ocssd_vfu.hostbench --profile --depths 32
@@ -54,6 +60,7 @@ lint: setup
 # The checkout's own build products; the provisioned cache stays.
 clean:
 	rm -rf $(VENV) build *.egg-info ocssd_vfu/vfu/_libvfio_user*.so ocssd_vfu/vfu/_libvfio_user.c \
+	       ocssd_vfu/dma/_native*.so ocssd_vfu/dma/_native.c \
 	       .pytest_cache .mypy_cache .ruff_cache bench/results
 	find . -name __pycache__ -prune -exec rm -rf {} +
 

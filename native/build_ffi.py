@@ -1,25 +1,40 @@
-"""cffi out-of-line API-mode build of the libvfio-user binding.
+"""cffi out-of-line API-mode build of the libvfio-user binding: ocssd_vfu.vfu._libvfio_user.
 
 Run by setuptools at `pip install` (setup.py's cffi_modules).  It compiles
 against the libvfio-user that `make setup` provisioned into the cache and
 records that directory (rpath and LIBVFIO_USER_DIR) so that the module loads
-it at run time without any environment variable.  The same module carries the
-DMA shim (dma.c: PRP and SGL walks and the copy, the I/O data path) and the
-I/O fast path (fastpath.c: plain Read and Write from SQE to CQE).
+it at run time without any environment variable.  Only the vfio-user shell
+(ocssd_vfu/vfu/) uses it; the DMA shim is its own module (build_dma.py).
+
+Where libvfio-user is: $OCSSD_VFU_LIBVFIO_USER, else what the provisioning
+prints (`python -m ocssd_vfu.guest.provision --print libvfio-user`, stdlib
+only, run as a program: the build imports nothing of the package).
 """
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from cffi import FFI
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from ocssd_vfu.guest.provision import LIBVFIO_USER  # noqa: E402
+PRODUCTS = ("lib/libvfio-user.so.0", "include/libvfio-user.h")
 
-LIB_DIR = LIBVFIO_USER.path()
-if not LIBVFIO_USER.ready():
+
+def libvfio_user_dir() -> Path:
+    override = os.environ.get("OCSSD_VFU_LIBVFIO_USER")
+    if override:
+        return Path(override)
+    out = subprocess.run([sys.executable, "-m", "ocssd_vfu.guest.provision", "--print",
+                          "libvfio-user"], cwd=REPO, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"cannot tell where libvfio-user is provisioned: {out.stderr.strip()}")
+    return Path(out.stdout.strip())
+
+
+LIB_DIR = libvfio_user_dir()
+if not all((LIB_DIR / product).exists() for product in PRODUCTS):
     sys.exit(f"libvfio-user is not provisioned at {LIB_DIR}: run `make setup` first")
 
 CDEF = """
@@ -88,58 +103,13 @@ extern "Python" void ocssd_log(vfu_ctx_t *, int, const char *);
 static const char LIBVFIO_USER_DIR[];
 """
 
-DMA_CDEF = """
-#define OCSSD_STATUS_DATA_TRANSFER_ERROR ...
-#define OCSSD_STATUS_INVALID_SGL_SEGMENT_DESCRIPTOR ...
-#define OCSSD_STATUS_INVALID_NUMBER_OF_SGL_DESCRIPTORS ...
-#define OCSSD_STATUS_DATA_SGL_LENGTH_INVALID ...
-#define OCSSD_STATUS_SGL_DESCRIPTOR_TYPE_INVALID ...
-#define OCSSD_STATUS_INVALID_PRP_OFFSET ...
-#define OCSSD_STATUS_SGL_OFFSET_INVALID ...
-#define OCSSD_STATUS_DNR ...
-#define OCSSD_DMA_EINVAL ...
-#define OCSSD_DMA_ESCRATCH ...
-struct ocssd_dma_region { uint64_t start; uint64_t length; void *host; int writable; };
-struct ocssd_dma_segment { void *ptr; size_t len; };
-struct ocssd_dma_range { uint8_t *host; uint64_t len; };
-uint64_t ocssd_prp_max_ranges(uint64_t length, uint64_t page_size);
-int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
-                       uint64_t prp1, uint64_t prp2, uint64_t page_size,
-                       const struct ocssd_dma_segment *segments, size_t nsegments,
-                       int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len);
-int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint64_t address,
-                  uint64_t length_and_id, uint64_t length, int to_guest,
-                  struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count);
-uint64_t ocssd_sgl_max_descriptors(uint64_t length);
-void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
-                    const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
-void ocssd_full_barrier(void);
-
-struct ocssd_fast_io {
-    uint8_t *data; uint64_t nlbas; uint32_t lba_shift; uint32_t nsid;
-    uint64_t page_size; uint64_t max_transfer;
-    uint64_t sq_base, cq_base; uint32_t sq_size, cq_size; uint32_t sqid; uint32_t cq_head;
-    uint32_t sq_head, sq_tail; uint32_t cq_tail, cq_phase;
-    uint64_t reads, writes, blocks_read, blocks_written;
-};
-long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
-                       struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
-                       size_t scratch_len);
-"""
-
-NATIVE = REPO / "native"
-
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF + DMA_CDEF)
+ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.vfu._libvfio_user",
     '#include <sys/uio.h>\n#include <linux/pci_regs.h>\n#include "libvfio-user.h"\n'
-    '#include "dma.h"\n#include "fastpath.h"\n'
     f'static const char LIBVFIO_USER_DIR[] = "{LIB_DIR}";\n',
-    # setuptools wants source paths relative to the directory it runs in.
-    sources=[os.path.relpath(NATIVE / "dma.c"), os.path.relpath(NATIVE / "fastpath.c")],
-    depends=[os.path.relpath(NATIVE / "dma.h"), os.path.relpath(NATIVE / "fastpath.h")],
-    include_dirs=[str(LIB_DIR / "include"), str(NATIVE)],
+    include_dirs=[str(LIB_DIR / "include")],
     library_dirs=[str(LIB_DIR / "lib")],
     libraries=["vfio-user"],
     extra_link_args=[f"-Wl,-rpath,{LIB_DIR / 'lib'}"],

@@ -42,9 +42,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.guest.runner import GuestRun, run_guest
 from ocssd_vfu.media.ocssd_image import create_image
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from ocssd_vfu.control import ctl, top
+from ocssd_vfu.devices import MODES
 from ocssd_vfu.guest import provision
-from ocssd_vfu.ocssd import image_cli
+from ocssd_vfu.imagetool import cli as image_cli
 
 
 def _guest(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ocssd_vfu.vfu.serve import ServeOptions, serve
+    from ocssd_vfu.app import ServeOptions, serve
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="ocssd-vfu serve: %(message)s")
@@ -90,7 +91,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--socket", type=Path, required=True, help="unix socket to listen on")
     p.add_argument("--image", type=Path, required=True,
                    help="an OCSSD image (`ocssd-vfu image create`) or any raw file")
-    p.add_argument("--mode", choices=["auto", "nvme", "ocssd"], default="auto",
+    p.add_argument("--mode", choices=MODES, default="auto",
                    help="auto (default): an LNVM image is served as an OCSSD device (2.0 or "
                    "1.2, as the image says), any other file as a plain NVMe namespace; "
                    "nvme/ocssd insist on one")

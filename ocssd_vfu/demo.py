@@ -15,10 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.guest.provision import cache_root
 from ocssd_vfu.guest.runner import GuestRun, run_guest
 from ocssd_vfu.media.ocssd_image import create_image
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
 
 WRITER = """\
 set -e

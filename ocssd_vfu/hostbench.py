@@ -34,9 +34,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ocssd_vfu.app import ServeOptions, assemble
+from ocssd_vfu.devices import PLAIN_NVME_ID
+from ocssd_vfu.dma import native as dma
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller
-from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import (
     CQE_FORMAT,
     CQE_SIZE,
@@ -48,7 +51,6 @@ from ocssd_vfu.spec.nvme import (
 )
 from ocssd_vfu.vfu.binding import ffi, lib
 from ocssd_vfu.vfu.device import VfuDevice
-from ocssd_vfu.vfu.serve import PLAIN_NVME_ID, ServeOptions, assemble
 
 BLOCK = 4096
 RAM_IOVA = 0x1_0000_0000
@@ -207,14 +209,15 @@ def copy_limit(memory: GuestMemory, image: memoryview, seconds: float,
     blocks = len(image) // BLOCK
     list_iova = RAM_IOVA + 0x80000
     ram = memory.view(RAM_IOVA, RAM_SIZE, write=True)
-    segments = ffi.new("struct ocssd_dma_segment[]", COPY_BLOCKS_PER_CALL)
+    segments = dma.ffi.new("struct ocssd_dma_segment[]", COPY_BLOCKS_PER_CALL)
     exports = []
     for i in range(COPY_BLOCKS_PER_CALL):
-        export = ffi.from_buffer("char[]", image[rng.randrange(blocks) * BLOCK:][:BLOCK], True)
+        block = image[rng.randrange(blocks) * BLOCK:][:BLOCK]
+        export = dma.ffi.from_buffer("char[]", block, True)
         exports.append(export)
         segments[i] = (export, BLOCK)
-    scratch = ffi.new("struct ocssd_dma_range[]",
-                      lib.ocssd_prp_max_ranges(COPY_BLOCKS_PER_CALL * BLOCK, BLOCK))
+    scratch = dma.ffi.new("struct ocssd_dma_range[]",
+                          dma.lib.ocssd_prp_max_ranges(COPY_BLOCKS_PER_CALL * BLOCK, BLOCK))
     table = memory.dma_table
     lists = []
     for _ in range(64):  # PRP lists of random pages, used in turn
@@ -225,15 +228,16 @@ def copy_limit(memory: GuestMemory, image: memoryview, seconds: float,
     while time.perf_counter() - started < seconds:
         first, rest = lists[calls & 63]
         struct.pack_into(f"<{len(rest)}Q", ram, list_iova - RAM_IOVA, *rest)
-        status = lib.ocssd_prp_transfer(table, len(table), first, list_iova, BLOCK, segments,
-                                        COPY_BLOCKS_PER_CALL, True, scratch, len(scratch))
+        status = dma.lib.ocssd_prp_transfer(table, len(table), first, list_iova, BLOCK,
+                                            segments, COPY_BLOCKS_PER_CALL, True, scratch,
+                                            len(scratch))
         if status:
             raise RuntimeError(f"ocssd_prp_transfer failed: {status}")
         copied += COPY_BLOCKS_PER_CALL
         calls += 1
     elapsed = time.perf_counter() - started
     for export in exports:
-        ffi.release(export)
+        dma.ffi.release(export)
     return copied / elapsed
 
 

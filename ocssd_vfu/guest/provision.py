@@ -220,8 +220,8 @@ def cache_lock() -> Iterator[None]:
 
 
 def package_is_current() -> bool:
-    """The installed cffi extension was built against today's libvfio-user."""
-    probe = ("import ocssd_vfu.vfu.binding as b, sys; "
+    """Both cffi extensions are built, the binding against today's libvfio-user."""
+    probe = ("import ocssd_vfu.dma.native, ocssd_vfu.vfu.binding as b, sys; "
              "sys.stdout.write(b.LIBVFIO_USER_DIR)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd="/", check=False)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from construct import ConstructError
 
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import GeometryError
 from ocssd_vfu.media.ocssd_image import (
     MappedImage,
     open_described,
@@ -28,8 +30,6 @@ from ocssd_vfu.media.ocssd_image import (
     write_new_image,
 )
 from ocssd_vfu.media.raw import ImageError
-from ocssd_vfu.ocssd.geometry import GeometryError
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
 from ocssd_vfu.spec.ocssd import ImageHeader
 from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_SIZE, IDENTITY_SIZE
 

@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 
 from construct import ConstructError
 
+from ocssd_vfu.geometry.ocssd20 import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.media.raw import ImageError, open_locked
-from ocssd_vfu.ocssd.geometry import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,
     GEOMETRY_SIZE,
     IMAGE_HEADER_SIZE,
-    IMAGE_MAGIC,
+    IMAGE_MAGIC_BYTES,
     IMAGE_VERSION,
     ChunkState,
     ChunkType,
@@ -159,7 +159,7 @@ class ImageDescription:
 def is_ocssd_image(path: Path) -> bool:
     try:
         with path.open("rb") as f:
-            return f.read(4) == IMAGE_MAGIC.to_bytes(4, "little")
+            return f.read(len(IMAGE_MAGIC_BYTES)) == IMAGE_MAGIC_BYTES
     except OSError:
         return False
 
@@ -178,7 +178,7 @@ def _read_header(fd: int, path: Path) -> tuple[Any, int]:
     if len(raw) < IMAGE_HEADER_SIZE:
         raise ImageError(f"{path}: truncated: {size} bytes, the header alone needs "
                          f"{IMAGE_HEADER_SIZE}")
-    if raw[:4] != IMAGE_MAGIC.to_bytes(4, "little"):
+    if raw[:len(IMAGE_MAGIC_BYTES)] != IMAGE_MAGIC_BYTES:
         raise ImageError(f"{path}: magic {raw[:4]!r}: not an OCSSD image (expected b'MVNL')")
     try:
         header = ImageHeader.parse(raw)

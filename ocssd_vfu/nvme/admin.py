@@ -1,8 +1,10 @@
 """Admin commands: one table maps each opcode to its handler and its Commands
 Supported and Effects bits (an opcode missing from it, or not offered by this
-controller, is Invalid Opcode; log page 05h and OACS come from the same table).
-Handlers return (status, result) and never raise for guest input; features are
-in features.py.
+controller, is Invalid Opcode; log page 05h and OACS come from the same table,
+`offered=` included). The namespace kinds of this controller add their own admin
+commands and log pages (nvme/kind.py): OCSSD Geometry, bad-block tables, Format
+NVM, Chunk Information. Handlers return (status, result) and never raise for
+guest input; features are in features.py.
 """
 
 from __future__ import annotations
@@ -10,17 +12,25 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from ocssd_vfu.nvme import doorbells, dptr, features, health, io
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import DmaError
+from ocssd_vfu.nvme import features, health, io
 from ocssd_vfu.nvme.capabilities import MQES, VERSION
-from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError, TransferError
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.command import DEFERRED, FUSE, OK, PSDT, Command, Result, fail_no_retry
+from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
+from ocssd_vfu.nvme.kind import to_host
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
-from ocssd_vfu.ocssd.commands import vector_lbas
-from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
+from ocssd_vfu.nvme.state import ControllerState
+from ocssd_vfu.spec.commands import (
+    CreateIoCqCdw11,
+    CreateIoSqCdw11,
+    GetLogPageCdw10,
+    GetLogPageCdw11,
+    IdentifyCdw10,
+    QueueCdw10,
+)
 from ocssd_vfu.spec.nvme import (
     CQE_SIZE,
     IDENTIFY_SIZE,
@@ -28,6 +38,7 @@ from ocssd_vfu.spec.nvme import (
     AdminOpcode,
     CommandEffects,
     CommandsSupportedAndEffectsLog,
+    FirmwareSlotLog,
     IdentifyCns,
     IdentifyController,
     IoOpcode,
@@ -41,20 +52,11 @@ from ocssd_vfu.spec.status import DNR, Status
 
 NIDT_UUID = 3
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
 AER_LIMIT = 4           # AERL + 1
 
-def to_host(ctrl: Controller, cmd: Command, data: bytes) -> Result:
-    """Copy `data` to the command's PRPs (its whole length: the host sized the buffer)."""
-    try:
-        dptr.transfer(ctrl.memory, cmd, ctrl.page_size, [memoryview(data)], to_guest=True)
-    except TransferError as err:
-        return (err.status, 0)
-    return OK
 
 
 # -- Identify -----------------------------------------------------------------------------
@@ -77,7 +79,7 @@ def _bits(table: Mapping[int, int], opcodes: Mapping[int, int]) -> int:
     return sum(bit for opc, bit in table.items() if opc in opcodes)
 
 
-def identify_controller(ctrl: Controller) -> bytes:
+def identify_controller(ctrl: ControllerState) -> bytes:
     cfg = ctrl.config
     ident = blank(IdentifyController)
     ident.update(dict(
@@ -95,46 +97,47 @@ def identify_controller(ctrl: Controller) -> bytes:
     return IdentifyController.build(ident)
 
 
-def namespace_uuid(ctrl: Controller, nsid: int) -> bytes:
+def namespace_uuid(ctrl: ControllerState, nsid: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"ocssd-vfu:{ctrl.config.serial}:{nsid}").bytes
 
 
-def identify(ctrl: Controller, cmd: Command) -> Result:
-    cns = cmd.cdw10 & 0xFF
+def identify(ctrl: ControllerState, cmd: Command) -> Result:
+    cns = IdentifyCdw10.get(cmd.cdw10, "cns")
     if cns == IdentifyCns.CONTROLLER:
         return to_host(ctrl, cmd, identify_controller(ctrl))
     if cns == IdentifyCns.NAMESPACE:
         ns = ctrl.namespaces.get(cmd.nsid)
         if ns is None:
-            return fail(Status.INVALID_NAMESPACE)
+            return fail_no_retry(Status.INVALID_NAMESPACE)
         return to_host(ctrl, cmd, ns.identify())
     if cns == IdentifyCns.ACTIVE_NAMESPACES:
         if cmd.nsid >= 0xFFFFFFFE:
-            return fail(Status.INVALID_NAMESPACE)
+            return fail_no_retry(Status.INVALID_NAMESPACE)
         ids = sorted(n for n in ctrl.namespaces if n > cmd.nsid)[:1024]
         data = b"".join(n.to_bytes(4, "little") for n in ids)
         return to_host(ctrl, cmd, data.ljust(IDENTIFY_SIZE, b"\0"))
     if cns == IdentifyCns.NAMESPACE_DESCRIPTORS:
         if cmd.nsid not in ctrl.namespaces:
-            return fail(Status.INVALID_NAMESPACE)
+            return fail_no_retry(Status.INVALID_NAMESPACE)
         descriptor = NamespaceDescriptorHeader.build(dict(nidt=NIDT_UUID, nidl=16)) \
             + namespace_uuid(ctrl, cmd.nsid)
         return to_host(ctrl, cmd, descriptor.ljust(IDENTIFY_SIZE, b"\0"))
-    return fail(Status.INVALID_FIELD)
+    return fail_no_retry(Status.INVALID_FIELD)
 
 
 # -- Queues -------------------------------------------------------------------------------
-def _new_queue(ctrl: Controller, cmd: Command, existing: Mapping[int, object],
+def _new_queue(ctrl: ControllerState, cmd: Command, existing: Mapping[int, object],
                entry_size: int) -> tuple[int, int, int]:
     """Create I/O CQ/SQ's common part: (status, qid, size) from CDW10, with the
     queue id free, the size within MQES, and the ring (PRP1, physically
     contiguous: CDW11.PC) page aligned and mapped in one guest region."""
-    qid, size, base = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1, cmd.prp1
+    queue = QueueCdw10.parse(cmd.cdw10)
+    qid, size, base = queue.qid, queue.qsize + 1, cmd.prp1
     if qid == 0 or qid > ctrl.config.io_queue_pairs or qid in existing:
         return (Status.INVALID_QID | DNR, qid, size)
     if size < 2 or size > MQES + 1:
         return (Status.INVALID_QUEUE_SIZE | DNR, qid, size)
-    if not cmd.cdw11 & 1:
+    if not CreateIoCqCdw11.get(cmd.cdw11, "pc"):  # PC: bit 0 in both Create commands
         return (Status.INVALID_FIELD | DNR, qid, size)
     if base == 0 or base & (ctrl.page_size - 1):
         return (Status.INVALID_PRP_OFFSET | DNR, qid, size)
@@ -145,96 +148,99 @@ def _new_queue(ctrl: Controller, cmd: Command, existing: Mapping[int, object],
     return (Status.SUCCESS, qid, size)
 
 
-def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
+def create_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
     status, qid, size = _new_queue(ctrl, cmd, ctrl.cqs, CQE_SIZE)
     if status:
         return (status, 0)
-    ien, vector = bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
+    fields = CreateIoCqCdw11.parse(cmd.cdw11)
+    ien, vector = bool(fields.ien), fields.iv
     if vector >= ctrl.config.msix_vectors:
-        return fail(Status.INVALID_INTERRUPT_VECTOR)
+        return fail_no_retry(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
-    doorbells.queue_created(ctrl, qid, cq=True)
+    queue_created(ctrl, qid, cq=True)
     return OK
 
 
-def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
-    cqid = cmd.cdw11 >> 16
+def create_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
+    cqid = CreateIoSqCdw11.get(cmd.cdw11, "cqid")
     cq = ctrl.cqs.get(cqid)
     if cqid == 0 or cq is None:
-        return fail(Status.INVALID_CQ)
+        return fail_no_retry(Status.INVALID_CQ)
     status, qid, size = _new_queue(ctrl, cmd, ctrl.sqs, SQE_SIZE)
     if status:
         return (status, 0)
     ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
-    doorbells.queue_created(ctrl, qid, cq=False)
+    queue_created(ctrl, qid, cq=False)
     return OK
 
 
-def delete_io_sq(ctrl: Controller, cmd: Command) -> Result:
-    qid = cmd.cdw10 & 0xFFFF
+def delete_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
+    qid = QueueCdw10.get(cmd.cdw10, "qid")
     sq = ctrl.sqs.get(qid)
     if qid == 0 or sq is None:
-        return fail(Status.INVALID_QID)
+        return fail_no_retry(Status.INVALID_QID)
     del ctrl.sqs[qid]
     ctrl.pending.discard(qid)
     sq.unbind()
     return OK
 
 
-def delete_io_cq(ctrl: Controller, cmd: Command) -> Result:
-    qid = cmd.cdw10 & 0xFFFF
+def delete_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
+    qid = QueueCdw10.get(cmd.cdw10, "qid")
     cq = ctrl.cqs.get(qid)
     if qid == 0 or cq is None:
-        return fail(Status.INVALID_QID)
+        return fail_no_retry(Status.INVALID_QID)
     if cq.sqs:
-        return fail(Status.INVALID_QUEUE_DELETION)
+        return fail_no_retry(Status.INVALID_QUEUE_DELETION)
     del ctrl.cqs[qid]
     return OK
 
 
-# -- Format NVM ---------------------------------------------------------------------------
-SES_NONE, SES_USER_DATA_ERASE = 0, 1
-
-
-def format_nvm(ctrl: Controller, cmd: Command) -> Result:
-    """LBAF and MSET per namespace (or all: NSID FFFFFFFFh); no protection information;
-    SES 1 erases the whole file, cryptographic erase (2) is not offered (FNA bit 2)."""
-    lbaf, extended = cmd.cdw10 & 0xF, bool(cmd.cdw10 & (1 << 4))
-    pi, ses = (cmd.cdw10 >> 5) & 0x7, (cmd.cdw10 >> 9) & 0x7
-    if cmd.nsid == 0xFFFFFFFF:
-        targets = list(ctrl.namespaces.values())
-    elif cmd.nsid in ctrl.namespaces:
-        targets = [ctrl.namespaces[cmd.nsid]]
-    else:
-        return fail(Status.INVALID_NAMESPACE)
-    if ses > SES_USER_DATA_ERASE:
-        return fail(Status.INVALID_FIELD)
-    plain = [ns for ns in targets if isinstance(ns, PlainNamespace)]
-    if pi or len(plain) != len(targets) or any(lbaf >= len(ns.formats) for ns in plain):
-        return fail(Status.INVALID_FORMAT)
-    for ns in plain:
-        if ses == SES_USER_DATA_ERASE:
-            ns.erase()
-        ns.format(lbaf, extended)
-        log.info("namespace %d now has LBA format %d: serve the image again with --sec-size %d "
-                 "--md-size %d%s to see the same blocks", ns.nsid, lbaf, ns.lba_size, ns.md_size,
-                 " --extended-lba" if extended else "")
+# -- Doorbell Buffer Config (doorbells.py has the rules) -------------------------------
+def doorbell_buffer_config(ctrl: ControllerState, cmd: Command) -> Result:
+    mask = ctrl.page_size - 1
+    if not cmd.prp1 or not cmd.prp2 or cmd.prp1 & mask or cmd.prp2 & mask:
+        return fail_no_retry(Status.INVALID_FIELD)
+    shadow = ShadowDoorbells(cmd.prp1, cmd.prp2, 8 * (ctrl.config.io_queue_pairs + 1))
+    try:
+        shadow.pages(ctrl.memory)
+        for qid, sq in ctrl.sqs.items():
+            if qid:
+                shadow.write(ctrl.memory, qid, False, sq.tail)
+                shadow.arm(ctrl.memory, qid, False, sq.tail)
+        for qid, cq in ctrl.cqs.items():
+            if qid:
+                shadow.write(ctrl.memory, qid, True, cq.head)
+                shadow.arm(ctrl.memory, qid, True, EVENTIDX_NEVER)
+    except DmaError:
+        return (Status.DATA_TRANSFER_ERROR, 0)
+    ctrl.shadow = shadow
     return OK
 
 
+def queue_created(ctrl: ControllerState, qid: int, cq: bool) -> None:
+    if ctrl.shadow is not None:
+        try:
+            ctrl.shadow.write(ctrl.memory, qid, cq, 0)
+            ctrl.shadow.arm(ctrl.memory, qid, cq, 0)
+        except DmaError:
+            ctrl.lose_shadow_doorbells()
+
+
 # -- Log pages ----------------------------------------------------------------------------
-def smart_log(ctrl: Controller) -> bytes:
+def smart_log(ctrl: ControllerState) -> bytes:
     return ctrl.health.log(ctrl.features.temperature_over, ctrl.features.temperature_under)
 
 
-def firmware_slot_log(ctrl: Controller) -> bytes:
-    data = bytearray(512)
-    data[0] = 1  # active slot 1
-    data[8:16] = ctrl.config.firmware.encode().ljust(8)[:8]
-    return bytes(data)
+def firmware_slot_log(ctrl: ControllerState) -> bytes:
+    """One slot, active, holding this controller's firmware revision."""
+    page = blank(FirmwareSlotLog)
+    page.afi = 1
+    page.frs[0] = ctrl.config.firmware.encode().ljust(8)[:8]
+    return FirmwareSlotLog.build(page)
 
 
-def effects_log(ctrl: Controller) -> bytes:
+def effects_log(ctrl: ControllerState) -> bytes:
     page = blank(CommandsSupportedAndEffectsLog)
     for opc, effects in admin_commands(ctrl).items():
         page.acs[opc] = effects
@@ -243,7 +249,7 @@ def effects_log(ctrl: Controller) -> bytes:
     return CommandsSupportedAndEffectsLog.build(page)
 
 
-LOG_PAGES: dict[int, Callable[[Controller], bytes]] = {
+LOG_PAGES: dict[int, Callable[[ControllerState], bytes]] = {
     LogPageId.ERROR_INFORMATION: lambda ctrl: bytes(64),
     LogPageId.SMART_HEALTH: smart_log,
     LogPageId.FIRMWARE_SLOT: firmware_slot_log,
@@ -252,99 +258,47 @@ LOG_PAGES: dict[int, Callable[[Controller], bytes]] = {
 CONTROLLER_LOGS = {LogPageId.SMART_HEALTH}  # no per-namespace SMART (LPA bit 0 clear)
 
 
-def get_log_page(ctrl: Controller, cmd: Command) -> Result:
-    lid = cmd.cdw10 & 0xFF
-    numd = ((cmd.cdw10 >> 16) | (cmd.cdw11 & 0xFFFF) << 16) + 1
-    offset = cmd.cdw12 | cmd.cdw13 << 32
+def get_log_page(ctrl: ControllerState, cmd: Command) -> Result:
+    lid = GetLogPageCdw10.get(cmd.cdw10, "lid")
+    numd = (GetLogPageCdw10.get(cmd.cdw10, "numdl")
+            | GetLogPageCdw11.get(cmd.cdw11, "numdu") << 16) + 1
+    offset = cmd.cdw12 | cmd.cdw13 << 32  # LPOL, LPOU
     if numd * 4 > ctrl.max_transfer:  # MDTS; NUMD reaches 16 GiB, never allocated
-        return fail(Status.INVALID_FIELD)
-    if lid == LogPageId.OCSSD_CHUNK_INFORMATION:
-        return chunk_information(ctrl, cmd, offset, numd * 4)
-    if numd * 4 > ctrl.max_transfer:  # before anything that size is allocated
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
+    kind_page = ctrl.kind_log_pages.get(lid)
+    if kind_page is not None:
+        return kind_page(ctrl, cmd, offset, numd * 4)
     page = LOG_PAGES.get(lid)
     if page is None:
-        return fail(Status.INVALID_LOG_PAGE)
+        return fail_no_retry(Status.INVALID_LOG_PAGE)
     if lid in CONTROLLER_LOGS and cmd.nsid not in (0, 0xFFFFFFFF):
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     data = page(ctrl)
     if offset & 0x3 or offset > len(data):
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     return to_host(ctrl, cmd, data[offset:offset + numd * 4].ljust(numd * 4, b"\0"))
 
 
-def chunk_information(ctrl: Controller, cmd: Command, offset: int, length: int) -> Result:
-    """Log page CAh: per namespace, read in slices at an offset (Linux) or whole (nvme-cli);
-    a slice past the end is refused, as qemu-nvme does."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if ns is None:
-        return fail(Status.INVALID_NAMESPACE)
-    if not isinstance(ns, OcssdNamespace):
-        return fail(Status.INVALID_LOG_PAGE)
-    log = ns.chunks.log
-    if offset & 0x3 or offset + length > len(log):
-        return fail(Status.INVALID_FIELD)
-    return to_host(ctrl, cmd, bytes(log[offset:offset + length]))
-
-
-OCSSD_NAMESPACES = (OcssdNamespace, Ocssd12Namespace)
-
-
-def geometry(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD admin E2h: the namespace's Geometry (2.0) or Identity (1.2) page."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, OCSSD_NAMESPACES):
-        return fail(Status.INVALID_NAMESPACE)
-    return to_host(ctrl, cmd, ns.geometry_page())
-
-
-def get_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD 1.2 admin F2h: the bad-block table of the LUN that the PPA in CDW10-11 names."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, Ocssd12Namespace):
-        return fail(Status.INVALID_NAMESPACE)
-    table = ns.bad_block_table(cmd.cdw10 | cmd.cdw11 << 32)
-    if table is None:
-        return fail(Status.INVALID_FIELD)
-    return to_host(ctrl, cmd, table)
-
-
-def set_bad_blocks(ctrl: Controller, cmd: Command) -> Result:
-    """OCSSD 1.2 admin F1h: a PPA (or list, as in vector commands) and CDW12[23:16] the value."""
-    ns = ctrl.namespaces.get(cmd.nsid)
-    if not isinstance(ns, Ocssd12Namespace):
-        return fail(Status.INVALID_NAMESPACE)
-    ppas = vector_lbas(ctrl, cmd)
-    if isinstance(ppas, int):
-        return (ppas, 0)
-    return ns.set_bad_blocks(ppas, (cmd.cdw12 >> 16) & 0xFF)
-
-
 # -- The rest -----------------------------------------------------------------------------
-def async_event_request(ctrl: Controller, cmd: Command) -> Result:
+def async_event_request(ctrl: ControllerState, cmd: Command) -> Result:
     if len(ctrl.aer_cids) >= AER_LIMIT:
-        return fail(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
+        return fail_no_retry(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
     ctrl.aer_cids.append(cmd.cid)
     return (DEFERRED, 0)
 
 
-def abort(ctrl: Controller, cmd: Command) -> Result:
+def abort(ctrl: ControllerState, cmd: Command) -> Result:
     return (Status.SUCCESS, 1)  # dw0 bit 0: command not aborted (all run to completion)
 
 
-def _always(ctrl: Controller) -> bool:
+def _always(ctrl: ControllerState) -> bool:
     return True
 
 
-def _with(kind: type | tuple[type, ...]) -> Callable[[Controller], bool]:
-    """Offered by a controller with a namespace of `kind`."""
-    return lambda ctrl: any(isinstance(ns, kind) for ns in ctrl.namespaces.values())
-
-
 class AdminCommand(NamedTuple):
-    handler: Callable[[Controller, Command], Result]
+    handler: Callable[[ControllerState, Command], Result]
     effects: int
-    offered: Callable[[Controller], bool] = _always   # else Invalid Opcode, and not in 05h
+    offered: Callable[[ControllerState], bool] = _always   # else Invalid Opcode, and not in 05h
 
 
 ADMIN = CommandEffects.CSUPP
@@ -359,30 +313,31 @@ ADMIN_COMMANDS: dict[int, AdminCommand] = {
     AdminOpcode.SET_FEATURES: AdminCommand(features.set_features, ADMIN),
     AdminOpcode.GET_FEATURES: AdminCommand(features.get_features, ADMIN),
     AdminOpcode.ASYNC_EVENT_REQUEST: AdminCommand(async_event_request, ADMIN),
-    AdminOpcode.FORMAT_NVM: AdminCommand(
-        format_nvm, ADMIN | CommandEffects.LBCC | CommandEffects.NCC
-        | CommandEffects.CSE_ALL_NAMESPACES, offered=_with(PlainNamespace)),
     AdminOpcode.DOORBELL_BUFFER_CONFIG: AdminCommand(
-        doorbells.doorbell_buffer_config, ADMIN,
+        doorbell_buffer_config, ADMIN,
         offered=lambda ctrl: ctrl.config.shadow_doorbells),
-    AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, ADMIN,
-                                             offered=_with(OCSSD_NAMESPACES)),
-    AdminOpcode.OCSSD_GET_BAD_BLOCKS: AdminCommand(get_bad_blocks, ADMIN,
-                                                   offered=_with(Ocssd12Namespace)),
-    AdminOpcode.OCSSD_SET_BAD_BLOCKS: AdminCommand(set_bad_blocks, ADMIN,
-                                                   offered=_with(Ocssd12Namespace)),
 }
 
 
-def admin_commands(ctrl: Controller) -> dict[int, int]:
-    """Opcode -> effects of every admin command this controller takes."""
-    return {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items() if entry.offered(ctrl)}
+def admin_commands(ctrl: ControllerState) -> dict[int, int]:
+    """Opcode -> effects of every admin command this controller takes: its own, then
+    those its namespaces' kinds add (in opcode order, as log 05h lists them)."""
+    offered = {opc: entry.effects for opc, entry in ADMIN_COMMANDS.items()
+               if entry.offered(ctrl)}
+    offered.update((opc, entry.effects) for opc, entry in ctrl.kind_admin.items())
+    return offered
 
 
-def dispatch(ctrl: Controller, cmd: Command) -> Result:
+def dispatch(ctrl: ControllerState, cmd: Command) -> Result:
     entry = ADMIN_COMMANDS.get(cmd.opc)
-    if entry is None or not entry.offered(ctrl):
-        return fail(Status.INVALID_OPCODE)
+    added = None if entry is not None else ctrl.kind_admin.get(cmd.opc)
+    if added is None and (entry is None or not entry.offered(ctrl)):
+        return fail_no_retry(Status.INVALID_OPCODE)
     if cmd.flags & (FUSE | PSDT):  # no fused commands; admin over PCIe uses PRPs only
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
+    if added is not None:
+        ns = ctrl.namespaces.get(cmd.nsid)
+        own = ns.kind.admin_commands.get(cmd.opc) if ns is not None else None
+        return (own or added).handler(ctrl, cmd)
+    assert entry is not None
     return entry.handler(ctrl, cmd)

@@ -3,6 +3,7 @@ and what its handler returns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,11 +35,14 @@ PSDT = 0xC0
 # What a handler returns: (status, 64-bit command-specific result for CQE DW0-DW1).
 Result = tuple[int, int]
 OK: Result = (Status.SUCCESS, 0)
-DEFERRED = -1  # a handler's status meaning "completes later" (Controller.complete_deferred)
+# A handler's status meaning "completes later" (Controller.complete_deferred): a
+# sentinel, not an exception or a callback, so deferred work (Flush, AER) stays a
+# value the controller hands to the shell as a SyncRequest.
+DEFERRED = -1
 
 
-def fail(status: int) -> Result:
-    """An error completion the host should not retry."""
+def fail_no_retry(status: int) -> Result:
+    """An error completion with Do Not Retry set: the host should not retry it."""
     return (status | DNR, 0)
 
 
@@ -54,3 +58,8 @@ class SyncRequest:
     sqid: int = 0
     cid: int = 0
     shutdown: bool = False
+
+
+# The controller calls its tracer (trace.py, tests) after each command it ran:
+# (queue id, command, status, result).
+Tracer = Callable[[int, Command, int, int], None]

@@ -7,6 +7,9 @@ time) has come. Outputs: guest-memory accesses through GuestMemory (shadow
 doorbells included: doorbells.py), interrupts through the `interrupt(vector)`
 callable (one per CQ per batch, or as coalescing says: interrupts.py), and
 requests the shell must carry out off its event loop (`take_sync_requests`).
+Keep this contract: it is what lets tests drive the controller with a bytearray
+as guest memory and a list as the interrupt line (tests/unit/fakehost.py), in
+microseconds, with no QEMU and no libvfio-user.
 
 Register rules (NVMe 1.4 3.1, 7.6):
 - CC.EN 0->1 with valid AQA/ASQ/ACQ creates the admin queues and sets CSTS.RDY;
@@ -18,105 +21,32 @@ Register rules (NVMe 1.4 3.1, 7.6):
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-from ocssd_vfu.nvme import admin, features, io
-from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, MAX_IO_QUEUES, VERSION
+from ocssd_vfu.dma.memory import DmaError
+from ocssd_vfu.nvme import admin, io
+from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
-from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
-from ocssd_vfu.nvme.fastpath import fast_path_for
-from ocssd_vfu.nvme.health import Health
-from ocssd_vfu.nvme.interrupts import Coalescing
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER
+from ocssd_vfu.nvme.feature_values import Features
+from ocssd_vfu.nvme.kind import FastPath, Namespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
-from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.spec.nvme import Register
+from ocssd_vfu.nvme.state import ControllerConfig, ControllerState, Registers
+from ocssd_vfu.spec.bitfields import fields_mask
+from ocssd_vfu.spec.nvme import Aqa, Cc, Csts, Register, ShutdownStatus
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.fastpath import FastPath
-    from ocssd_vfu.nvme.trace import Tracer
+__all__ = ["Controller", "ControllerConfig", "Namespace"]
 
-log = logging.getLogger("ocssd_vfu.nvme")
-
-Namespace = PlainNamespace | OcssdNamespace | Ocssd12Namespace
+CSTS_RDY, CSTS_CFS = Csts.mask("rdy"), Csts.mask("cfs")
+AQA_FIELDS = fields_mask(Aqa)
+PAGE_OFFSET = 0xFFF  # ASQ and ACQ bits 11:0 are reserved: the queues are 4 KiB aligned
 
 
-@dataclass
-class ControllerConfig:
-    vid: int = 0x1B36
-    ssvid: int = 0x1AF4
-    serial: str = "ocssd-vfu-0"
-    model: str = "ocssd_vfu NVMe Ctrl"
-    firmware: str = "0.1"
-    mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
-    msix_vectors: int = MAX_IO_QUEUES + 1
-    io_queue_pairs: int = MAX_IO_QUEUES
-    sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
-    shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
-    fast_path: bool = True         # plain Reads and Writes in C (fastpath.py)
-
-
-@dataclass
-class Registers:
-    cc: int = 0
-    csts: int = 0
-    aqa: int = 0
-    asq: int = 0
-    acq: int = 0
-    intms: int = 0
-
-
-LOGGED_PER_CATEGORY = 10  # then every 1000th: a hostile guest cannot flood the log
-
-
-@dataclass
-class Controller:
-    memory: GuestMemory
-    namespaces: dict[int, Namespace]
-    interrupt: Callable[[int], None]
-    config: ControllerConfig = field(default_factory=ControllerConfig)
-    clock: Callable[[], float] = time.monotonic  # seconds: coalescing, power-on hours
-
-    def __post_init__(self) -> None:
-        self.regs = Registers()
-        self.sqs: dict[int, SubmissionQueue] = {}
-        self.cqs: dict[int, CompletionQueue] = {}
-        self.pending: set[int] = set()
-        self.sync_requests: list[SyncRequest] = []
-        self.features = features.Features()
-        self.health = Health(self.clock)
-        self.aer_cids: list[int] = []
-        self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
-        self.guest_errors: Counter[str] = Counter()
-        self.tracer: Tracer | None = None
-        self.shadow: ShadowDoorbells | None = None
-        self.coalescing = self._new_coalescing()
-        self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
-        self.fast_path = fast_path_for(self)
-        self._set_page_size(0)
-
-    def guest_error(self, category: str, message: str) -> None:
-        """One place where guest misbehaviour is counted and logged."""
-        self.guest_errors[category] += 1
-        count = self.guest_errors[category]
-        if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
-            log.warning("guest error %s (#%d): %s", category, count, message)
-
-    # -- registers -------------------------------------------------------------------------
-    def _set_page_size(self, mps: int) -> None:
-        self.page_size = 1 << (12 + mps)
-        self.max_transfer = self.page_size << self.config.mdts  # bytes per I/O command (MDTS)
+class Controller(ControllerState):
+    """The controller: ControllerState (what the command handlers see) and the inputs
+    and outputs of the module docstring."""
 
     @property
     def enabled(self) -> bool:
-        return bool(self.regs.csts & 1)
+        return bool(self.regs.csts & CSTS_RDY)
 
     def mmio_read(self, offset: int, size: int) -> int:
         registers = ((Register.CAP, 8, CAP), (Register.VS, 4, VERSION),
@@ -135,11 +65,11 @@ class Controller:
         elif offset == Register.CC:
             self._write_cc(value)
         elif offset == Register.AQA:
-            self.regs.aqa = value & 0x0FFF0FFF
+            self.regs.aqa = value & AQA_FIELDS
         elif Register.ASQ <= offset < Register.ASQ + 8:
-            self.regs.asq = _merge(self.regs.asq, offset - Register.ASQ, size, value) & ~0xFFF
+            self.regs.asq = _merge(self.regs.asq, offset - Register.ASQ, size, value) & ~PAGE_OFFSET
         elif Register.ACQ <= offset < Register.ACQ + 8:
-            self.regs.acq = _merge(self.regs.acq, offset - Register.ACQ, size, value) & ~0xFFF
+            self.regs.acq = _merge(self.regs.acq, offset - Register.ACQ, size, value) & ~PAGE_OFFSET
         elif offset == Register.INTMS:
             self.regs.intms |= value
         elif offset == Register.INTMC:
@@ -149,33 +79,31 @@ class Controller:
 
     def _write_cc(self, value: int) -> None:
         old, self.regs.cc = self.regs.cc, value
-        if value & 1 and not old & 1:
+        enable, was_enabled = Cc.get(value, "en"), Cc.get(old, "en")
+        if enable and not was_enabled:
             self._enable()
-        elif not value & 1 and old & 1:
+        elif not enable and was_enabled:
             self.reset()
-        shn = (value >> 14) & 0x3
-        if shn and not (old >> 14) & 0x3:
-            self.regs.csts = (self.regs.csts & ~0xC) | 0x4  # SHST: shutdown occurring
+        if Cc.get(value, "shn") and not Cc.get(old, "shn"):
+            self.regs.csts = Csts.put(self.regs.csts, "shst", ShutdownStatus.OCCURRING)
             for ns in self.namespaces.values():
-                ns.settle()
+                ns.flush_write_cache()
             self.sync_requests.append(SyncRequest(self.epoch, shutdown=True))
 
     def _enable(self) -> None:
-        asqs, acqs = (self.regs.aqa & 0xFFF) + 1, ((self.regs.aqa >> 16) & 0xFFF) + 1
-        mps = (self.regs.cc >> 7) & 0xF
-        iosqes, iocqes = (self.regs.cc >> 16) & 0xF, (self.regs.cc >> 20) & 0xF
-        css = (self.regs.cc >> 4) & 0x7
-        if (asqs < 2 or acqs < 2 or not self.regs.asq or not self.regs.acq or mps != 0
-                or css != 0 or (iosqes not in (0, 6)) or (iocqes not in (0, 4))):
+        aqa, cc = Aqa.parse(self.regs.aqa), Cc.parse(self.regs.cc)
+        asqs, acqs = aqa.asqs + 1, aqa.acqs + 1
+        if (asqs < 2 or acqs < 2 or not self.regs.asq or not self.regs.acq or cc.mps != 0
+                or cc.css != 0 or (cc.iosqes not in (0, 6)) or (cc.iocqes not in (0, 4))):
             self.guest_error("cc_enable",
                              f"invalid enable: CC={self.regs.cc:#x} AQA={self.regs.aqa:#x}")
-            self.regs.csts |= 0x2  # CFS
+            self.regs.csts |= CSTS_CFS
             return
-        self._set_page_size(mps)
+        self._set_page_size(cc.mps)
         cq = CompletionQueue(0, self.regs.acq, acqs, vector=0, interrupts_enabled=True)
         self.cqs = {0: cq}
         self.sqs = {0: SubmissionQueue.bound_to(cq, 0, self.regs.asq, asqs)}
-        self.regs.csts = (self.regs.csts & ~0x2) | 0x1
+        self.regs.csts = (self.regs.csts & ~CSTS_CFS) | CSTS_RDY
 
     def reset(self) -> None:
         """Controller reset (CC.EN 1->0, or the whole device reset by the host)."""
@@ -185,27 +113,25 @@ class Controller:
         self.cqs.clear()
         self.pending.clear()
         self.aer_cids.clear()
-        self.features = features.Features()
+        self.features = Features()
         self.epoch += 1
-        self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
+        # Keep SHST: a shutdown stays reported until the next enable.
+        self.regs.csts &= ~(CSTS_RDY | CSTS_CFS)
 
     def device_reset(self) -> None:
         """The whole function reset (VM start, guest reboot, QEMU gone): a new host will
         find everything below each write pointer readable, as after a power cycle."""
-        shutdown_complete = (self.regs.csts >> 2) & 0x3 == 0b10
-        self.health.power_cycle(unsafe=bool(self.regs.cc & 1) and not shutdown_complete)
+        shutdown_complete = Csts.get(self.regs.csts, "shst") == ShutdownStatus.COMPLETE
+        self.health.power_cycle(unsafe=bool(Cc.get(self.regs.cc, "en"))
+                                and not shutdown_complete)
         self.shadow = None  # the host's pages may be anyone's memory by now
         self.reset()
         self.regs = Registers()
         for ns in self.namespaces.values():
-            ns.settle()
+            ns.flush_write_cache()
 
     def shutdown_complete(self) -> None:
-        self.regs.csts = (self.regs.csts & ~0xC) | 0x8
-
-    def _new_coalescing(self) -> Coalescing:
-        # Late-bound: the shell wires `interrupt` after the controller exists.
-        return Coalescing(lambda vector: self.interrupt(vector), self.config.msix_vectors)
+        self.regs.csts = Csts.put(self.regs.csts, "shst", ShutdownStatus.COMPLETE)
 
     def _forget_shadow_doorbells(self) -> None:
         """Zero each I/O queue's shadow value and EventIdx, then forget the pages
@@ -222,11 +148,6 @@ class Controller:
                 shadow.arm(self.memory, qid, True, 0)
         except DmaError:
             pass  # unmapped already: nothing left to clean
-
-    def lose_shadow_doorbells(self) -> None:
-        self.guest_error("shadow_unmapped", "shadow doorbell or EventIdx page unmapped: "
-                         "back to MMIO doorbells")
-        self.shadow = None
 
     def _doorbell(self, offset: int, value: int) -> None:
         self.doorbell_writes += 1
@@ -326,9 +247,12 @@ class Controller:
                 cmd = self._fetch(sq)
                 if cmd is None:
                     break
-                status, result = self._execute(sq, cmd)
                 if self.tracer is not None:
+                    self.decoded = None
+                    status, result = self._execute(sq, cmd)
                     self.tracer(sq.qid, cmd, status, result)
+                else:
+                    status, result = self._execute(sq, cmd)
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)
@@ -347,7 +271,7 @@ class Controller:
             return Command._make(sq.fetch(self.memory))
         except DmaError:
             self.guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
-            self.regs.csts |= 0x2  # the controller cannot continue: fatal status
+            self.regs.csts |= CSTS_CFS  # the controller cannot continue: fatal status
             return None
 
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
@@ -361,7 +285,7 @@ class Controller:
             cq.post(self.memory, result & 0xFFFFFFFF, result >> 32, sq.head, sq.qid, cid, status)
         except DmaError:
             self.guest_error("cq_unmapped", f"CQ {cq.qid} at {cq.base:#x} is not in memory")
-            self.regs.csts |= 0x2
+            self.regs.csts |= CSTS_CFS
             return
         if cq.interrupts_enabled and self.coalescing.applies(cq.qid, cq.vector):
             self.coalescing.posted(cq.vector, self.clock())

@@ -30,22 +30,18 @@ Rules here:
   clears the pages on reset is in it). Zeroed, the host's first doorbell update
   and every wrap ring the MMIO doorbell the reset controller listens to. A whole
   device reset (guest reboot, FLR) writes nothing: the memory may be another's by then.
+
+The pages are here; admin.py has the 7Ch command and the queue creation rule,
+controller.py the reads, re-arming and reset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ocssd_vfu.nvme.command import OK, Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
-from ocssd_vfu.spec.status import Status
-
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
+from ocssd_vfu.dma.memory import GuestMemory
 
 EVENTIDX_NEVER = 0xFFFFFFFF
-OACS_DOORBELL_BUFFER_CONFIG = 1 << 8
 
 
 @dataclass
@@ -75,33 +71,3 @@ class ShadowDoorbells:
 
     def arm(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
         self.pages(memory)[1][2 * qid + cq] = value
-
-
-def doorbell_buffer_config(ctrl: Controller, cmd: Command) -> Result:
-    mask = ctrl.page_size - 1
-    if not cmd.prp1 or not cmd.prp2 or cmd.prp1 & mask or cmd.prp2 & mask:
-        return fail(Status.INVALID_FIELD)
-    shadow = ShadowDoorbells(cmd.prp1, cmd.prp2, 8 * (ctrl.config.io_queue_pairs + 1))
-    try:
-        shadow.pages(ctrl.memory)
-        for qid, sq in ctrl.sqs.items():
-            if qid:
-                shadow.write(ctrl.memory, qid, False, sq.tail)
-                shadow.arm(ctrl.memory, qid, False, sq.tail)
-        for qid, cq in ctrl.cqs.items():
-            if qid:
-                shadow.write(ctrl.memory, qid, True, cq.head)
-                shadow.arm(ctrl.memory, qid, True, EVENTIDX_NEVER)
-    except DmaError:
-        return (Status.DATA_TRANSFER_ERROR, 0)
-    ctrl.shadow = shadow
-    return OK
-
-
-def queue_created(ctrl: Controller, qid: int, cq: bool) -> None:
-    if ctrl.shadow is not None:
-        try:
-            ctrl.shadow.write(ctrl.memory, qid, cq, 0)
-            ctrl.shadow.arm(ctrl.memory, qid, cq, 0)
-        except DmaError:
-            ctrl.lose_shadow_doorbells()

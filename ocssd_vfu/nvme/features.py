@@ -12,16 +12,25 @@ the vfio-user socket.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from ocssd_vfu.nvme import health, interrupts
-from ocssd_vfu.nvme.command import OK, Command, Result, fail
+from ocssd_vfu.nvme import interrupts
+from ocssd_vfu.nvme.command import OK, Command, Result, fail_no_retry
+from ocssd_vfu.nvme.feature_values import Features
+from ocssd_vfu.nvme.state import ControllerState
+from ocssd_vfu.spec.bitfields import Bitfields, fields_mask
+from ocssd_vfu.spec.commands import (
+    ArbitrationValue,
+    AsyncEventConfigurationValue,
+    ErrorRecoveryValue,
+    FeaturesCdw10,
+    NumberOfQueuesValue,
+    PowerManagementValue,
+    TemperatureThresholdValue,
+    VolatileWriteCacheValue,
+)
 from ocssd_vfu.spec.nvme import FeatureId
 from ocssd_vfu.spec.status import Status
-
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
 
 NUMBER_OF_POWER_STATES = 1        # NPSS + 1
 WORKLOAD_HINTS = 3                # Power Management WH: none, extended idle, heavy sequential
@@ -31,19 +40,8 @@ SEL_CURRENT, SEL_DEFAULT, SEL_SAVED, SEL_CAPABILITIES = range(4)
 CAPABILITY_NAMESPACE_SPECIFIC, CAPABILITY_CHANGEABLE = 1 << 1, 1 << 2
 
 
-@dataclass
-class Features:
-    arbitration: int = 0
-    power_management: int = 0
-    temperature_over: int = health.WARNING_TEMPERATURE
-    temperature_under: int = 0
-    error_recovery: int = 0
-    volatile_write_cache: int = 1
-    async_event_config: int = 0
-
-
-Getter = Callable[["Controller", Features, int], "int | None"]
-Setter = Callable[["Controller", int], Result]
+Getter = Callable[["ControllerState", Features, int], "int | None"]
+Setter = Callable[["ControllerState", int], Result]
 
 
 class Feature(NamedTuple):
@@ -59,9 +57,12 @@ def _field(name: str) -> Getter:
     return lambda ctrl, values, cdw11: int(getattr(values, name))
 
 
-def _set_field(name: str, mask: int) -> Setter:
-    """The set of a feature that is one field of Features: CDW11's bits in `mask`."""
-    def set_field(ctrl: Controller, cdw11: int) -> Result:
+def _set_field(name: str, layout: Bitfields) -> Setter:
+    """The set of a feature that is one field of Features: CDW11's bits of `layout`'s
+    fields (reserved ones cleared)."""
+    mask = fields_mask(layout)
+
+    def set_field(ctrl: ControllerState, cdw11: int) -> Result:
         setattr(ctrl.features, name, cdw11 & mask)
         return OK
     return set_field
@@ -70,116 +71,123 @@ def _set_field(name: str, mask: int) -> Setter:
 def _temperature_field(cdw11: int, setting: bool) -> str | None:
     """The Features field TMPSEL/THSEL select: only the composite temperature exists
     (TMPSEL Fh, all sensors, is that one too, for Set Features)."""
-    tmpsel, thsel = (cdw11 >> 16) & 0xF, (cdw11 >> 20) & 0x3
+    value = TemperatureThresholdValue.parse(cdw11)
+    tmpsel, thsel = value.tmpsel, value.thsel
     if tmpsel != TMPSEL_COMPOSITE and not (setting and tmpsel == TMPSEL_ALL):
         return None
     return {THSEL_OVER: "temperature_over", THSEL_UNDER: "temperature_under"}.get(thsel)
 
 
-def get_temperature_threshold(ctrl: Controller, values: Features, cdw11: int) -> int | None:
+def get_temperature_threshold(ctrl: ControllerState, values: Features, cdw11: int) -> int | None:
     name = _temperature_field(cdw11, setting=False)
     return None if name is None else int(getattr(values, name))
 
 
-def set_temperature_threshold(ctrl: Controller, cdw11: int) -> Result:
+def set_temperature_threshold(ctrl: ControllerState, cdw11: int) -> Result:
     name = _temperature_field(cdw11, setting=True)
     if name is None:
-        return fail(Status.INVALID_FIELD)
-    setattr(ctrl.features, name, cdw11 & 0xFFFF)
+        return fail_no_retry(Status.INVALID_FIELD)
+    setattr(ctrl.features, name, TemperatureThresholdValue.get(cdw11, "tmpth"))
     return OK
 
 
-def set_power_management(ctrl: Controller, cdw11: int) -> Result:
-    if cdw11 & 0x1F >= NUMBER_OF_POWER_STATES or (cdw11 >> 5) & 0x7 >= WORKLOAD_HINTS:
-        return fail(Status.INVALID_FIELD)
-    ctrl.features.power_management = cdw11 & 0xFF
+def set_power_management(ctrl: ControllerState, cdw11: int) -> Result:
+    value = PowerManagementValue.parse(cdw11)
+    if value.ps >= NUMBER_OF_POWER_STATES or value.wh >= WORKLOAD_HINTS:
+        return fail_no_retry(Status.INVALID_FIELD)
+    ctrl.features.power_management = cdw11 & fields_mask(PowerManagementValue)
     return OK
 
 
-def set_error_recovery(ctrl: Controller, cdw11: int) -> Result:
+def set_error_recovery(ctrl: ControllerState, cdw11: int) -> Result:
     dulbe_capable = any(ns.supports_dulbe for ns in ctrl.namespaces.values())
-    if cdw11 & (1 << 16) and not dulbe_capable:  # DULBE needs NSFEAT bit 2
-        return fail(Status.INVALID_FIELD)
-    ctrl.features.error_recovery = cdw11 & 0x1FFFF
+    if ErrorRecoveryValue.get(cdw11, "dulbe") and not dulbe_capable:  # needs NSFEAT bit 2
+        return fail_no_retry(Status.INVALID_FIELD)
+    ctrl.features.error_recovery = cdw11 & fields_mask(ErrorRecoveryValue)
     return OK
 
 
-def _queue_limit(ctrl: Controller) -> int:
+def _queue_limit(ctrl: ControllerState) -> int:
     limit = ctrl.config.io_queue_pairs - 1
     return limit | limit << 16
 
 
-def set_number_of_queues(ctrl: Controller, cdw11: int) -> Result:
-    nsqr, ncqr = cdw11 & 0xFFFF, cdw11 >> 16
+def set_number_of_queues(ctrl: ControllerState, cdw11: int) -> Result:
+    value = NumberOfQueuesValue.parse(cdw11)
+    nsqr, ncqr = value.nsqr, value.ncqr
     if nsqr == 0xFFFF or ncqr == 0xFFFF:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     limit = ctrl.config.io_queue_pairs - 1
     return (Status.SUCCESS, min(nsqr, limit) | min(ncqr, limit) << 16)
 
 
 # Interrupt Coalescing and Vector Configuration live with the coalescing state
 # (interrupts.py); their defaults are 0: no coalescing, Coalescing Disable clear.
-def _current(ctrl: Controller, values: Features) -> bool:
+def _current(ctrl: ControllerState, values: Features) -> bool:
     return values is ctrl.features
 
 
-def get_interrupt_coalescing(ctrl: Controller, values: Features, cdw11: int) -> int | None:
+def get_interrupt_coalescing(ctrl: ControllerState, values: Features, cdw11: int) -> int | None:
     return ctrl.coalescing.setting if _current(ctrl, values) else 0
 
 
-def set_interrupt_coalescing(ctrl: Controller, cdw11: int) -> Result:
+def set_interrupt_coalescing(ctrl: ControllerState, cdw11: int) -> Result:
     return ctrl.coalescing.set_feature(FeatureId.INTERRUPT_COALESCING, cdw11)
 
 
-def get_vector_configuration(ctrl: Controller, values: Features, cdw11: int) -> int | None:
+def get_vector_configuration(ctrl: ControllerState, values: Features, cdw11: int) -> int | None:
     status, value = ctrl.coalescing.get_feature(FeatureId.INTERRUPT_VECTOR_CONFIGURATION, cdw11)
     if status:
         return None
     return value if _current(ctrl, values) else value & ~interrupts.CD
 
 
-def set_vector_configuration(ctrl: Controller, cdw11: int) -> Result:
+def set_vector_configuration(ctrl: ControllerState, cdw11: int) -> Result:
     return ctrl.coalescing.set_feature(FeatureId.INTERRUPT_VECTOR_CONFIGURATION, cdw11)
 
 
 FEATURES: dict[int, Feature] = {
     FeatureId.ARBITRATION: Feature(_field("arbitration"),
-                                   _set_field("arbitration", 0xFFFFFF07)),
+                                   _set_field("arbitration", ArbitrationValue)),
     FeatureId.POWER_MANAGEMENT: Feature(_field("power_management"), set_power_management),
     FeatureId.TEMPERATURE_THRESHOLD: Feature(get_temperature_threshold,
                                              set_temperature_threshold),
     # One value for every namespace of the controller.
     FeatureId.ERROR_RECOVERY: Feature(_field("error_recovery"), set_error_recovery,
                                       namespace_specific=True),
-    FeatureId.VOLATILE_WRITE_CACHE: Feature(_field("volatile_write_cache"),
-                                            _set_field("volatile_write_cache", 0x1)),
+    FeatureId.VOLATILE_WRITE_CACHE: Feature(
+        _field("volatile_write_cache"),
+        _set_field("volatile_write_cache", VolatileWriteCacheValue)),
     FeatureId.NUMBER_OF_QUEUES: Feature(lambda ctrl, values, cdw11: _queue_limit(ctrl),
                                         set_number_of_queues),
     FeatureId.ASYNC_EVENT_CONFIGURATION: Feature(_field("async_event_config"),
-                                                 _set_field("async_event_config", 0x3FF)),
+                                                 _set_field("async_event_config",
+                                                            AsyncEventConfigurationValue)),
     FeatureId.INTERRUPT_COALESCING: Feature(get_interrupt_coalescing, set_interrupt_coalescing),
     FeatureId.INTERRUPT_VECTOR_CONFIGURATION: Feature(get_vector_configuration,
                                                       set_vector_configuration),
 }
 
 
-def set_features(ctrl: Controller, cmd: Command) -> Result:
-    feature = FEATURES.get(cmd.cdw10 & 0xFF)
+def set_features(ctrl: ControllerState, cmd: Command) -> Result:
+    fields = FeaturesCdw10.parse(cmd.cdw10)
+    feature = FEATURES.get(fields.fid)
     if feature is None:
-        return fail(Status.INVALID_FIELD)
-    if cmd.cdw10 >> 31:
-        return fail(Status.FEATURE_NOT_SAVEABLE)
+        return fail_no_retry(Status.INVALID_FIELD)
+    if fields.sv:
+        return fail_no_retry(Status.FEATURE_NOT_SAVEABLE)
     return feature.set(ctrl, cmd.cdw11)
 
 
-def get_features(ctrl: Controller, cmd: Command) -> Result:
-    feature, select = FEATURES.get(cmd.cdw10 & 0xFF), (cmd.cdw10 >> 8) & 0x7
+def get_features(ctrl: ControllerState, cmd: Command) -> Result:
+    fields = FeaturesCdw10.parse(cmd.cdw10)
+    feature, select = FEATURES.get(fields.fid), fields.sel
     if feature is None or select > SEL_CAPABILITIES:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     if select == SEL_CAPABILITIES:
         return (Status.SUCCESS, CAPABILITY_CHANGEABLE
                 | (CAPABILITY_NAMESPACE_SPECIFIC if feature.namespace_specific else 0))
     value = feature.get(ctrl, ctrl.features if select == SEL_CURRENT else Features(), cmd.cdw11)
     if value is None:
-        return fail(Status.INVALID_FIELD)
+        return fail_no_retry(Status.INVALID_FIELD)
     return (Status.SUCCESS, value)

@@ -17,12 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ocssd_vfu.nvme.command import Result, fail
+from ocssd_vfu.nvme.command import Result, fail_no_retry
+from ocssd_vfu.spec.bitfields import fields_mask
+from ocssd_vfu.spec.commands import (
+    InterruptCoalescingValue,
+    InterruptVectorConfigurationValue,
+)
 from ocssd_vfu.spec.nvme import FeatureId
 from ocssd_vfu.spec.status import Status
 
 TIME_UNIT = 100e-6  # seconds
-CD = 1 << 16
+CD = InterruptVectorConfigurationValue.mask("cd")
 
 
 @dataclass
@@ -30,21 +35,23 @@ class Coalescing:
     trigger: Callable[[int], None]
     vectors: int
     setting: int = 0                            # Feature 08h CDW11, THR | TIME << 8
+    threshold: int = 0                          # its THR: entries to aggregate, 0's based
+    time: int = 0                               # its TIME: the longest delay in TIME_UNITs
     disabled: set[int] = field(default_factory=set)  # vectors with CD set (09h)
     waiting: dict[int, int] = field(default_factory=dict)     # vector -> entries not signalled
     deadlines: dict[int, float] = field(default_factory=dict)  # vector -> time to interrupt
 
     def applies(self, qid: int, vector: int) -> bool:
-        return qid != 0 and self.setting >> 8 & 0xFF != 0 and vector not in self.disabled
+        return qid != 0 and self.time != 0 and vector not in self.disabled
 
     def posted(self, vector: int, now: float) -> None:
         """An entry was posted to a coalesced CQ: interrupt now or later."""
         count = self.waiting.get(vector, 0) + 1
-        if count > (self.setting & 0xFF):
+        if count > self.threshold:
             self.fire(vector)
             return
         self.waiting[vector] = count
-        self.deadlines.setdefault(vector, now + (self.setting >> 8 & 0xFF) * TIME_UNIT)
+        self.deadlines.setdefault(vector, now + self.time * TIME_UNIT)
 
     def fire(self, vector: int) -> None:
         self.waiting.pop(vector, None)
@@ -61,12 +68,15 @@ class Coalescing:
     # -- Get/Set Features ----------------------------------------------------------------
     def set_feature(self, fid: int, value: int) -> Result:
         if fid == FeatureId.INTERRUPT_COALESCING:
-            self.setting = value & 0xFFFF
+            self.setting = value & fields_mask(InterruptCoalescingValue)
+            # Decoded once here: `applies` and `posted` run for every completion.
+            self.threshold = InterruptCoalescingValue.get(value, "thr")
+            self.time = InterruptCoalescingValue.get(value, "time")
             return (Status.SUCCESS, 0)
-        vector = value & 0xFFFF
+        vector = InterruptVectorConfigurationValue.get(value, "iv")
         if vector >= self.vectors:
-            return fail(Status.INVALID_FIELD)
-        if value & CD:
+            return fail_no_retry(Status.INVALID_FIELD)
+        if InterruptVectorConfigurationValue.get(value, "cd"):
             self.disabled.add(vector)
         else:
             self.disabled.discard(vector)
@@ -75,8 +85,8 @@ class Coalescing:
     def get_feature(self, fid: int, cdw11: int) -> Result:
         if fid == FeatureId.INTERRUPT_COALESCING:
             return (Status.SUCCESS, self.setting)
-        vector = cdw11 & 0xFFFF
+        vector = InterruptVectorConfigurationValue.get(cdw11, "iv")
         if vector >= self.vectors:
-            return fail(Status.INVALID_FIELD)
+            return fail_no_retry(Status.INVALID_FIELD)
         return (Status.SUCCESS, vector | (CD if vector in self.disabled else 0))
 

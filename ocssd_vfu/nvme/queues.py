@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ocssd_vfu.nvme.memory import GuestMemory
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.spec.nvme import CQE_SIZE, SQE_FORMAT, SQE_SIZE
 
 # CQ rings are viewed as native unsigned ints, and NVMe structures are little-endian.

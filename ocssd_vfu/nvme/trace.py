@@ -1,32 +1,27 @@
 """`serve --trace`: one line per command, qemu-ox debug mode style (ocssd-spec §10):
-queue, cid, opcode name, LBAs (OCSSD 2.0 ones decoded as grp/pu/chk/sec, 1.2 PPAs
-as ch/lun/blk/pl/pg/sec), PRPs and the completion status; `--trace-format json`
-gives one JSON object per line.
+queue, cid, opcode name, the addresses the namespace's kind describes (OCSSD 2.0
+LBAs as grp/pu/chk/sec, 1.2 PPAs as ch/lun/blk/pl/pg/sec, a block range as SLBA
+and NLB), PRPs and the completion status; `--trace-format json` gives one JSON
+object per line.
 
-Only built when asked for; the controller calls it after each command runs.
+Only built when asked for; the controller calls it after each command runs. The
+addresses are those the command ran with: the kind describes what its `decode`
+returned (ControllerState.decoded), guest memory is not read again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-from ocssd_vfu.nvme.command import DEFERRED, Command
-from ocssd_vfu.ocssd.commands import vector_lbas
-from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
+from ocssd_vfu.nvme.command import DEFERRED, Command, Tracer
+from ocssd_vfu.nvme.state import ControllerState
+from ocssd_vfu.spec.commands import lba_range
 from ocssd_vfu.spec.nvme import AdminOpcode, IoOpcode
 from ocssd_vfu.spec.status import DNR, Status
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
-
-VECTOR_OPCODES = {IoOpcode.VECTOR_CHUNK_RESET, IoOpcode.VECTOR_CHUNK_WRITE,
-                  IoOpcode.VECTOR_CHUNK_READ}
 SCALAR_OPCODES = {IoOpcode.READ, IoOpcode.WRITE}
 
-Tracer = Callable[[int, Command, int, int], None]
 
 
 def opcode_name(admin: bool, opc: int) -> str:
@@ -47,18 +42,17 @@ def status_name(status: int) -> str:
     return name + ("+DNR" if status & DNR else "")
 
 
-def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
+def make_tracer(ctrl: ControllerState, out: TextIO, fmt: str) -> Tracer:
     def trace(qid: int, cmd: Command, status: int, result: int) -> None:
         record: dict[str, object] = {
             "sq": qid, "cid": cmd.cid, "opcode": opcode_name(qid == 0, cmd.opc),
             "opc": cmd.opc, "nsid": cmd.nsid}
         ns = ctrl.namespaces.get(cmd.nsid)
-        if qid and cmd.opc in VECTOR_OPCODES and isinstance(ns, (OcssdNamespace, Ocssd12Namespace)):
-            lbas = vector_lbas(ctrl, cmd)
-            if not isinstance(lbas, int):  # else the command failed on its list too
-                record["lbas"] = [ns.address.unpack(lba)._asdict() for lba in lbas]
-        elif qid and cmd.opc in SCALAR_OPCODES:
-            record["slba"], record["nlb"] = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+        if qid and ns is not None and ctrl.decoded is not None:
+            record.update(type(ns).kind.describe(ns, cmd, ctrl.decoded))
+        if qid and cmd.opc in SCALAR_OPCODES and "slba" not in record:
+            # Refused before its kind decoded it: the NVM command set's SLBA and NLB.
+            record["slba"], record["nlb"] = lba_range(cmd.cdw10, cmd.cdw11, cmd.cdw12)
         record.update(psdt=(cmd.flags >> 6) & 0x3, prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr,
                       status=status_name(status), result=result)
         out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")

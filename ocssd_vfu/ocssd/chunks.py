@@ -1,13 +1,12 @@
-"""The chunk table and the chunk state machine (OCSSD 2.0 §2.6, decisions in §9).
+"""The chunk table (OCSSD 2.0 §2.6, decisions in §9); its state machine is the
+transition table of chunk_states.py.
 
 The table lives in the image's chunk log (32-byte descriptors, updated in place
 so a crash of the server keeps them) with a Python copy of each field for the
-per-command checks. Rules:
-- FREE -> OPEN on the first write; OPEN -> CLOSED when WP reaches CNLB (or an
-  injected write failure closes it early). Writes start at WP, in multiples of
-  WS_MIN, and never pass CNLB; random-write chunks (type W_RAN) only need to be OPEN.
-- Reset: CLOSED -> FREE; OPEN -> FREE only with early reset; FREE -> FREE only
-  with MCCAP "multiple resets"; OFFLINE -> error. WP 0, WLI + 1.
+per-command checks. Rules besides the states:
+- Writes start at WP, in multiples of WS_MIN, and never pass CNLB; random-write
+  chunks (type W_RAN) only need to be OPEN.
+- A reset sets WP 0 and WLI + 1.
 - Readability: CLOSED below WP; OPEN below WP - MW_CUNITS (the device's write
   cache), except that the cache is volatile state: after a restart, a Flush or
   a shutdown every sector below WP is readable (§9, the reference got this wrong).
@@ -18,11 +17,20 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.ocssd.chunk_states import (
+    CLOSED,
+    FREE,
+    OFFLINE,
+    OPEN,
+    Capability,
+    Event,
+    next_state,
+    refusal,
+)
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,
-    ChunkState,
     ChunkType,
     Mccap,
 )
@@ -31,9 +39,6 @@ from ocssd_vfu.spec.status import DNR, Status
 OFFLINE_WP = 0xFFFF  # what qemu-nvme stores for an OFFLINE chunk's WP
 MAX_WLI = 0xFF
 
-# Plain ints: the per-command checks test these bits, and IntFlag operators are slow.
-FREE, CLOSED, OPEN, OFFLINE = (int(ChunkState.FREE), int(ChunkState.CLOSED),
-                               int(ChunkState.OPEN), int(ChunkState.OFFLINE))
 SEQUENTIAL, RANDOM, SIZE_DEVIATES = (int(ChunkType.SEQUENTIAL_WRITE),
                                      int(ChunkType.RANDOM_WRITE),
                                      int(ChunkType.SIZE_DEVIATES))
@@ -93,10 +98,13 @@ class ChunkTable:
     readable: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.capabilities = frozenset(
+            ([Capability.EARLY_RESET] if self.early_reset else [])
+            + ([Capability.MULTIPLE_RESETS] if self.geometry.mccap & MULTIPLE_RESETS else []))
         rows = list(CHUNK_DESCRIPTOR_FORMAT.iter_unpack(self.log))
         self.state, self.type, self.wli, self.slba, self.cnlb, self.wp = (
             list(column) for column in zip(*rows, strict=True))
-        self.settle()
+        self.flush_write_cache()
 
     def store(self, index: int) -> None:
         CHUNK_DESCRIPTOR_FORMAT.pack_into(
@@ -111,11 +119,14 @@ class ChunkTable:
         """May `count` sectors be written at `start`, the chunk's WP being `wp` so far?"""
         state, cnlb = self.state[index], self.cnlb[index]
         if self.type[index] & RANDOM:
-            if state != OPEN:
-                return Status.OUT_OF_ORDER_WRITE | DNR
+            refused = refusal(Event.RANDOM_WRITE, state, self.capabilities)
+            if refused:
+                return refused
             return Status.WRITE_FAULT | DNR if start + count > cnlb else Status.SUCCESS
-        if state not in (FREE, OPEN) or start != wp:
-            return Status.OUT_OF_ORDER_WRITE | DNR
+        # A FILL is refused where a WRITE is: the table's WRITE rows cover every state.
+        refused = refusal(Event.WRITE, state, self.capabilities)
+        if refused or start != wp:
+            return refused or Status.OUT_OF_ORDER_WRITE | DNR
         if count % self.geometry.ws_min:
             return Status.INVALID_FIELD | DNR
         if start + count > cnlb:
@@ -126,46 +137,42 @@ class ChunkTable:
         """Sectors up to `end` now hold data (already in the image): move the WP."""
         wp = max(self.wp[index], end)
         self.wp[index] = wp
-        if wp >= self.cnlb[index] and not self.type[index] & RANDOM:
-            self.state[index] = CLOSED
+        if self.type[index] & RANDOM:
+            event = Event.RANDOM_WRITE
+        else:
+            event = Event.FILL if wp >= self.cnlb[index] else Event.WRITE
+        state = self.state[index] = next_state(event, self.state[index])
+        if state == CLOSED:
             self.readable[index] = wp
         else:
-            self.state[index] = OPEN
             self.readable[index] = max(self.readable[index], wp - self.geometry.mw_cunits)
         self.store(index)
 
     def close_early(self, index: int, wp: int) -> None:
         """A write failure at `wp`: the chunk is CLOSED there."""
         self.wp[index] = wp
-        self.state[index] = CLOSED
+        self.state[index] = next_state(Event.CLOSE_EARLY, self.state[index])
         self.readable[index] = wp
         self.store(index)
 
-    def settle(self) -> None:
+    def flush_write_cache(self) -> None:
         """Flush, shutdown: the write cache reaches the media, everything below WP reads."""
         self.readable = [settled_limit(*column)
                          for column in zip(self.state, self.wp, self.cnlb, strict=True)]
 
     # -- resets -----------------------------------------------------------------------------
     def reset_status(self, index: int) -> int:
-        state = self.state[index]
-        if state == OFFLINE:
-            return Status.OFFLINE_CHUNK | DNR
-        if state == FREE and not self.geometry.mccap & MULTIPLE_RESETS:
-            return Status.INVALID_RESET | DNR
-        if state == OPEN and not self.early_reset:
-            return Status.INVALID_RESET | DNR
-        return Status.SUCCESS
+        return refusal(Event.RESET, self.state[index], self.capabilities)
 
     def reset(self, index: int) -> None:
-        self.state[index] = FREE
+        self.state[index] = next_state(Event.RESET, self.state[index])
         self.wp[index] = 0
         self.readable[index] = 0
         self.wli[index] = min(self.wli[index] + 1, MAX_WLI)
         self.store(index)
 
     def take_offline(self, index: int) -> None:
-        self.state[index] = OFFLINE
+        self.state[index] = next_state(Event.RESET_FAILS, self.state[index])
         self.wp[index] = OFFLINE_WP
         self.readable[index] = 0
         self.store(index)

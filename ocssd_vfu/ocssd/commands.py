@@ -1,110 +1,143 @@
-"""I/O commands of an OCSSD 2.0 namespace: the vector commands (90h-92h) and the
-scalar Read, Write and Dataset Management the raw block device still receives
-(ocssd-spec §2.4, §2.9).
+"""The OCSSD 2.0 namespace's commands: its kind (nvme/kind.py), registered here.
 
+I/O: the vector commands (90h-92h) and the scalar Read, Write and Dataset
+Management the raw block device still receives (ocssd-spec §2.4, §2.9). Chunks
+are written at their write pointer only: Write Zeroes and Write Uncorrectable
+(in-place writes) have no meaning there, and OCSSD 2.0 lists no Compare.
 Vector command dwords: CDW4-5 MPTR (the OOB, 0 = none: contiguous, or an SGL
-with PSDT 10b), DPTR the data PRPs or SGL, CDW10-11 the LBA itself when NLB = 0,
-else the address of an array of NLB + 1 u64 LBAs (plain contiguous DMA, whatever
-PSDT says), CDW12[15:0] NLB (0-based, at most 63).
+with PSDT 10b), DPTR the data PRPs or SGL, CDW10-11 and CDW12 the address list
+(openchannel/vector.py). Admin: Geometry (E2h); log page Chunk Information (CAh).
 """
 
 from __future__ import annotations
 
-import struct
-from typing import TYPE_CHECKING
-
-from ocssd_vfu.nvme import dptr
-from ocssd_vfu.nvme.command import Command, Result, fail
-from ocssd_vfu.nvme.memory import DmaError, TransferError
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.nvme.command import Command, Result, fail_no_retry
+from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
+from ocssd_vfu.nvme.kind import (
+    AdminCommand,
+    CommandContext,
+    CommandError,
+    IoCommand,
+    NamespaceKind,
+    to_host,
+)
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
+from ocssd_vfu.openchannel.vector import decode_vector
+from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
+from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, AdminOpcode, CommandEffects, IoOpcode, LogPageId
 from ocssd_vfu.spec.status import DNR, Status
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
-
-DULBE = 1 << 16           # Error Recovery feature: deallocated or unwritten block error
-DSM_DEALLOCATE = 1 << 2   # CDW11 attribute AD
-DSM_RANGE = struct.Struct("<IIQ")  # context attributes, length in LBAs (1-based), SLBA
+READS = CommandEffects.CSUPP
+CHANGES = CommandEffects.CSUPP | CommandEffects.LBCC
 
 
-def vector_lbas(ctrl: Controller, cmd: Command) -> list[int] | int:
-    """A vector command's LBAs, or an error status."""
-    nlb = (cmd.cdw12 & 0xFFFF) + 1
-    if nlb > MAX_VECTOR_LBAS:
-        return Status.INVALID_FIELD | DNR
-    lbal = cmd.cdw10 | cmd.cdw11 << 32
-    if nlb == 1:
-        return [lbal]
-    try:
-        return list(struct.unpack(f"<{nlb}Q", ctrl.memory.read(lbal, nlb * 8)))
-    except DmaError:
-        return Status.DATA_TRANSFER_ERROR
+def vector_reset(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
+                 lbas: list[int]) -> Result:
+    return ns.reset(ctx.memory, lbas, cmd.mptr)
 
 
-def _scalar_lbas(ctrl: Controller, cmd: Command, ns: OcssdNamespace) -> list[int] | int:
-    slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
-    if nlb * ns.lba_size > ctrl.max_transfer:
-        return Status.INVALID_FIELD | DNR
-    return list(range(slba, slba + nlb))
+def vector_write(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
+                 lbas: list[int]) -> Result:
+    return ns.write(ctx.memory, ctx.page_size, lbas, cmd)
 
 
-def _dulbe(ctrl: Controller) -> bool:
-    return bool(ctrl.features.error_recovery & DULBE)
+def vector_read(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
+                lbas: list[int]) -> Result:
+    return ns.read(ctx.memory, ctx.page_size, lbas, cmd, ctx.features.dulbe)
 
 
-def vector_reset(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = vector_lbas(ctrl, cmd)
-    if isinstance(lbas, int):
-        return (lbas, 0)
-    return ns.reset(ctrl.memory, lbas, cmd.mptr)
+def decode_scalar(ctx: CommandContext, ns: OcssdNamespace, cmd: Command) -> tuple[int, int]:
+    """SLBA and the number of blocks; more than MDTS is refused here."""
+    slba, nlb = lba_range(cmd.cdw10, cmd.cdw11, cmd.cdw12)
+    if nlb * ns.lba_size > ctx.max_transfer:
+        raise CommandError(Status.INVALID_FIELD | DNR)
+    return slba, nlb
 
 
-def vector_write(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = vector_lbas(ctrl, cmd)
-    if isinstance(lbas, int):
-        return (lbas, 0)
-    return ns.write(ctrl.memory, ctrl.page_size, lbas, cmd)
-
-
-def vector_read(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = vector_lbas(ctrl, cmd)
-    if isinstance(lbas, int):
-        return (lbas, 0)
-    return ns.read(ctrl.memory, ctrl.page_size, lbas, cmd, _dulbe(ctrl))
-
-
-def scalar_write(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = _scalar_lbas(ctrl, cmd, ns)
-    if isinstance(lbas, int):
-        return (lbas, 0)
-    status, _ = ns.write(ctrl.memory, ctrl.page_size, lbas, cmd)
+def scalar_write(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
+                 blocks: tuple[int, int]) -> Result:
+    slba, nlb = blocks
+    status, _ = ns.write(ctx.memory, ctx.page_size, list(range(slba, slba + nlb)), cmd)
     return (status, 0)  # DW0 of a scalar command is not a per-LBA bitmap
 
 
-def scalar_read(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
-    lbas = _scalar_lbas(ctrl, cmd, ns)
-    if isinstance(lbas, int):
-        return (lbas, 0)
-    status, _ = ns.read(ctrl.memory, ctrl.page_size, lbas, cmd, _dulbe(ctrl))
+def scalar_read(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
+                blocks: tuple[int, int]) -> Result:
+    slba, nlb = blocks
+    status, _ = ns.read(ctx.memory, ctx.page_size, list(range(slba, slba + nlb)), cmd,
+                        ctx.features.dulbe)
     return (status, 0)
 
 
-def dataset_management(ctrl: Controller, ns: OcssdNamespace, cmd: Command) -> Result:
+def decode_nothing(ctx: CommandContext, ns: OcssdNamespace, cmd: Command) -> None:
+    """Dataset Management's ranges are in its data: read when it runs."""
+
+
+def dataset_management(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
+                       decoded: None) -> Result:
     """Deallocate of whole chunks resets them (as qemu-nvme); other hints are ignored."""
     if not cmd.cdw11 & DSM_DEALLOCATE:
         return (Status.SUCCESS, 0)
-    count = (cmd.cdw10 & 0xFF) + 1
-    raw = bytearray(count * DSM_RANGE.size)
-    try:
-        dptr.transfer(ctrl.memory, cmd, ctrl.page_size, [memoryview(raw)], to_guest=False)
-    except TransferError as err:
-        return (err.status, 0)
+    raw = bytearray(dsm_ranges(cmd.cdw10) * DSM_RANGE_FORMAT.size)
+    status = dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(raw)], to_guest=False)
+    if status:
+        return (status, 0)
     starts = []
-    for _, length, slba in DSM_RANGE.iter_unpack(raw):
+    for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw):
         where = ns.address.locate(slba)
         if where is None or where[1] != 0 or length != ns.chunks.cnlb[where[0]]:
-            return fail(Status.INVALID_FIELD)  # only whole chunks can be deallocated
+            return fail_no_retry(Status.INVALID_FIELD)  # only whole chunks can be deallocated
         starts.append(slba)
-    status, _ = ns.reset(ctrl.memory, starts, 0)
+    status, _ = ns.reset(ctx.memory, starts, 0)
     return (status, 0)
+
+
+# -- admin --------------------------------------------------------------------------------
+def geometry(ctx: CommandContext, cmd: Command) -> Result:
+    """Admin E2h: the namespace's Geometry page."""
+    ns = ctx.namespaces.get(cmd.nsid)
+    if not isinstance(ns, OcssdNamespace):
+        return fail_no_retry(Status.INVALID_NAMESPACE)
+    return to_host(ctx, cmd, ns.geometry_page())
+
+
+def chunk_information(ctx: CommandContext, cmd: Command, offset: int, length: int) -> Result:
+    """Log page CAh: per namespace, read in slices at an offset (Linux) or whole (nvme-cli);
+    a slice past the end is refused, as qemu-nvme does."""
+    ns = ctx.namespaces.get(cmd.nsid)
+    if ns is None:
+        return fail_no_retry(Status.INVALID_NAMESPACE)
+    if not isinstance(ns, OcssdNamespace):
+        return fail_no_retry(Status.INVALID_LOG_PAGE)
+    log = ns.chunks.log
+    if offset & 0x3 or offset + length > len(log):
+        return fail_no_retry(Status.INVALID_FIELD)
+    return to_host(ctx, cmd, bytes(log[offset:offset + length]))
+
+
+def describe(ns: OcssdNamespace, cmd: Command, decoded: object) -> dict[str, object]:
+    """Vector commands' LBAs as grp/pu/chk/sec; scalar ones as SLBA and NLB."""
+    if isinstance(decoded, list):
+        return {"lbas": [ns.address.unpack(lba)._asdict() for lba in decoded]}
+    if isinstance(decoded, tuple):
+        return {"slba": decoded[0], "nlb": decoded[1]}
+    return {}
+
+
+OCSSD20 = NamespaceKind(
+    name="OCSSD 2.0",
+    io_commands={
+        IoOpcode.WRITE: IoCommand(decode_scalar, scalar_write, CHANGES, HOST_WRITE),
+        IoOpcode.READ: IoCommand(decode_scalar, scalar_read, READS, HOST_READ),
+        IoOpcode.DATASET_MANAGEMENT: IoCommand(decode_nothing, dataset_management, CHANGES),
+        IoOpcode.VECTOR_CHUNK_RESET: IoCommand(decode_vector, vector_reset, CHANGES),
+        IoOpcode.VECTOR_CHUNK_WRITE: IoCommand(decode_vector, vector_write, CHANGES,
+                                               HOST_WRITE),
+        IoOpcode.VECTOR_CHUNK_READ: IoCommand(decode_vector, vector_read, READS, HOST_READ),
+    },
+    admin_commands={AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, CommandEffects.CSUPP)},
+    log_pages={LogPageId.OCSSD_CHUNK_INFORMATION: chunk_information},
+    describe=describe,
+)
+OcssdNamespace.kind = OCSSD20

@@ -9,36 +9,19 @@ server never exposes a WP beyond the data).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
-from ocssd_vfu.nvme import dptr
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import DmaError, GuestMemory
+from ocssd_vfu.geometry.ocssd20 import AddressFormat, OcssdGeometry
+from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.ocssd.chunks import ChunkTable
-from ocssd_vfu.ocssd.faults import Faults
-from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
-from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
-from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS, Mccap
+from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.identify import identify_namespace
+from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, fill_from, filled_buffer, store_oob
+from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS
 from ocssd_vfu.spec.status import DNR, Status
-
-OOB_UNWRITTEN = 0xFF  # erased-flash OOB for sectors that hold no data
-NSFEAT_DULBE = 1 << 2
-DLFEAT_READS_ZEROES = 0x1
-MC_SEPARATE_BUFFER = 1 << 1
-
-
-@functools.cache
-def filled_buffer(byte: int, size: int) -> memoryview:
-    """A read-only buffer of `size` bytes `byte`, shared by every namespace."""
-    return memoryview(bytes([byte]) * size)
-
-
-def fill_from(target: memoryview, pattern: memoryview) -> None:
-    """Fill `target` from the start of `pattern` (one byte repeated), in pieces."""
-    step = len(pattern)
-    for at in range(0, len(target), step):
-        piece = target[at:at + step]
-        piece[:] = pattern[:len(piece)]
 
 
 @dataclass(slots=True)
@@ -55,6 +38,7 @@ class Run:
 
 
 class OcssdNamespace:
+    kind: ClassVar[NamespaceKind]  # its command table: commands.py registers it
     supports_dulbe = True
 
     def __init__(self, nsid: int, geometry: OcssdGeometry, chunk_log: memoryview,
@@ -75,24 +59,14 @@ class OcssdNamespace:
     # -- identification ---------------------------------------------------------------------
     def identify(self) -> bytes:
         g = self.geometry
-        size = 1 << g.address_bits  # the whole (sparse) address space, as qemu-nvme reports
-        ident = blank(IdentifyNamespace)
-        ident.update(dict(nsze=size, ncap=size, nuse=size, nsfeat=NSFEAT_DULBE,
-                          mc=MC_SEPARATE_BUFFER, dlfeat=DLFEAT_READS_ZEROES,
-                          vs=b"\x01".ljust(3712, b"\0")))
-        ident.lbaf[0].lbads = g.sec_size.bit_length() - 1
-        ident.lbaf[0].ms = g.md_size
-        return IdentifyNamespace.build(ident)
+        # The whole (sparse) address space, as qemu-nvme reports it.
+        return identify_namespace(1 << g.address_bits, g.sec_size, g.md_size, dulbe=True)
 
     def geometry_page(self) -> bytes:
-        page = bytearray(self.geometry.to_bytes())
-        if self.chunks.early_reset:
-            mccap = int.from_bytes(page[16:20], "little") | Mccap.EARLY_RESET
-            page[16:20] = mccap.to_bytes(4, "little")
-        return bytes(page)
+        return self.geometry.to_bytes(early_reset=self.chunks.early_reset)
 
-    def settle(self) -> None:
-        self.chunks.settle()
+    def flush_write_cache(self) -> None:
+        self.chunks.flush_write_cache()
 
     # -- addressing -------------------------------------------------------------------------
     def _runs(self, lbas: list[int]) -> tuple[list[Run], int]:
@@ -162,11 +136,8 @@ class OcssdNamespace:
             return status, 0
         for run in runs:
             if ms:
-                target = self._sectors(self.oob, ms, run, run.written)
-                if oob is None:
-                    fill_from(target, self.erased_oob)
-                else:
-                    target[:] = oob.view[run.first * ms:(run.first + run.written) * ms]
+                store_oob(self._sectors(self.oob, ms, run, run.written), oob, run.first * ms,
+                          self.erased_oob)
             if run.written < run.count:
                 failed |= self._bits(run, skip=run.written)
                 if closing.get(run.chunk) is run:

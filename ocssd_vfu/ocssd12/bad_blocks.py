@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocssd_vfu.ocssd.faults import FaultFileError, field_choice, field_lines, field_number
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.openchannel.faults import FaultFileError, field_choice, field_lines, field_number
 from ocssd_vfu.spec.ocssd12 import BlockValue
 from ocssd_vfu.spec.status import DNR, Status
 

@@ -8,8 +8,7 @@ checks. Rules:
   next page of its plane block; it reads back until the block is erased.
   Pages at or above the programmed count are erased: reads get Empty Page.
 - Erase sets the count to 0 and adds one to the erase count.
-- Factory and grown bad blocks (value bit 0 or 1) fail program and erase; device
-  and host reserved blocks work (the host keeps away from them).
+- What each bad-block value allows is the table of block_states.py.
 - A failed program (an injected one) leaves the page erased; the block's later
   programs fail, and its next erase fails and marks it grown bad (the 2.0
   device's early close and failing reset: pblk recovers the data below).
@@ -19,8 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
-from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_FORMAT, BLOCK_RECORD_SIZE, UNUSABLE, BlockValue
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.ocssd12.block_states import UNUSABLE, after_failed_erase
+from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_FORMAT, BLOCK_RECORD_SIZE, BlockValue
 
 MAX_ERASES = 0xFFFF
 VALUES = frozenset(int(value) for value in BlockValue)
@@ -61,6 +61,10 @@ class BlockTable:
 
     def mark(self, plane_block: int, value: int) -> None:
         self.bbt[plane_block] = value
+
+    def erase_failed(self, plane_block: int) -> None:
+        """The block is retired (block_states.py)."""
+        self.bbt[plane_block] = after_failed_erase(self.bbt[plane_block])
 
     def lun_table(self, lun_index: int) -> bytes:
         """The bad-block bytes of one LUN (block-major, then plane)."""

@@ -15,20 +15,16 @@ multi-plane read may name any pages (Linux's chunk scan sends one PPA).
 from __future__ import annotations
 
 from collections import Counter
+from typing import ClassVar
 
-from ocssd_vfu.nvme import dptr
-from ocssd_vfu.nvme.memory import GuestMemory, TransferError
-from ocssd_vfu.ocssd.faults import Faults
-from ocssd_vfu.ocssd.namespace import (
-    DLFEAT_READS_ZEROES,
-    MC_SEPARATE_BUFFER,
-    OOB_UNWRITTEN,
-    fill_from,
-    filled_buffer,
-)
+from ocssd_vfu.dma import dptr
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
+from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.ocssd12.blocks import VALUES, BlockTable
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry, PpaFormat12
-from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
+from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.identify import identify_namespace
+from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, filled_buffer, store_oob
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 from ocssd_vfu.spec.ocssd12 import (
     BBT_VERSION,
@@ -47,6 +43,7 @@ Placed = tuple[int, int, int]   # (plane block, page, sector index in the namesp
 
 
 class Ocssd12Namespace:
+    kind: ClassVar[NamespaceKind]  # its command table: commands.py registers it
     supports_dulbe = False  # erased pages have their own status (Empty Page)
 
     def __init__(self, nsid: int, geometry: Ocssd12Geometry, bbt: memoryview,
@@ -67,19 +64,13 @@ class Ocssd12Namespace:
     # -- identification ---------------------------------------------------------------------
     def identify(self) -> bytes:
         g = self.geometry
-        ident = blank(IdentifyNamespace)
-        ident.update(dict(nsze=g.sectors, ncap=g.sectors, nuse=g.sectors,
-                          mc=MC_SEPARATE_BUFFER, dlfeat=DLFEAT_READS_ZEROES,
-                          vs=b"\x01".ljust(3712, b"\0")))
-        ident.lbaf[0].lbads = g.sec_size.bit_length() - 1
-        ident.lbaf[0].ms = g.md_size
-        return IdentifyNamespace.build(ident)
+        return identify_namespace(g.sectors, g.sec_size, g.md_size, dulbe=False)
 
     def geometry_page(self) -> bytes:
         """Admin E2h: the Device Identification, version 1."""
         return self.geometry.to_bytes()
 
-    def settle(self) -> None:
+    def flush_write_cache(self) -> None:
         """No write cache: a programmed page is readable at once."""
 
     # -- addressing -------------------------------------------------------------------------
@@ -157,11 +148,8 @@ class Ocssd12Namespace:
                     self.failed_program.add(plane_block)
                 continue
             if ms:
-                target = self.oob[start * ms:(start + spp) * ms]
-                if oob is None:
-                    fill_from(target, self.erased_oob)
-                else:
-                    target[:] = oob.view[first * ms:(first + spp) * ms]
+                store_oob(self.oob[start * ms:(start + spp) * ms], oob, first * ms,
+                          self.erased_oob)
             table.programmed(plane_block, page)
         if failed:
             return Status.OCSSD12_WRITE_FAIL | DNR, failed
@@ -266,11 +254,7 @@ class Ocssd12Namespace:
                 segments.append(self.data[sector * self.lba_size:(sector + 1) * self.lba_size])
             else:
                 segments.append(self.zeroes[:self.lba_size])
-        try:
-            dptr.transfer(memory, pointer, page_size, segments, to_guest=True)
-        except TransferError as err:
-            return err.status
-        return Status.SUCCESS
+        return dptr.move_data(memory, pointer, page_size, segments, to_guest=True)
 
     # -- erase ------------------------------------------------------------------------------
     def erase(self, ppas: list[int], control: int) -> tuple[int, int]:
@@ -289,7 +273,7 @@ class Ocssd12Namespace:
                 failed |= 1 << i
             elif self.faults.reset_fails(block) or self.failed_program.intersection(targets):
                 for t in targets:  # a failed erase retires the block
-                    table.mark(t, BlockValue.GROWN)
+                    table.erase_failed(t)
                     self.failed_program.discard(t)
                 failed |= 1 << i
             else:

@@ -24,6 +24,8 @@ from construct import (
     Struct,
 )
 
+from ocssd_vfu.spec.bitfields import Bitfields, reserved
+
 SQE_SIZE = 64
 CQE_SIZE = 16
 IDENTIFY_SIZE = 4096
@@ -114,6 +116,28 @@ class Register(enum.IntEnum):
     CMBLOC = 0x38
     CMBSZ = 0x3C
     DOORBELLS = 0x1000
+
+
+# Controller registers' bitfields (NVMe 1.4 3.1), low bits first (spec/bitfields.py).
+Cap = Bitfields(("mqes", 16), ("cqr", 1), ("ams", 2), reserved(5, 19), ("to", 8),
+                ("dstrd", 4), ("nssrs", 1), ("css", 8), ("bps", 1), reserved(2, 46),
+                ("mpsmin", 4), ("mpsmax", 4), ("pmrs", 1), ("cmbs", 1), reserved(6, 58))
+Cc = Bitfields(("en", 1), reserved(3, 1), ("css", 3), ("mps", 4), ("ams", 3), ("shn", 2),
+               ("iosqes", 4), ("iocqes", 4), reserved(8, 24))
+Csts = Bitfields(("rdy", 1), ("cfs", 1), ("shst", 2), ("nssro", 1), ("pp", 1),
+                 reserved(26, 6))
+Aqa = Bitfields(("asqs", 12), reserved(4, 12), ("acqs", 12), reserved(4, 28))
+
+
+class ShutdownStatus(enum.IntEnum):
+    """CSTS.SHST."""
+
+    NORMAL = 0b00
+    OCCURRING = 0b01
+    COMPLETE = 0b10
+
+
+CAP_CSS_NVM = 1 << 0             # CAP.CSS bit 0: the NVM command set
 
 
 SubmissionQueueEntry = Struct(
@@ -333,6 +357,13 @@ class CriticalWarning(enum.IntFlag):
     VOLATILE_BACKUP = 1 << 4
 
 
+FirmwareSlotLog = Struct(      # log page 03h, 512 bytes
+    "afi" / Int8ul,               # active firmware info: bits 2:0 the active slot
+    Padding(7),
+    "frs" / Array(7, Bytes(8)),   # firmware revision of slots 1-7
+    Padding(448),
+)
+
 CommandsSupportedAndEffectsLog = Struct(   # log page 05h
     "acs" / Array(256, Int32ul),           # admin commands, indexed by opcode
     "iocs" / Array(256, Int32ul),          # I/O commands, indexed by opcode
@@ -376,6 +407,35 @@ class Oacs(enum.IntFlag):
     DOORBELL_BUFFER_CONFIG = 1 << 8
 
 
+class Nsfeat(enum.IntFlag):
+    """Identify Namespace NSFEAT: namespace features."""
+
+    THIN_PROVISIONING = 1 << 0
+    NSABP = 1 << 1               # namespace atomic boundary parameters
+    DULBE = 1 << 2               # Deallocated or Unwritten Logical Block Error
+    UIDREUSE = 1 << 3
+    OPTPERF = 1 << 4             # NPWG..NOWS (and NPDG/NPDA) hold granularities
+
+
+class Dlfeat(enum.IntFlag):
+    """Identify Namespace DLFEAT: what a deallocated block reads as (bits 2:0)."""
+
+    READS_ZEROES = 0x1
+    READS_ONES = 0x2
+    WRITE_ZEROES_DEALLOCATES = 1 << 3
+    GUARD_CRC = 1 << 4
+
+
+class MetadataCapabilities(enum.IntFlag):
+    """Identify Namespace MC: where metadata may travel."""
+
+    EXTENDED = 1 << 0            # within the data buffer, after each block
+    SEPARATE = 1 << 1            # in a separate buffer (MPTR)
+
+
+FLBAS_EXTENDED = 1 << 4          # Identify Namespace FLBAS: the format's metadata is extended
+
+
 NamespaceDescriptorHeader = Struct(
     "nidt" / Int8ul,
     "nidl" / Int8ul,
@@ -399,3 +459,4 @@ def blank(structure: Struct) -> Container:
 SQE_FORMAT = struct.Struct("<BBHIIIQQQIIIIII")
 CQE_FORMAT = struct.Struct("<IIHHHH")
 DSM_RANGE_FORMAT = struct.Struct("<IIQ")  # DatasetManagementRange
+SGL_DESCRIPTOR_FORMAT = struct.Struct("<QQ")  # SglDescriptor: address, length | identifier << 56

@@ -135,3 +135,4 @@ ChunkNotification = Struct(
     "nlb" / Int16ul,              # 32: 0-based, with mask LOGICAL_BLOCKS only
     Padding(30),
 )
+IMAGE_MAGIC_BYTES = Int32ul.build(IMAGE_MAGIC)   # how an image file starts: b"MVNL"

@@ -29,7 +29,6 @@ class BlockValue(enum.IntEnum):
     HOST = 8         # reserved by the host
 
 
-UNUSABLE = BlockValue.FACTORY | BlockValue.GROWN   # erase and write fail on these
 
 
 class PlaneMode(enum.IntEnum):

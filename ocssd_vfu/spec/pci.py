@@ -7,8 +7,19 @@ and knows each size), so they are built from these declarations.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from construct import Bytes, Int8ul, Int16ul, Int32ul, Struct
+
+
+@dataclass(frozen=True)
+class PciIdentity:
+    """Vendor, device, subsystem vendor and subsystem IDs of the function."""
+
+    vendor: int
+    device: int
+    subsystem_vendor: int
+    subsystem: int
 
 
 class CapabilityId(enum.IntEnum):

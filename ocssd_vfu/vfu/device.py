@@ -15,12 +15,12 @@ import errno
 import logging
 import mmap
 import os
-from dataclasses import dataclass
 from typing import Any
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller
-from ocssd_vfu.nvme.memory import GuestMemory
 from ocssd_vfu.spec import pci
+from ocssd_vfu.spec.pci import PciIdentity
 from ocssd_vfu.vfu.binding import check, create_socket_context, ffi, lib
 
 log = logging.getLogger("ocssd_vfu.vfu")
@@ -34,14 +34,6 @@ RAM_WITHOUT_FD_WARNING = 16 << 20
 NVME_CLASS = (0x01, 0x08, 0x02)  # mass storage, non-volatile memory, NVMe
 SYSLOG_LEVELS = {3: logging.ERROR, 4: logging.WARNING, 5: logging.INFO, 6: logging.INFO,
                  7: logging.DEBUG}
-
-
-@dataclass(frozen=True)
-class PciIdentity:
-    vendor: int
-    device: int
-    subsystem_vendor: int
-    subsystem: int
 
 
 class VfuDevice:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.nvme.command import Command
 from ocssd_vfu.nvme.controller import Controller
-from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.nvme.namespace import PlainNamespace
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, Register
 from ocssd_vfu.spec.status import DNR, MORE, Status
 from tests.fuzz import model as m

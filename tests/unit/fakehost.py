@@ -1,5 +1,6 @@
 """A minimal host driver for the sans-I/O controller: guest memory is a bytearray,
-the interrupt line a list. Addresses and layouts are chosen by the test."""
+the interrupt line a list. Addresses and layouts are chosen by the test. It needs
+the dma layer's C module only (no libvfio-user, no QEMU): keep it that way."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import struct
 import time
 from collections.abc import Callable
 
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
-from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import CQE_FORMAT, SQE_FORMAT, Register
 
 RAM_BASE = 0x100000

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.media.raw import RawImage
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import (
     CommandsSupportedAndEffectsLog,
     IdentifyController,
@@ -218,6 +218,14 @@ def test_power_on_hours_cycles_and_unsafe_shutdowns(raw_host: FakeHost) -> None:
 def test_smart_log_is_for_the_controller_only(raw_host: FakeHost) -> None:
     assert log_page(raw_host, 0x02, 512, nsid=0)[0] == SUCCESS
     assert log_page(raw_host, 0x02, 512, nsid=1)[0] == INVALID_FIELD_DNR
+
+
+def test_firmware_slot_log_shows_slot_1_active(raw_host: FakeHost) -> None:
+    status, page = log_page(raw_host, 0x03, 512)
+    assert status == SUCCESS
+    assert page[0] == 1                              # AFI: slot 1 active
+    assert page[8:16] == b"0.1     "                 # FRS1: the firmware revision
+    assert page[1:8] == bytes(7) and page[16:] == bytes(496)
 
 
 @pytest.mark.parametrize("lid", [0x04, 0x06, 0x70, 0x80, 0xC0])

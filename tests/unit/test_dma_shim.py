@@ -1,6 +1,6 @@
 """The C DMA shim (native/dma.c, behind prp.transfer) against a Python walk.
 
-The reference is prp_ranges (below: the rules of prp.py's docstring in Python)
+The reference is dma.reference.prp_ranges (the rules of prp.py's docstring in Python)
 + prp.guest_views + a segment-by-segment copy; for any region layout, PRP
 pointers, list contents and device segmentation, the shim must give the same
 status, or move the same bytes, and touch nothing on failure.
@@ -17,79 +17,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
-from ocssd_vfu.nvme.prp import guest_views, transfer
+from ocssd_vfu.dma.memory import GuestMemory, TransferError
+from ocssd_vfu.dma.native import ffi, lib
+from ocssd_vfu.dma.prp import transfer
+from ocssd_vfu.dma.reference import prp_ranges
+from ocssd_vfu.dma.reference import prp_reference_transfer as reference_transfer
 from ocssd_vfu.spec.status import DNR, Status
-from ocssd_vfu.vfu.binding import ffi, lib
 
 IPO = Status.INVALID_PRP_OFFSET | DNR
 DTE = Status.DATA_TRANSFER_ERROR
 PAGE = 0x1000
-
-
-def prp_ranges(memory: GuestMemory, prp1: int, prp2: int, length: int,
-               page_size: int) -> list[tuple[int, int]]:
-    """The (address, length) guest ranges of a transfer of `length` bytes."""
-    if length == 0:
-        return []
-    if prp1 & 0x3:
-        raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
-    first = min(length, page_size - (prp1 & (page_size - 1)))
-    ranges = [(prp1, first)]
-    remaining = length - first
-    if remaining == 0:
-        return ranges
-    if remaining <= page_size:
-        if prp2 & (page_size - 1):
-            raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
-        ranges.append((prp2, remaining))
-        return ranges
-    if prp2 & 0x3:
-        raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
-    list_addr = prp2
-    while remaining > 0:
-        slots = (page_size - (list_addr & (page_size - 1))) // 8
-        pages_needed = -(-remaining // page_size)
-        chained = pages_needed > slots
-        if chained and slots < 2:
-            raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
-        take = min(slots, pages_needed)
-        try:
-            raw = memory.read(list_addr, take * 8)
-        except DmaError as exc:
-            raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
-        entries = struct.unpack(f"<{take}Q", raw)
-        data_entries = entries[:-1] if chained else entries
-        for entry in data_entries:
-            if entry & (page_size - 1):
-                raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
-            chunk = min(remaining, page_size)
-            ranges.append((entry, chunk))
-            remaining -= chunk
-        if chained:
-            list_addr = entries[-1]
-            if list_addr & 0x3:
-                raise TransferError(Status.INVALID_PRP_OFFSET | DNR)
-    return ranges
-
-
-def reference_transfer(memory: GuestMemory, prp1: int, prp2: int, page_size: int,
-                       device: list[memoryview], to_guest: bool) -> None:
-    length = sum(len(segment) for segment in device)
-    guest = guest_views(memory, prp_ranges(memory, prp1, prp2, length, page_size), to_guest)
-    # Both sides as one flat byte string each, then back out segment by segment.
-    if to_guest:
-        data = b"".join(bytes(segment) for segment in device)
-        offset = 0
-        for view in guest:
-            view[:] = data[offset:offset + len(view)]
-            offset += len(view)
-    else:
-        data = b"".join(bytes(view) for view in guest)
-        offset = 0
-        for segment in device:
-            segment[:] = data[offset:offset + len(segment)]
-            offset += len(segment)
 
 
 Transfer = Callable[[GuestMemory, int, int, int, list[memoryview], bool], None]

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocssd_vfu.media.raw import RawImage
-from ocssd_vfu.nvme.namespace import BlockRanges, PlainNamespace
+from ocssd_vfu.plain.namespace import BlockRanges, PlainNamespace
 from ocssd_vfu.spec.nvme import IdentifyNamespace
 from ocssd_vfu.spec.status import Status
 from tests.unit.fakehost import DATA, RAM_BASE, FakeHost, prp_list
@@ -351,10 +351,10 @@ def test_compare_with_unmapped_metadata_or_in_an_extended_format(plain: Plain) -
 ])
 def test_bad_metadata_options_are_one_line_errors(tmp_path: Path, options: dict[str, object],
                                                   message: str) -> None:
+    from ocssd_vfu.app import ServeOptions, assemble
+    from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
     from ocssd_vfu.media.ocssd_image import create_image
     from ocssd_vfu.media.raw import ImageError
-    from ocssd_vfu.ocssd.geometry import OcssdGeometry
-    from ocssd_vfu.vfu.serve import ServeOptions, assemble
 
     image = tmp_path / "disk.img"
     options = dict(options)  # the parameter's dict is shared by every run of the test
@@ -370,7 +370,7 @@ def test_bad_metadata_options_are_one_line_errors(tmp_path: Path, options: dict[
 
 
 def test_serve_describes_the_plain_namespace(tmp_path: Path) -> None:
-    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+    from ocssd_vfu.app import ServeOptions, assemble
 
     image = tmp_path / "disk.raw"
     image.write_bytes(bytes(10 * 520 + 7))

@@ -14,11 +14,11 @@ import struct
 
 import pytest
 
+from ocssd_vfu.geometry.ocssd20 import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
 from ocssd_vfu.nvme.trace import make_tracer
-from ocssd_vfu.ocssd.faults import Faults
-from ocssd_vfu.ocssd.geometry import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     ChunkDescriptor,

@@ -14,11 +14,11 @@ import struct
 
 import pytest
 
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
+from ocssd_vfu.geometry.ocssd20 import GeometryError
 from ocssd_vfu.nvme.trace import make_tracer
-from ocssd_vfu.ocssd.faults import Faults
-from ocssd_vfu.ocssd.geometry import GeometryError
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
+from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ocssd12 import (
     BLOCK_RECORD_FORMAT,
     BadBlockTableHeader,

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.media.ocssd12_image import Ocssd12Image
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.nvme.command import Command
-from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.ocssd.faults import FaultFileError
 from ocssd_vfu.ocssd12.bad_blocks import (
     generated_bad_blocks,
     parse_bad_blocks,
@@ -28,8 +28,8 @@ from ocssd_vfu.ocssd12.bad_blocks import (
     parse_reset_fail,
     parse_write_fail,
 )
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
+from ocssd_vfu.openchannel.faults import FaultFileError
 from tests.conftest import RunCli
 
 # PRP1 0x20000, PRP2 0x12000 (a PRP list), MPTR 0x11000 (the OOB)
@@ -233,7 +233,7 @@ def test_truncated_12_image_is_refused(ocssd_vfu: RunCli, tmp_path: Path) -> Non
 
 def test_serve_assembles_a_12_device_and_refuses_chunk_state(ocssd_vfu: RunCli,
                                                              tmp_path: Path) -> None:
-    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+    from ocssd_vfu.app import ServeOptions, assemble
 
     path = _create(ocssd_vfu, tmp_path / "serve.img")
     assembled = assemble(ServeOptions(socket=tmp_path / "s", image=path))

@@ -9,19 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd20 import AddressFormat, OcssdGeometry
+from ocssd_vfu.imagetool.report20 import Chunk, problems
 from ocssd_vfu.media.ocssd_image import OcssdImage
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.nvme.command import Command
-from ocssd_vfu.nvme.memory import GuestMemory
-from ocssd_vfu.ocssd.faults import (
-    FaultFileError,
-    parse_chunk_states,
-    parse_reset_fail,
-    parse_write_fail,
-)
-from ocssd_vfu.ocssd.geometry import AddressFormat, OcssdGeometry
+from ocssd_vfu.ocssd.faults import parse_chunk_states, parse_reset_fail, parse_write_fail
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.ocssd.report import Chunk, problems
+from ocssd_vfu.openchannel.faults import FaultFileError
 from tests.conftest import RunCli
 from tests.reference_images import FRESH_IMG_MD5, decompress
 
@@ -239,7 +235,7 @@ def test_chunk_descriptor_problems(descriptor: tuple[int, ...], found: list[str]
 
 def test_chunk_state_file_is_applied_at_start_and_persisted(ocssd_vfu: RunCli,
                                                             tmp_path: Path) -> None:
-    from ocssd_vfu.vfu.serve import ServeOptions, assemble
+    from ocssd_vfu.app import ServeOptions, assemble
 
     image = _small(tmp_path, ocssd_vfu)
     states = tmp_path / "states"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocssd_vfu.nvme.memory import GuestMemory
+from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.queues import CompletionQueue, store_cqe
 from ocssd_vfu.spec.nvme import CompletionQueueEntry
 

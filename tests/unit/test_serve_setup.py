@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.media.raw import ImageError, RawImage
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.vfu.server import ServeError, claim_socket_path
 
 
@@ -87,7 +87,7 @@ def test_bad_images_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_each_image_gets_its_own_serial(tmp_path: Path) -> None:
-    from ocssd_vfu.vfu.serve import default_serial
+    from ocssd_vfu.app import default_serial
 
     first, second = default_serial(tmp_path / "a.img"), default_serial(tmp_path / "b.img")
     assert first != second and len(first) == 18 and first.startswith("ocssd-vfu-")

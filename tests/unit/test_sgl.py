@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ocssd_vfu.nvme.dptr import sgl_transfer
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma.dptr import sgl_transfer
+from ocssd_vfu.dma.memory import GuestMemory, TransferError
+from ocssd_vfu.dma.native import lib
+from ocssd_vfu.dma.reference import sgl_reference_transfer as reference_transfer
 from ocssd_vfu.spec.nvme import IdentifyController, SglDescriptor
 from ocssd_vfu.spec.status import DNR, Status
-from ocssd_vfu.vfu.binding import lib
 from tests.unit.fakehost import DATA, FakeHost
 from tests.unit.test_ocssd import MPTR, VECTOR_READ, VECTOR_WRITE, Device, lba
 
@@ -204,99 +205,6 @@ def test_ocssd_metadata_contiguous_with_psdt_01_and_an_sgl_with_psdt_10() -> Non
 
 
 # -- the C walk against a Python reference ---------------------------------------------
-
-def sgl_ranges(memory: GuestMemory, address: int, length_and_id: int, length: int,
-               to_guest: bool) -> list[tuple[int | None, int]]:
-    """The rules of dptr.py's docstring, in the order the walk checks them."""
-    limit = 2 * length + 256
-    ranges: list[tuple[int | None, int]] = []
-    remaining = length
-    unmapped = False
-
-    def fail(status: int) -> TransferError:
-        return TransferError(status | DNR)
-
-    def data(addr: int, size: int, kind: int, sub: int) -> None:
-        nonlocal remaining, unmapped
-        if kind not in (DATA_BLOCK, BIT_BUCKET):
-            raise fail(Status.SGL_DESCRIPTOR_TYPE_INVALID)
-        if kind == DATA_BLOCK and sub == 1:
-            raise fail(Status.SGL_OFFSET_INVALID)
-        if sub:
-            raise fail(Status.SGL_DESCRIPTOR_TYPE_INVALID)
-        if kind == BIT_BUCKET and not to_guest:
-            return
-        if size > remaining:
-            raise fail(Status.DATA_SGL_LENGTH_INVALID)
-        if size == 0:
-            return
-        if kind == BIT_BUCKET:
-            ranges.append((None, size))
-        else:
-            try:
-                memory.view(addr, size, write=to_guest)
-                ranges.append((addr, size))
-            except DmaError:
-                unmapped = True
-        remaining -= size
-
-    addr, size, ident = address, length_and_id & 0xFFFFFFFF, length_and_id >> 56
-    kind, sub = ident >> 4, ident & 0xF
-    if kind not in (SEGMENT, LAST_SEGMENT):
-        data(addr, size, kind, sub)
-    else:
-        while True:
-            if sub == 1:
-                raise fail(Status.SGL_OFFSET_INVALID)
-            if sub:
-                raise fail(Status.SGL_DESCRIPTOR_TYPE_INVALID)
-            if size == 0 or size % 16:
-                raise fail(Status.INVALID_SGL_SEGMENT_DESCRIPTOR)
-            count = size // 16
-            if count > limit:
-                raise fail(Status.INVALID_NUMBER_OF_SGL_DESCRIPTORS)
-            limit -= count
-            try:
-                raw = memory.read(addr, size)
-            except DmaError as exc:
-                raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
-            last, chained = kind == LAST_SEGMENT, False
-            for i, (a, n, ident) in enumerate(struct.iter_unpack("<QI3xB", raw)):
-                k, s = ident >> 4, ident & 0xF
-                if k not in (SEGMENT, LAST_SEGMENT):
-                    data(a, n, k, s)
-                    continue
-                if last or i != count - 1:
-                    raise fail(Status.INVALID_SGL_SEGMENT_DESCRIPTOR)
-                addr, size, kind, sub, chained = a, n, k, s, True
-            if not chained:
-                break
-    if remaining:
-        raise fail(Status.DATA_SGL_LENGTH_INVALID)
-    if unmapped:
-        raise TransferError(Status.DATA_TRANSFER_ERROR)
-    return ranges
-
-
-def reference_transfer(memory: GuestMemory, address: int, length_and_id: int,
-                       device: list[memoryview], to_guest: bool) -> None:
-    length = sum(len(segment) for segment in device)
-    ranges = sgl_ranges(memory, address, length_and_id, length, to_guest)
-    flat = b"".join(bytes(segment) for segment in device) if to_guest else b""
-    offset = 0
-    gathered = bytearray()
-    for addr, size in ranges:
-        if to_guest and addr is not None:
-            memory.write(addr, flat[offset:offset + size])
-        elif not to_guest:
-            gathered += memory.read(addr, size) if addr is not None else bytes(size)
-        offset += size
-    if not to_guest:
-        at = 0
-        for segment in device:
-            segment[:] = gathered[at:at + len(segment)]
-            at += len(segment)
-
 
 BASE, SIZE = 0x200000, 0x4000
 

@@ -7,8 +7,8 @@ SGL; 11b is reserved (Invalid Field). Admin commands over PCIe use PRPs only
 (admin.dispatch refuses any other PSDT). An MPTR of 0 means no metadata.
 
 SGL rules (4.4), all checked before any byte moves, each error with DNR (the
-walk is native/dma.c's ocssd_sgl_map; tests/unit/test_sgl.py holds the Python
-reference):
+walk is native/dma.c's ocssd_sgl_map; reference.py holds the Python walk the tests
+check it against):
 - the first descriptor (in DPTR) is a Data Block, Bit Bucket, Segment or Last
   Segment descriptor; a segment holds Data Block and Bit Bucket descriptors,
   except that a Segment's last descriptor leads to the next segment (a Segment
@@ -27,14 +27,14 @@ reference):
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ocssd_vfu.nvme import prp
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma import prp
+from ocssd_vfu.dma.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma.native import ffi, lib
+from ocssd_vfu.spec.nvme import SGL_DESCRIPTOR_FORMAT
 from ocssd_vfu.spec.status import DNR, Status
-from ocssd_vfu.vfu.binding import ffi, lib
 
 PSDT_PRP = 0
 PSDT_SGL_METADATA_CONTIGUOUS = 1
@@ -46,7 +46,6 @@ SGLS = 0x1 | 1 << 16 | 1 << 17 | 1 << 19
 
 _RANGES = ffi.typeof("struct ocssd_dma_range[]")
 _ESCRATCH = lib.OCSSD_DMA_ESCRATCH
-_DESCRIPTOR = struct.Struct("<QQ")  # address, then length (bits 31:0) and identifier (63:56)
 
 
 class DataPointer(Protocol):
@@ -143,7 +142,8 @@ def metadata(memory: GuestMemory, pointer: DataPointer, length: int,
     try:
         if psdt(pointer) != PSDT_SGL_METADATA_SGL:
             return Metadata(memory.view(pointer.mptr, length, write=to_guest))
-        address, length_and_id = _DESCRIPTOR.unpack(memory.read(pointer.mptr, _DESCRIPTOR.size))
+        address, length_and_id = SGL_DESCRIPTOR_FORMAT.unpack(
+            memory.read(pointer.mptr, SGL_DESCRIPTOR_FORMAT.size))
     except DmaError as exc:
         raise TransferError(Status.DATA_TRANSFER_ERROR) from exc
     try:
@@ -172,3 +172,14 @@ def move(memory: GuestMemory, pointer: DataPointer, page_size: int, device: list
     except TransferError as err:
         return err.status, None
     return Status.SUCCESS, buffer
+
+
+def move_data(memory: GuestMemory, pointer: DataPointer, page_size: int,
+              device: list[memoryview], to_guest: bool) -> int:
+    """A command's data (no metadata) moved between the guest and `device`: its status.
+    With `move`, the one place where a failed transfer becomes a status."""
+    try:
+        transfer(memory, pointer, page_size, device, to_guest)
+    except TransferError as err:
+        return err.status
+    return Status.SUCCESS

@@ -7,8 +7,8 @@ addresses with offset 0, and whose last entry chains to the next list page when
 more entries are needed. A list page with no room for a data entry besides its
 chain pointer is an Invalid PRP Offset (it would make no progress).
 
-The walk and the copy are in C (native/dma.c); tests/unit/test_dma_shim.py
-holds a Python walk of the same rules as the reference it is checked against.
+The walk and the copy are in C (native/dma.c); reference.py holds a Python walk
+of the same rules, the oracle tests/unit/test_dma_shim.py checks the shim against.
 `guest_views` resolves ranges the caller already has (an OCSSD metadata buffer).
 Commands reach this through dptr.transfer, which picks PRPs or SGLs by PSDT.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma.memory import DmaError, GuestMemory, TransferError
+from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.spec.status import Status
-from ocssd_vfu.vfu.binding import ffi, lib
 
 # C types of the DMA shim (native/dma.h), parsed once.
 _BYTES = ffi.typeof("char[]")

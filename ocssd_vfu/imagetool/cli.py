@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 from ocssd_vfu import image_plot
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
+from ocssd_vfu.imagetool import report12
+from ocssd_vfu.imagetool import report20 as report
 from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.ocssd_image import create_image
 from ocssd_vfu.media.raw import ImageError
-from ocssd_vfu.ocssd import report
-from ocssd_vfu.ocssd.faults import FaultFileError
-from ocssd_vfu.ocssd.geometry import GeometryError, OcssdGeometry
 from ocssd_vfu.ocssd12 import bad_blocks
-from ocssd_vfu.ocssd12 import report as report12
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
+from ocssd_vfu.openchannel.faults import FaultFileError
 
 DEFAULTS: dict[str, OcssdGeometry | Ocssd12Geometry] = {"2.0": OcssdGeometry(),
                                                        "1.2": Ocssd12Geometry()}

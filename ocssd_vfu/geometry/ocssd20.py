@@ -136,10 +136,14 @@ class OcssdGeometry:
         return warnings
 
     # -- the Geometry log page (E2h) ---------------------------------------------------------
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, early_reset: bool = False) -> bytes:
+        """The Geometry page; `early_reset` adds qemu-nvme's MCCAP bit 2 (a device
+        capability the server's --no-early-reset turns off, not part of the image)."""
         grp_len, pu_len, chk_len, lbk_len = self.lens
         fields: dict[str, Any] = {f.name: getattr(self, f.name)
                                   for f in dataclasses.fields(self)}
+        if early_reset:
+            fields["mccap"] = self.mccap | Mccap.EARLY_RESET
         data = Geometry.build(dict(
             fields, mjr=2, mnr=0, clba=self.num_sec, vs=bytes(1024),
             lbaf=dict(grp_len=grp_len, pu_len=pu_len, chk_len=chk_len, lbk_len=lbk_len)))

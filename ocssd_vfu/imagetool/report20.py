@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocssd_vfu.geometry.ocssd20 import AddressFormat
 from ocssd_vfu.media.ocssd_image import ImageDescription, NamespaceLayout, describe
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.ocssd.chunks import SIZE_DEVIATES, Problem, chunk_problems, settled_limit
-from ocssd_vfu.ocssd.geometry import AddressFormat
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,

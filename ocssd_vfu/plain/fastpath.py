@@ -3,26 +3,26 @@ Writes from SQE to CQE (fastpath.h says which commands, and why it completes
 successful commands only); the controller falls back to the Python path
 (io.py) for the first command it leaves at the head, then tries again.
 
-Used for a plain namespace (nsid 1) when no tracer is set (a trace needs every
-command in Python) and the namespace has nothing the C side does not know of:
-no metadata, no uncorrectable blocks, DULBE off. The commands it ran count in
-the SMART / Health log as io.dispatch counts them. `ControllerConfig.fast_path`
-(serve --no-fast-path) turns it off, for comparisons and for the tests that run
-every command test both ways.
+The plain kind's `fast_path` (nvme/kind.py): the controller uses it when the
+plain namespace is its only one and no tracer is set (a trace needs every
+command in Python); it runs while the namespace has nothing the C side does not
+know of: no metadata, no uncorrectable blocks, DULBE off. The commands it ran
+count in the SMART / Health log as io.dispatch counts them. The C side is the
+dma layer's module. Worth keeping: it completes successful commands only (every
+error status comes from the one Python path), and every command test runs on
+both paths (tests/unit/conftest.py's both_io_paths). `ControllerConfig.fast_path`
+(serve --no-fast-path) turns it off, for comparisons and for those tests.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
-from ocssd_vfu.nvme.io import DULBE
-from ocssd_vfu.nvme.namespace import PlainNamespace
+from ocssd_vfu.nvme.kind import FastPathContext
 from ocssd_vfu.nvme.queues import SubmissionQueue
-from ocssd_vfu.vfu.binding import ffi, lib
-
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.controller import Controller
+from ocssd_vfu.plain.namespace import PlainNamespace
 
 _BYTES = ffi.typeof("uint8_t[]")
 
@@ -33,10 +33,10 @@ class FastPath:
         self.io: Any = ffi.new("struct ocssd_fast_io *")
         self.io.nsid = namespace.nsid
 
-    def run(self, ctrl: Controller, sq: SubmissionQueue) -> int:
+    def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
         """Commands completed from the head of `sq` (0: the head is for Python)."""
         ns = self.namespace
-        if ns.md_size or ns.uncorrectable or ctrl.features.error_recovery & DULBE:
+        if ns.md_size or ns.uncorrectable or ctrl.features.dulbe:
             return 0
         io, cq, memory = self.io, sq.cq, ctrl.memory
         io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift
@@ -64,10 +64,3 @@ class FastPath:
         health.transferred[HOST_WRITE] += io.blocks_written << io.lba_shift
         return done
 
-
-def fast_path_for(ctrl: Controller) -> FastPath | None:
-    namespace = ctrl.namespaces.get(1)
-    if ctrl.config.fast_path and isinstance(namespace, PlainNamespace) \
-            and len(ctrl.namespaces) == 1:
-        return FastPath(namespace)
-    return None

@@ -6,7 +6,9 @@ Every guest address the controller touches is resolved here, so an address
 outside the mapped regions is a DmaError, never a stray access.
 
 The regions are also kept as a C table (`dma_table`) for the DMA shim
-(native/dma.c), rebuilt whenever they change; each region's buffer stays
+(native/dma.c, which resolves every guest address of a transfer before it copies
+a byte: a bad one fails the command with neither side touched), rebuilt whenever
+they change; each region's buffer stays
 exported (cffi from_buffer) while it is mapped, so its pointer stays valid.
 `generation` counts those changes: a view kept across commands (a queue's ring)
 is good while the generation it was taken at is current.
@@ -22,7 +24,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from ocssd_vfu.vfu.binding import ffi, lib
+from ocssd_vfu.dma.native import ffi, lib
 
 
 class DmaError(Exception):

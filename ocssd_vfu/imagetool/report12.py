@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ocssd_vfu.media.ocssd12_image import Description12, describe
 from ocssd_vfu.media.raw import ImageError
+from ocssd_vfu.ocssd12.block_states import UNUSABLE
 from ocssd_vfu.ocssd12.blocks import VALUES
-from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_FORMAT, BLOCK_RECORD_SIZE, UNUSABLE, BlockValue
+from ocssd_vfu.spec.ocssd12 import BLOCK_RECORD_FORMAT, BLOCK_RECORD_SIZE, BlockValue
 
 VALUE_NAMES = {int(value): value.name for value in BlockValue}
 STATE_NAMES = ("FREE", "OPEN", "CLOSED", "OFFLINE")

@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ocssd_vfu.ocssd.geometry import GeometryError, field_bits
+from ocssd_vfu.geometry.ocssd20 import GeometryError, field_bits
 from ocssd_vfu.spec.ocssd12 import (
     CAP_BAD_BLOCK_TABLE,
     IDENTITY_SIZE,
@@ -227,8 +227,3 @@ class PpaFormat12:
                 or pl >= g.num_pln or sec >= g.sec_per_pg):
             return None
         return (ch * g.num_lun + lun) * g.num_blk + blk, pg, pl, sec
-
-    def block_ppa(self, index: int) -> int:
-        """The PPA of block `index`'s first sector (page 0, plane 0)."""
-        ch, lun, blk = self.geometry.block_position(index)
-        return self.pack(ch, lun, blk, 0)

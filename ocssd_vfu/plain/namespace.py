@@ -21,9 +21,17 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-from ocssd_vfu.spec.nvme import IdentifyNamespace, blank
+from ocssd_vfu.nvme.kind import NamespaceKind
+from ocssd_vfu.spec.nvme import (
+    FLBAS_EXTENDED,
+    Dlfeat,
+    IdentifyNamespace,
+    MetadataCapabilities,
+    Nsfeat,
+    blank,
+)
 from ocssd_vfu.spec.status import DNR, Status
 
 
@@ -42,13 +50,6 @@ class LbaFormat:
 # QEMU's list, so that a guest sees the formats it knows from an emulated NVMe drive.
 STANDARD_FORMATS = tuple(LbaFormat(size, md) for size in (512, 4096) for md in (0, 8, 16, 64))
 
-NSFEAT_DULBE = 1 << 2
-NSFEAT_OPTPERF = 1 << 4          # NPDG/NPDA hold the deallocation granularity
-FLBAS_EXTENDED = 1 << 4
-MC_EXTENDED = 1 << 0
-MC_SEPARATE = 1 << 1
-DLFEAT_READS_ZEROES = 0x1
-DLFEAT_WRITE_ZEROES_DEALLOCATES = 1 << 3
 FS_BLOCK = 4096                  # granularity of the image's holes
 ZEROES = memoryview(bytes(1 << 20))  # Write Zeroes covers up to 256 MiB: zeroed in pieces
 
@@ -105,6 +106,8 @@ class BlockRanges:
 
 
 class PlainNamespace:
+    kind: ClassVar[NamespaceKind]  # its command table: commands.py registers it
+
     def __init__(self, nsid: int, storage: memoryview, lba_size: int, md_size: int = 0,
                  extended: bool = False, allocation: Allocation | None = None) -> None:
         self.nsid = nsid
@@ -135,11 +138,11 @@ class PlainNamespace:
         granularity = max(FS_BLOCK // self.lba_size, 1) - 1  # 0-based
         ident.update(dict(
             nsze=self.nlbas, ncap=self.nlbas, nuse=self.nlbas,
-            nsfeat=NSFEAT_OPTPERF | (NSFEAT_DULBE if self.supports_dulbe else 0),
+            nsfeat=Nsfeat.OPTPERF | (Nsfeat.DULBE if self.supports_dulbe else 0),
             nlbaf=len(self.formats) - 1,
             flbas=self.format_index | (FLBAS_EXTENDED if self.extended else 0),
-            mc=MC_EXTENDED | MC_SEPARATE,
-            dlfeat=DLFEAT_READS_ZEROES | DLFEAT_WRITE_ZEROES_DEALLOCATES,
+            mc=MetadataCapabilities.EXTENDED | MetadataCapabilities.SEPARATE,
+            dlfeat=Dlfeat.READS_ZEROES | Dlfeat.WRITE_ZEROES_DEALLOCATES,
             npdg=granularity, npda=granularity,
             nvmcap=(self.nlbas * self.lba_size).to_bytes(16, "little")))
         for entry, lbaf in zip(ident.lbaf, self.formats, strict=False):
@@ -147,7 +150,7 @@ class PlainNamespace:
             entry.ms = lbaf.md_size
         return IdentifyNamespace.build(ident)
 
-    def settle(self) -> None:
+    def flush_write_cache(self) -> None:
         """Nothing is cached: every write is in the image when it completes."""
 
     # -- checks -----------------------------------------------------------------------------

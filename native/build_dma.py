@@ -1,0 +1,67 @@
+"""cffi out-of-line API-mode build of the DMA shim: ocssd_vfu.dma._native.
+
+Run by setuptools at `pip install` (setup.py's cffi_modules). It compiles
+native/dma.c (PRP and SGL walks and the copy, the I/O data path) and
+native/fastpath.c (plain Read and Write from SQE to CQE) and links nothing but
+libc: the NVMe controller and all its tests need a C compiler, not libvfio-user.
+"""
+
+import os
+from pathlib import Path
+
+from cffi import FFI
+
+NATIVE = Path(__file__).resolve().parent
+
+CDEF = """
+#define OCSSD_STATUS_DATA_TRANSFER_ERROR ...
+#define OCSSD_STATUS_INVALID_SGL_SEGMENT_DESCRIPTOR ...
+#define OCSSD_STATUS_INVALID_NUMBER_OF_SGL_DESCRIPTORS ...
+#define OCSSD_STATUS_DATA_SGL_LENGTH_INVALID ...
+#define OCSSD_STATUS_SGL_DESCRIPTOR_TYPE_INVALID ...
+#define OCSSD_STATUS_INVALID_PRP_OFFSET ...
+#define OCSSD_STATUS_SGL_OFFSET_INVALID ...
+#define OCSSD_STATUS_DNR ...
+#define OCSSD_DMA_EINVAL ...
+#define OCSSD_DMA_ESCRATCH ...
+struct ocssd_dma_region { uint64_t start; uint64_t length; void *host; int writable; };
+struct ocssd_dma_segment { void *ptr; size_t len; };
+struct ocssd_dma_range { uint8_t *host; uint64_t len; };
+uint64_t ocssd_prp_max_ranges(uint64_t length, uint64_t page_size);
+int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
+                       uint64_t prp1, uint64_t prp2, uint64_t page_size,
+                       const struct ocssd_dma_segment *segments, size_t nsegments,
+                       int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len);
+int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint64_t address,
+                  uint64_t length_and_id, uint64_t length, int to_guest,
+                  struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count);
+uint64_t ocssd_sgl_max_descriptors(uint64_t length);
+void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
+                    const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
+void ocssd_full_barrier(void);
+
+struct ocssd_fast_io {
+    uint8_t *data; uint64_t nlbas; uint32_t lba_shift; uint32_t nsid;
+    uint64_t page_size; uint64_t max_transfer;
+    uint64_t sq_base, cq_base; uint32_t sq_size, cq_size; uint32_t sqid; uint32_t cq_head;
+    uint32_t sq_head, sq_tail; uint32_t cq_tail, cq_phase;
+    uint64_t reads, writes, blocks_read, blocks_written;
+};
+long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
+                       struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
+                       size_t scratch_len);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "ocssd_vfu.dma._native",
+    '#include "dma.h"\n#include "fastpath.h"\n',
+    # setuptools wants source paths relative to the directory it runs in.
+    sources=[os.path.relpath(NATIVE / "dma.c"), os.path.relpath(NATIVE / "fastpath.c")],
+    depends=[os.path.relpath(NATIVE / "dma.h"), os.path.relpath(NATIVE / "fastpath.h")],
+    include_dirs=[str(NATIVE)],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,136 @@
+"""The composition root of `ocssd-vfu serve`: options -> image -> controller -> shell.
+
+`serve` reads top to bottom as the server's life: claim the socket, pick the
+device kind (devices.py) and refuse the options it does not take, open the
+image, build the controller configuration (once, from the kind's record and the
+options, whatever the kind), then hand the controller to the vfio-user shell
+(vfu/) and run it until a signal or `--once` ends it.
+
+A cross-cutting option (a timing model, a control socket) is threaded through
+here: a ServeOptions field, then one step in `assemble` or `serve` that builds
+its object and gives it to the controller or the shell; kinds it does not apply
+to leave it out of their record's `options` and it is refused there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+from ocssd_vfu.devices import (
+    DeviceKind,
+    OpenedImage,
+    ServeOptions,
+    device_kind,
+    refuse_options,
+)
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.media.raw import ImageError
+from ocssd_vfu.nvme.controller import Controller, ControllerConfig, Namespace
+from ocssd_vfu.nvme.trace import make_tracer
+from ocssd_vfu.openchannel.faults import FaultFileError
+from ocssd_vfu.spec.pci import PciIdentity
+from ocssd_vfu.vfu.device import VfuDevice
+from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path
+
+log = logging.getLogger("ocssd_vfu.serve")
+
+__all__ = ["Assembled", "ServeOptions", "assemble", "default_serial", "serve"]
+
+
+@dataclass
+class Assembled:
+    """A device ready to serve: its namespaces, controller configuration and identity."""
+
+    kind: DeviceKind
+    image: OpenedImage
+    config: ControllerConfig
+
+    @property
+    def namespaces(self) -> dict[int, Namespace]:
+        return self.image.namespaces
+
+    @property
+    def identity(self) -> PciIdentity:
+        return self.kind.identity
+
+    @property
+    def sync(self) -> Callable[[], None]:
+        return self.image.sync
+
+    @property
+    def close(self) -> Callable[[], None]:
+        return self.image.close
+
+    @property
+    def description(self) -> str:
+        return self.image.description
+
+
+def default_serial(image: Path) -> str:
+    """One serial per image, so that two servers attached to one guest are two NVMe
+    subsystems (Linux rejects a second controller with the same NQN and controller ID)."""
+    return "ocssd-vfu-" + hashlib.sha256(str(image.resolve()).encode()).hexdigest()[:8]
+
+
+def controller_config(kind: DeviceKind, options: ServeOptions) -> ControllerConfig:
+    """The one place a controller configuration is made, for every kind."""
+    return ControllerConfig(vid=kind.identity.vendor, ssvid=kind.identity.subsystem_vendor,
+                            serial=options.serial or default_serial(options.image),
+                            model=kind.model, firmware=kind.firmware, sgl=options.sgl,
+                            shadow_doorbells=options.shadow_doorbells,
+                            fast_path=options.fast_path)
+
+
+def assemble(options: ServeOptions) -> Assembled:
+    """The device kind, its image opened and the controller configuration; ImageError
+    or FaultFileError (one line) before anything is opened for writing."""
+    kind = device_kind(options.image, options.mode)
+    refuse_options(kind, options)
+    return Assembled(kind, kind.open(options), controller_config(kind, options))
+
+
+def serve(options: ServeOptions) -> int:
+    # Held until the server's handler is in place: a SIGTERM right after the socket
+    # appears must still sync the image and remove the socket.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        claim_socket_path(options.socket)  # before the image is opened (and maybe extended)
+        assembled = assemble(options)
+    except (ImageError, FaultFileError, ServeError) as exc:
+        log.error("%s", exc)
+        return 1
+    # No interrupt line until the device exists (VfuDevice wires it in).
+    controller = Controller(GuestMemory(), assembled.namespaces, interrupt=lambda vector: None,
+                            config=assembled.config)
+    device: VfuDevice | None = None
+    trace_file: TextIO | None = None
+    try:
+        if options.trace is not None:
+            trace_file = sys.stderr if options.trace == "-" else open(options.trace, "a")  # noqa: SIM115
+            controller.tracer = make_tracer(controller, trace_file, options.trace_format)
+        device = VfuDevice(str(options.socket), controller, assembled.identity)
+        log.info("serving %s (%s) on %s", options.image, assembled.description, options.socket)
+        trio.run(Server(device, controller, assembled.sync, options.once,
+                        options.sync_interval).serve)
+    except (ServeError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        if device is not None:
+            device.destroy()
+            with contextlib.suppress(FileNotFoundError):
+                options.socket.unlink()
+        assembled.close()
+        if trace_file not in (None, sys.stderr):
+            trace_file.close()
+    return 0

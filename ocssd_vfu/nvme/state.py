@@ -1,0 +1,132 @@
+"""The controller's state: what the command handlers (admin.py, io.py, features.py,
+trace.py) read and change. controller.py adds the register and queue machinery on
+top; the handlers import this module, never the controller, so that the core has
+no import circle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.nvme.capabilities import MAX_IO_QUEUES
+from ocssd_vfu.nvme.command import SyncRequest, Tracer
+from ocssd_vfu.nvme.doorbells import ShadowDoorbells
+from ocssd_vfu.nvme.feature_values import Features
+from ocssd_vfu.nvme.health import Health
+from ocssd_vfu.nvme.interrupts import Coalescing
+from ocssd_vfu.nvme.kind import AdminCommand, FastPath, LogPage, Namespace, NamespaceKind
+from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
+from ocssd_vfu.spec.nvme import IoOpcode
+
+log = logging.getLogger("ocssd_vfu.nvme")
+
+
+@dataclass
+class ControllerConfig:
+    vid: int = 0x1B36
+    ssvid: int = 0x1AF4
+    serial: str = "ocssd-vfu-0"
+    model: str = "ocssd_vfu NVMe Ctrl"
+    firmware: str = "0.1"
+    mdts: int = 7              # 2^7 minimum pages: 512 KiB at 4 KiB pages
+    msix_vectors: int = MAX_IO_QUEUES + 1
+    io_queue_pairs: int = MAX_IO_QUEUES
+    sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
+    shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
+    fast_path: bool = True         # plain Reads and Writes in C (fastpath.py)
+
+
+@dataclass
+class Registers:
+    cc: int = 0
+    csts: int = 0
+    aqa: int = 0
+    asq: int = 0
+    acq: int = 0
+    intms: int = 0
+
+
+LOGGED_PER_CATEGORY = 10  # then every 1000th: a hostile guest cannot flood the log
+
+
+@dataclass
+class ControllerState:
+    """Everything a controller holds, and the two things every part of it may do:
+    count a guest error, and fall back from shadow doorbells to MMIO."""
+
+    memory: GuestMemory
+    namespaces: dict[int, Namespace]
+    interrupt: Callable[[int], None]
+    config: ControllerConfig = field(default_factory=ControllerConfig)
+    clock: Callable[[], float] = time.monotonic  # seconds: coalescing, power-on hours
+
+    def __post_init__(self) -> None:
+        self.regs = Registers()
+        self.sqs: dict[int, SubmissionQueue] = {}
+        self.cqs: dict[int, CompletionQueue] = {}
+        self.pending: set[int] = set()
+        self.sync_requests: list[SyncRequest] = []
+        self.features = Features()
+        self.health = Health(self.clock)
+        self.aer_cids: list[int] = []
+        self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
+        self.guest_errors: Counter[str] = Counter()
+        self.tracer: Tracer | None = None
+        self.shadow: ShadowDoorbells | None = None
+        self.coalescing = self._new_coalescing()
+        self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
+        # What the namespaces' kinds register (nvme/kind.py), gathered once: the
+        # namespaces of a controller do not change while it lives.
+        self.kinds: list[NamespaceKind] = list(dict.fromkeys(
+            type(ns).kind for ns in self.namespaces.values()))
+        self.io_opcodes = frozenset({IoOpcode.FLUSH}.union(
+            *(kind.io_commands for kind in self.kinds)))
+        # Admin opcodes the kinds add; where two add one, the first kind's entry (its
+        # handler checks the namespace's kind itself).
+        self.kind_admin: dict[int, AdminCommand] = {}
+        for kind in self.kinds:
+            for opc, entry in kind.admin_commands.items():
+                self.kind_admin.setdefault(opc, entry)
+        self.kind_log_pages: dict[int, LogPage] = {}
+        for kind in self.kinds:
+            self.kind_log_pages.update(kind.log_pages)
+        self.decoded: Any = None  # the last I/O command as its kind decoded it (trace.py)
+        self.fast_path = self._fast_path()
+        self._set_page_size(0)
+
+    def _fast_path(self) -> FastPath | None:
+        """The kind's native path, for a controller whose only namespace is NSID 1."""
+        namespace = self.namespaces.get(1)
+        if not self.config.fast_path or namespace is None or len(self.namespaces) != 1:
+            return None
+        make = type(namespace).kind.fast_path
+        return make(namespace) if make is not None else None
+
+    def guest_error(self, category: str, message: str) -> None:
+        """The one place where guest misbehaviour is counted and logged (by category, as
+        QEMU's pci_nvme_ub_*), rate-limited so a hostile guest cannot flood the log."""
+        self.guest_errors[category] += 1
+        count = self.guest_errors[category]
+        if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
+            log.warning("guest error %s (#%d): %s", category, count, message)
+
+    # -- registers -------------------------------------------------------------------------
+    def _set_page_size(self, mps: int) -> None:
+        self.page_size = 1 << (12 + mps)
+        self.max_transfer = self.page_size << self.config.mdts  # bytes per I/O command (MDTS)
+
+    def _new_coalescing(self) -> Coalescing:
+        # Late-bound: the shell wires `interrupt` after the controller exists.
+        return Coalescing(lambda vector: self.interrupt(vector), self.config.msix_vectors)
+
+    def lose_shadow_doorbells(self) -> None:
+        self.guest_error("shadow_unmapped", "shadow doorbell or EventIdx page unmapped: "
+                         "back to MMIO doorbells")
+        self.shadow = None
+
