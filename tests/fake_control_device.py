@@ -14,20 +14,22 @@ from typing import Any
 import trio
 
 from ocssd_vfu.control.device import ChunkStateChange, CommandError, DeviceEvents
-from ocssd_vfu.control.faults import AddressField, AddressSpace, Fault, FaultBook
 from ocssd_vfu.control.server import ControlServer
+from ocssd_vfu.ocssd.faults import chunk_state_refusal
+from ocssd_vfu.openchannel.faults import AddressField, AddressSpace, Fault, FaultBook
 
 NUM_GRP, NUM_PU, NUM_CHK, NUM_SEC = 2, 2, 4, 16
 SPACE = AddressSpace(
     "chunk",
     (AddressField("grp", NUM_GRP), AddressField("pu", NUM_PU), AddressField("chk", NUM_CHK)),
     {"write": (AddressField("sec", NUM_SEC),), "read": (AddressField("sec", NUM_SEC),),
-     "reset": ()})
+     "reset": ()},
+    state_rules=lambda state, chunk_type, wp: chunk_state_refusal(state, chunk_type, wp,
+                                                                  NUM_SEC))
 
 
 class FakeDevice:
     address_space: AddressSpace | None = SPACE
-    sectors_per_chunk = NUM_SEC
 
     def __init__(self) -> None:
         self.faults = FaultBook(SPACE)

@@ -17,15 +17,15 @@ from typing import Any
 from ocssd_vfu import __version__
 from ocssd_vfu.control.arguments import Arg, ArgumentError, check_arguments
 from ocssd_vfu.control.device import ChunkStateChange, CommandError, ControlledDevice
-from ocssd_vfu.control.faults import OPS, fault_arguments, fault_from_arguments
+from ocssd_vfu.control.faults import fault_arguments, fault_from_arguments
 from ocssd_vfu.control.qmp import COMMAND_NOT_FOUND, GENERIC_ERROR, Request
-from ocssd_vfu.ocssd.chunks import Problem, chunk_problems
-from ocssd_vfu.ocssd.faults import STATES, TYPES
+from ocssd_vfu.openchannel.faults import OPS, AddressSpace
 
 log = logging.getLogger("ocssd_vfu.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 CHUNK_STATES = ("FREE", "OPEN", "CLOSED", "OFFLINE")
+CHUNK_TYPES = ("W_SEQ", "W_RAN")
 TRACE_FORMATS = ("text", "json")
 
 
@@ -131,32 +131,25 @@ def _add_chunk_commands(add: AddFunction, device: ControlledDevice) -> None:
     filters += (Arg("state", str, optional=True, choices=CHUNK_STATES),)
     add(f"query-{space.unit}s", f"the {space.unit}s, optionally only some",
         device.query_chunks, filters)
-    if space.unit != "chunk":
+    if space.state_rules is None:
         return
-    clba = device.sectors_per_chunk
     address = tuple(Arg(f.name, int, low=0, high=f.count - 1, help=f.help)
                     for f in space.unit_fields)
     add("set-chunk-state", "impose a chunk's state (a --chunk-state line, at run time)",
-        lambda a: device.set_chunk_state(chunk_state_change(a, clba)),
-        address + (Arg("state", str, choices=tuple(STATES)),
-                   Arg("type", str, optional=True, default="W_SEQ", choices=tuple(TYPES)),
+        lambda a: device.set_chunk_state(chunk_state_change(space, a)),
+        address + (Arg("state", str, choices=CHUNK_STATES),
+                   Arg("type", str, optional=True, default="W_SEQ", choices=CHUNK_TYPES),
                    Arg("wp", int, optional=True, default=0, low=0, high=(1 << 64) - 1),
                    Arg("wi", int, optional=True, default=0, low=0, high=255)))
 
 
-def chunk_state_change(arguments: dict[str, Any], clba: int) -> ChunkStateChange:
-    """The --chunk-state file's rules (ocssd/faults.py), each naming its argument."""
-    state, chunk_type, wp = STATES[arguments["state"]], TYPES[arguments["type"]], arguments["wp"]
-    for problem in chunk_problems(state, chunk_type, wp, clba, clba):
-        if problem is Problem.WP_BEYOND_CNLB:
-            raise ArgumentError("wp", f"Parameter 'wp' out of range: {wp} exceeds the "
-                                f"chunk's {clba} sectors")
-        if problem is Problem.FREE_WITH_WP:
-            raise ArgumentError("wp", f"Parameter 'wp': a FREE chunk has wp 0, not {wp}")
-        if problem is Problem.FULL_BUT_OPEN:
-            raise ArgumentError("wp", f"Parameter 'wp': an OPEN chunk has wp < {clba}")
-    if arguments["type"] == "W_RAN" and arguments["state"] != "OPEN":
-        raise ArgumentError("type", "Parameter 'type': a W_RAN chunk must be OPEN")
+def chunk_state_change(space: AddressSpace, arguments: dict[str, Any]) -> ChunkStateChange:
+    """The kind's --chunk-state rules, the refusal naming its argument."""
+    assert space.state_rules is not None
+    refused = space.state_rules(arguments["state"], arguments["type"], arguments["wp"])
+    if refused is not None:
+        argument, reason = refused
+        raise ArgumentError(argument, f"Parameter '{argument}': {reason}")
     return ChunkStateChange(**arguments)
 
 

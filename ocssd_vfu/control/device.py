@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ocssd_vfu.control.faults import AddressSpace, Fault
 from ocssd_vfu.control.qmp import GENERIC_ERROR
+from ocssd_vfu.openchannel.faults import AddressSpace, Fault
 
 
 class CommandError(Exception):
@@ -46,11 +46,9 @@ class ControlledDevice(Protocol):
 
     `address_space` is None for a kind without chunks or blocks (plain NVMe): the
     chunk, fault and chunk-state commands then answer that the device has none.
-    `sectors_per_chunk` (the geometry's CLBA) bounds set-chunk-state's write pointer.
     """
 
     address_space: AddressSpace | None
-    sectors_per_chunk: int
 
     def query_device(self) -> dict[str, Any]:
         """kind, spec version, geometry, image, options and timings in force."""

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ocssd_vfu import image_plot
+from ocssd_vfu.imagetool import plot as image_plot
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
 from ocssd_vfu.imagetool import report12

@@ -198,11 +198,11 @@ def test_set_chunk_state(control: RunningControl, qmp: QEMUMonitorProtocol) -> N
     assert event is not None
     assert event["data"] == {"grp": 0, "pu": 1, "chk": 2, "reason": "set-chunk-state"}
     assert execute_error(qmp, "set-chunk-state", grp=0, pu=0, chk=0, state="FREE", wp=4) == (
-        "GenericError", "Parameter 'wp': a FREE chunk has wp 0, not 4")
+        "GenericError", "Parameter 'wp': a FREE chunk has wp=0, not 4")
     assert execute_error(qmp, "set-chunk-state", grp=0, pu=0, chk=0, state="OPEN", wp=16) == (
         "GenericError", "Parameter 'wp': an OPEN chunk has wp < 16")
     assert execute_error(qmp, "set-chunk-state", grp=0, pu=0, chk=0, state="CLOSED", wp=17) \
-        == ("GenericError", "Parameter 'wp' out of range: 17 exceeds the chunk's 16 sectors")
+        == ("GenericError", "Parameter 'wp': wp=17 exceeds the chunk's 16 sectors")
     assert execute_error(qmp, "set-chunk-state", grp=0, pu=0, chk=0, state="CLOSED",
                          type="W_RAN", wp=16) == (
         "GenericError", "Parameter 'type': a W_RAN chunk must be OPEN")

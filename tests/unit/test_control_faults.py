@@ -8,19 +8,12 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.control.arguments import ArgumentError
-from ocssd_vfu.control.faults import (
-    AddressSpace,
-    Fault,
-    FaultBook,
-    fault_from_arguments,
-    faults_from_files_12,
-    faults_from_files_20,
-    ocssd12_space,
-    ocssd20_space,
-)
-from ocssd_vfu.ocssd.faults import FaultFileError, Faults, parse_write_fail
-from ocssd_vfu.ocssd.geometry import OcssdGeometry
-from ocssd_vfu.ocssd12.geometry import Ocssd12Geometry
+from ocssd_vfu.control.faults import fault_from_arguments
+from ocssd_vfu.ocssd.faults import faults_from_files_20, ocssd20_space, parse_write_fail
+from ocssd_vfu.ocssd12.bad_blocks import faults_from_files_12, ocssd12_space
+from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook, FaultFileError, Faults
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 
 G20 = OcssdGeometry(num_grp=2, num_pu=4, num_chk=8, num_sec=64, ws_min=4, ws_opt=8)
 G12 = Ocssd12Geometry(num_ch=2, num_lun=2, num_pln=2, num_blk=16, num_pg=32)
