@@ -140,6 +140,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                        "status=ECC|HIGH_ECC readfail_prob=)")
     ocssd.add_argument("--fault-seed", type=int, default=0,
                        help="seed of the failure-probability draws (default 0)")
+    ocssd.add_argument("--pe-cycles", type=_positive, metavar="N",
+                       help="endurance: every reset (1.2: erase) spends a cycle, WLI is the "
+                       "share spent, the reset after N fails and the chunk goes OFFLINE "
+                       "(default: no wear)")
+    p.add_argument("--control", type=Path, metavar="PATH",
+                   help="QMP control socket (README \"Control socket\"): query the device, "
+                   "inject faults and watch events while it serves")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=_serve)
 

@@ -25,11 +25,12 @@ from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.kind import Namespace
-from ocssd_vfu.ocssd.faults import parse_chunk_states, parse_reset_fail, parse_write_fail
+from ocssd_vfu.ocssd.faults import faults_from_files_20, ocssd20_space, parse_chunk_states
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd12 import bad_blocks
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.openchannel.faults import FaultFileError, Faults
+from ocssd_vfu.ocssd.wear import NotificationLog
+from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook, FaultFileError
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.pci import PciIdentity
 
@@ -63,6 +64,8 @@ class ServeOptions:
     sgl: bool = True
     shadow_doorbells: bool = True
     fast_path: bool = True
+    control: Path | None = None     # the QMP control socket (every kind)
+    pe_cycles: int | None = None    # endurance in program/erase cycles (OCSSD)
 
 
 # Each kind-specific ServeOptions field, and the line that refuses it where a kind does
@@ -84,6 +87,7 @@ OPTION_USE: dict[str, str] = {
     "reset_fail": "--reset-fail needs an OCSSD image",
     "read_fail": "--read-fail is for OCSSD 1.2 images",
     "fault_seed": "--fault-seed needs an OCSSD image (it seeds the injected failures)",
+    "pe_cycles": "--pe-cycles needs an OCSSD image (chunks and blocks wear out)",
 }
 
 
@@ -118,8 +122,13 @@ def refuse_options(kind: DeviceKind, options: ServeOptions) -> None:
             raise ImageError(use)
 
 
-def _faults(options: ServeOptions) -> Faults:
-    return Faults(rng=random.Random(options.fault_seed))
+def _faults(options: ServeOptions, space: AddressSpace, faults: list[Fault]) -> FaultBook:
+    """One book for the device: the start-up files' faults, then what the control
+    socket injects."""
+    book = FaultBook(space, random.Random(options.fault_seed))
+    for fault in faults:
+        book.add(fault)
+    return book
 
 
 def open_plain(options: ServeOptions) -> OpenedImage:
@@ -148,18 +157,17 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
         raise ImageError(f"{options.image}: {report.problems[0]}"
                          + (f" (and {more} more; see `ocssd-vfu image info`)" if more else ""))
     geometry = report.description.geometry
-    faults = _faults(options)
-    if options.write_fail:
-        faults.write_fail = parse_write_fail(options.write_fail, geometry)
-    if options.reset_fail:
-        faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
+    faults = _faults(options, ocssd20_space(geometry),
+                     faults_from_files_20(geometry, options.write_fail, options.reset_fail))
+    notifications = NotificationLog()
     states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state else []
     image = OcssdImage(options.image, volatile=options.volatile)
     namespaces: dict[int, Namespace] = {}
     for layout in image.description.layouts():
         chunk_log, data, oob = image.namespace_views(layout)
         ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
-                            early_reset=options.early_reset, faults=faults)
+                            early_reset=options.early_reset, faults=faults,
+                            pe_cycles=options.pe_cycles, notifications=notifications)
         for line in states:
             ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
         namespaces[ns.nsid] = ns
@@ -175,17 +183,13 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
     image = Ocssd12Image(options.image, volatile=options.volatile)
     try:
         geometry = image.description.geometry
-        faults = _faults(options)
-        if options.write_fail:
-            faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry)
-        if options.reset_fail:
-            faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry)
-        if options.read_fail:
-            faults.read_fail = bad_blocks.parse_read_fail(options.read_fail, geometry)
+        faults = _faults(options, bad_blocks.ocssd12_space(geometry),
+                         bad_blocks.faults_from_files_12(geometry, options.write_fail,
+                                                         options.reset_fail, options.read_fail))
         namespaces: dict[int, Namespace] = {}
         for layout in image.description.layouts():
             ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
-                                  faults=faults)
+                                  faults=faults, pe_cycles=options.pe_cycles)
             namespaces[ns.nsid] = ns
     except FaultFileError:
         image.close()
@@ -206,13 +210,14 @@ OCSSD12 = DeviceKind(
     recognizes=lambda path: is_ocssd_image(path) and spec_version(path) == SPEC_12,
     unrecognized=NOT_OCSSD, identity=OCSSD_ID, model="ocssd_vfu OCSSD 1.2 Ctrl",
     firmware="1.2",
-    options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed"}),
+    options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed",
+                       "pe_cycles"}),
     open=open_ocssd12)
 OCSSD20 = DeviceKind(
     name="OCSSD 2.0", mode="ocssd", recognizes=is_ocssd_image, unrecognized=NOT_OCSSD,
     identity=OCSSD_ID, model="ocssd_vfu OCSSD 2.0 Ctrl", firmware="2.0",
     options=frozenset({"volatile", "early_reset", "chunk_state", "write_fail", "reset_fail",
-                       "fault_seed"}),
+                       "fault_seed", "pe_cycles"}),
     open=open_ocssd20)
 PLAIN = DeviceKind(
     name="plain NVMe", mode="nvme", recognizes=lambda path: True, unrecognized="",

@@ -315,6 +315,17 @@ class Controller(ControllerState):
         self._complete(sq, request.cid, status, 0)
         self._raise(sq.cq)
 
+    def post_async_event(self, dw0: int) -> None:
+        """A kind (or the control plane) reports an asynchronous event: the oldest
+        outstanding AER completes with `dw0`, or the event waits for the next one (an
+        event already waiting is not queued twice)."""
+        if self.aer_cids and 0 in self.sqs:
+            sq = self.sqs[0]
+            self._complete(sq, self.aer_cids.pop(0), Status.SUCCESS, dw0)
+            self._raise(sq.cq)
+        elif dw0 not in self.async_events:
+            self.async_events.append(dw0)
+
     def take_sync_requests(self) -> list[SyncRequest]:
         requests, self.sync_requests = self.sync_requests, []
         return requests

@@ -71,6 +71,9 @@ class CommandContext(Protocol):
     def features(self) -> Features: ...
     @property
     def namespaces(self) -> Mapping[int, Namespace]: ...
+    def post_async_event(self, dw0: int) -> None:
+        """Complete an Asynchronous Event Request with `dw0` (type, info, log page),
+        now or when the host sends one: how a kind tells the host something changed."""
 
 
 class FastPathContext(CommandContext, Protocol):

@@ -75,6 +75,9 @@ class ControllerState:
         self.features = Features()
         self.health = Health(self.clock)
         self.aer_cids: list[int] = []
+        # Asynchronous events waiting for an AER to carry them (DW0 values, each once:
+        # a guest that stops re-arming cannot make the list grow).
+        self.async_events: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
         self.tracer: Tracer | None = None

@@ -158,33 +158,6 @@ class FaultFileError(ValueError):
     """A line of a test file that cannot be applied; the message says where and why."""
 
 
-@dataclass
-class Faults:
-    """Injected media failures (--write-fail, --reset-fail): probability in percent."""
-
-    # 2.0: (chunk, sector) and chunk; 1.2: (plane block, page) and block
-    write_fail: dict[tuple[int, int], int] = field(default_factory=dict)
-    reset_fail: dict[int, int] = field(default_factory=dict)
-    # OCSSD 1.2 (--read-fail): (plane block, page) -> (status, probability)
-    read_fail: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
-
-    def write_fails(self, chunk: int, sec: int) -> bool:
-        return self._hit(self.write_fail.get((chunk, sec), 0))
-
-    def reset_fails(self, chunk: int) -> bool:
-        return self._hit(self.reset_fail.get(chunk, 0))
-
-    def read_fails(self, unit: int, page: int) -> int:
-        """The status of an injected read failure of that page, or 0."""
-        status, probability = self.read_fail.get((unit, page), (0, 0))
-        return status if self._hit(probability) else 0
-
-    def _hit(self, probability: int) -> bool:
-        # No draw for sectors without a failure: the sequence depends only on listed ones.
-        return probability > 0 and self.rng.randrange(100) < probability
-
-
 def field_lines(path: Path, keys: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
     """The `key=value` lines of a test file (2.0 and 1.2 formats alike), each with where it
     is ("path:line") for error messages; every key in `keys` must be there."""

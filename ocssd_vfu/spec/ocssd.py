@@ -90,6 +90,10 @@ ChunkDescriptor = Struct(
     "wp" / Int64ul,               # 24: LBAs written in the chunk (Linux and qemu-nvme)
 )
 CHUNK_DESCRIPTOR_FORMAT = struct.Struct("<BBB5xQQQ")
+# How the image's chunk log keeps a descriptor: the reserved bytes 4-7 hold the chunk's
+# erase count (ocssd_vfu's own, never shown to the host; 0 = not kept, the WLI byte is
+# then a raw reset count, as qemu-nvme writes it). See ocssd/chunks.py.
+CHUNK_RECORD_FORMAT = struct.Struct("<BBBxIQQQ")
 
 # qemu-nvme block/ocssd.c header (natural alignment, 40 bytes) at file offset 0.
 ImageHeader = Struct(
