@@ -27,9 +27,9 @@ from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.kind import Namespace
 from ocssd_vfu.ocssd.faults import faults_from_files_20, ocssd20_space, parse_chunk_states
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd.wear import NotificationLog
 from ocssd_vfu.ocssd12 import bad_blocks
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.ocssd.wear import NotificationLog
 from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook, FaultFileError
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.pci import PciIdentity

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from ocssd_vfu.api import ServedDevice, serve_accepts_control, served_device
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.ocssd_image import create_image
-from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
-from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 
 SMALL_GEOMETRY = {"num_grp": 2, "num_pu": 4, "num_chk": 16, "num_sec": 4096}
 

@@ -131,6 +131,14 @@ def _add_chunk_commands(add: AddFunction, device: ControlledDevice) -> None:
     filters += (Arg("state", str, optional=True, choices=CHUNK_STATES),)
     add(f"query-{space.unit}s", f"the {space.unit}s, optionally only some",
         device.query_chunks, filters)
+    if space.notifications:
+        add("notify-chunk", "post a media-feedback event on a chunk (D0h entry and AER)",
+            lambda a: device.notify_chunk(tuple(a[f.name] for f in space.unit_fields),
+                                          a["state"]),
+            tuple(Arg(f.name, int, low=0, high=f.count - 1, help=f.help)
+                  for f in space.unit_fields)
+            + (Arg("state", str, choices=space.notifications,
+                   help="what the media reports (Chunk Notification state)"),))
     if space.state_rules is None:
         return
     address = tuple(Arg(f.name, int, low=0, high=f.count - 1, help=f.help)

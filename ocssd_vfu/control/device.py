@@ -76,6 +76,11 @@ class ControlledDevice(Protocol):
 
     def set_chunk_state(self, change: ChunkStateChange) -> None: ...
 
+    def notify_chunk(self, unit: tuple[int, ...], state: str) -> dict[str, Any]:
+        """Post a media-feedback event on a unit (a Chunk Notification entry and its
+        AER); offered where the address space names `notifications`."""
+        ...
+
     def trace_start(self, path: str, trace_format: str) -> None: ...
 
     def trace_stop(self) -> bool:

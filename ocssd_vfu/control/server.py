@@ -41,6 +41,21 @@ NEGOTIATION_TIMEOUT = 10.0 # seconds a new client has to send qmp_capabilities
 RATE_LIMITS = {"GUEST_ERROR": 1.0}   # seconds between two events of that name (QEMU: 1 s)
 
 
+def listen(path: Path) -> socket.socket:
+    """Bind now (refusing to replace a non-socket: ServeError), so a caller can fail
+    early, before it touches anything else."""
+    claim_socket_path(path)
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listening.bind(str(path))
+        os.chmod(path, 0o600)   # before listen(): nobody connects in between
+        listening.listen(MAX_CLIENTS)
+    except BaseException:
+        listening.close()
+        raise
+    return listening
+
+
 @dataclass
 class _Outgoing:
     data: bytes
@@ -89,17 +104,7 @@ class ControlServer:
 
     # -- listening --------------------------------------------------------------------------
     def open_listener(self) -> socket.socket:
-        """Bind now (refusing to replace a non-socket), so a caller can fail early."""
-        claim_socket_path(self.path)
-        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listening.bind(str(self.path))
-            os.chmod(self.path, 0o600)   # before listen(): nobody connects in between
-            listening.listen(MAX_CLIENTS)
-        except BaseException:
-            listening.close()
-            raise
-        return listening
+        return listen(self.path)
 
     async def serve(self, listening: socket.socket | None = None,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

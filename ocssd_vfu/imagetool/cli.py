@@ -7,9 +7,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ocssd_vfu.imagetool import plot as image_plot
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
+from ocssd_vfu.imagetool import plot as image_plot
 from ocssd_vfu.imagetool import report12
 from ocssd_vfu.imagetool import report20 as report
 from ocssd_vfu.media import ocssd12_image

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocssd_vfu.imagetool import report12
+from ocssd_vfu.imagetool import report20 as report
 from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.raw import ImageError
-from ocssd_vfu.imagetool import report20 as report
-from ocssd_vfu.imagetool import report12
 
 STATE_COLOURS = {"FREE": "#d9d9d9", "OPEN": "#ffbf00", "CLOSED": "#1f77b4",
                  "OFFLINE": "#d62728", "UNKNOWN": "#000000"}

@@ -32,6 +32,7 @@ from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.nvme.state import ControllerConfig, ControllerState, Registers
 from ocssd_vfu.spec.bitfields import fields_mask
 from ocssd_vfu.spec.nvme import Aqa, Cc, Csts, Register, ShutdownStatus
+from ocssd_vfu.spec.status import Status
 
 __all__ = ["Controller", "ControllerConfig", "Namespace"]
 
@@ -275,6 +276,7 @@ class Controller(ControllerState):
             return None
 
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
+        self.opcode_counts[(sq.qid == 0, cmd.opc)] += 1
         if sq.qid == 0:
             return admin.dispatch(self, cmd)
         return io.dispatch(self, sq, cmd)
@@ -323,8 +325,8 @@ class Controller(ControllerState):
             sq = self.sqs[0]
             self._complete(sq, self.aer_cids.pop(0), Status.SUCCESS, dw0)
             self._raise(sq.cq)
-        elif dw0 not in self.async_events:
-            self.async_events.append(dw0)
+        else:
+            super().post_async_event(dw0)
 
     def take_sync_requests(self) -> list[SyncRequest]:
         requests, self.sync_requests = self.sync_requests, []

@@ -80,6 +80,11 @@ class ControllerState:
         self.async_events: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
+        # Told of every guest error (category, message): the control socket's events.
+        self.guest_error_listener: Callable[[str, str], None] | None = None
+        # Commands run by the Python path, by (admin?, opcode): the control socket's
+        # statistics (the fast path's reads and writes are in the SMART counters).
+        self.opcode_counts: Counter[tuple[bool, int]] = Counter()
         self.tracer: Tracer | None = None
         self.shadow: ShadowDoorbells | None = None
         self.coalescing = self._new_coalescing()
@@ -111,6 +116,12 @@ class ControllerState:
         make = type(namespace).kind.fast_path
         return make(namespace) if make is not None else None
 
+    def post_async_event(self, dw0: int) -> None:
+        """An asynchronous event waits here for an AER (the Controller completes an
+        outstanding one at once); an event already waiting is not queued twice."""
+        if dw0 not in self.async_events:
+            self.async_events.append(dw0)
+
     def guest_error(self, category: str, message: str) -> None:
         """The one place where guest misbehaviour is counted and logged (by category, as
         QEMU's pci_nvme_ub_*), rate-limited so a hostile guest cannot flood the log."""
@@ -118,6 +129,8 @@ class ControllerState:
         count = self.guest_errors[category]
         if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
             log.warning("guest error %s (#%d): %s", category, count, message)
+        if self.guest_error_listener is not None:
+            self.guest_error_listener(category, message)
 
     # -- registers -------------------------------------------------------------------------
     def _set_page_size(self, mps: int) -> None:

@@ -25,6 +25,7 @@ from ocssd_vfu.openchannel.faults import (
     field_lines,
     field_number,
 )
+from ocssd_vfu.spec.ocssd import NotificationState
 
 STATES = {"FREE": FREE, "OPEN": OPEN, "CLOSED": CLOSED, "OFFLINE": OFFLINE}
 TYPES = {"W_SEQ": SEQUENTIAL, "W_RAN": RANDOM}
@@ -101,7 +102,8 @@ def ocssd20_space(g: OcssdGeometry) -> AddressSpace:
          AddressField("chk", g.num_chk, "chunk in the PU")),
         {"write": sector, "read": sector, "reset": ()},
         state_rules=lambda state, chunk_type, wp: chunk_state_refusal(
-            state, chunk_type, wp, g.num_sec))
+            state, chunk_type, wp, g.num_sec),
+        notifications=tuple(NotificationState.__members__))
 
 
 def faults_from_files_20(g: OcssdGeometry, write_fail: Path | None = None,

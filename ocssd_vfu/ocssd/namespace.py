@@ -66,6 +66,8 @@ class OcssdNamespace:
         # watcher(chunk index, reason)).
         self.notifications = notifications if notifications is not None else NotificationLog()
         self.unannounced = False
+        # Reads, writes and resets per PU (one per chunk a command touches), for statistics.
+        self.pu_operations = [0] * (geometry.num_grp * geometry.num_pu)
         self.watchers: list[Callable[[int, str], None]] = []
         self.lba_size = geometry.sec_size
         self.zeroes = filled_buffer(0, geometry.sec_size * MAX_VECTOR_LBAS)
@@ -90,7 +92,7 @@ class OcssdNamespace:
         runs: list[Run] = []
         bad = 0
         locate = self.address.locate
-        num_sec = self.geometry.num_sec
+        num_sec, num_chk = self.geometry.num_sec, self.geometry.num_chk
         follows = stop = -1  # the LBA that extends the last run; the first past its chunk
         for i, lba in enumerate(lbas):
             if lba == follows and lba < stop:  # the sector field is the lowest: same chunk
@@ -102,6 +104,7 @@ class OcssdNamespace:
                 continue
             chunk, sec = where
             runs.append(Run(chunk, sec, 0, i))
+            self.pu_operations[chunk // num_chk] += 1
             follows, stop = lba + 1, lba - sec + num_sec
         if bad:
             return [], bad
@@ -229,6 +232,7 @@ class OcssdNamespace:
                 descriptors.append(bytes(CHUNK_DESCRIPTOR_SIZE))
                 continue
             chunk = where[0]
+            self.pu_operations[chunk // self.geometry.num_chk] += 1
             verdict = table.reset_status(chunk)
             failure = None if verdict else self._reset_failure(chunk)
             if failure is not None:

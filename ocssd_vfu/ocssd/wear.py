@@ -14,7 +14,9 @@ When the device changes a chunk on its own it posts a Chunk Notification log ent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ocssd_vfu.spec.ocssd import (
     CHUNK_NOTIFICATION_LID,
@@ -56,12 +58,17 @@ class NotificationLog:
     capacity: int = NOTIFICATION_ENTRIES
     count: int = 0
     entries: list[bytes] = field(default_factory=list)
+    # Told of every entry posted, as its fields (the control socket's events).
+    listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
     def post(self, nsid: int, lba: int, state: NotificationState,
              mask: NotificationMask = NotificationMask.CHUNK, nlb: int = 0) -> bytes:
         self.count += 1
-        entry = ChunkNotification.build(dict(nc=self.count, lba=lba, nsid=nsid,
-                                              state=int(state), mask=int(mask), nlb=nlb))
+        fields = dict(nc=self.count, lba=lba, nsid=nsid, state=int(state), mask=int(mask),
+                      nlb=nlb)
+        entry = ChunkNotification.build(fields)
+        for listener in self.listeners:
+            listener(fields)
         slot = (self.count - 1) % self.capacity
         if slot < len(self.entries):
             self.entries[slot] = entry

@@ -22,8 +22,8 @@ from ocssd_vfu.dma import dptr
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.nvme.kind import NamespaceKind
-from ocssd_vfu.ocssd12.blocks import VALUES, BlockTable
 from ocssd_vfu.ocssd12.bad_blocks import READ_STATUSES, ocssd12_space
+from ocssd_vfu.ocssd12.blocks import VALUES, BlockTable
 from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.openchannel.identify import identify_namespace
 from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, filled_buffer, store_oob

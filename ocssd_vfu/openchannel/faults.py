@@ -53,6 +53,8 @@ class AddressSpace:
     # Whether a unit's state may be imposed at run time (set-chunk-state): the kind's
     # rules, given state and type names and a write pointer, answer (argument, why) or None.
     state_rules: Callable[[str, str, int], tuple[str, str] | None] | None = None
+    # The media-feedback events a unit may report (notify-chunk's states), if any.
+    notifications: tuple[str, ...] = ()
 
     @property
     def ops(self) -> tuple[str, ...]:

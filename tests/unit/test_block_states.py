@@ -8,9 +8,9 @@ import pytest
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
 from ocssd_vfu.ocssd12.block_states import BLOCK_TRANSITIONS, UNUSABLE, BlockEvent
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
 from ocssd_vfu.openchannel.faults import Fault, FaultBook
 
 G = Ocssd12Geometry(num_ch=1, num_lun=1, num_pln=2, num_blk=4, num_pg=4, fpg_sz=8192)

@@ -7,10 +7,10 @@ from typing import Any
 import trio
 
 from ocssd_vfu.control.commands import build_registry
-from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
-from ocssd_vfu.openchannel.faults import FaultBook
 from ocssd_vfu.control.qmp import Request
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
+from ocssd_vfu.openchannel.faults import FaultBook
 from tests.fake_control_device import FakeDevice
 
 G12 = Ocssd12Geometry(num_ch=2, num_lun=4, num_pln=2, num_blk=16, num_pg=32)

@@ -9,11 +9,11 @@ import pytest
 
 from ocssd_vfu.control.arguments import ArgumentError
 from ocssd_vfu.control.faults import fault_from_arguments
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.ocssd.faults import faults_from_files_20, ocssd20_space
 from ocssd_vfu.ocssd12.bad_blocks import faults_from_files_12, ocssd12_space
 from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook, FaultFileError
-from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
-from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 
 G20 = OcssdGeometry(num_grp=2, num_pu=4, num_chk=8, num_sec=64, ws_min=4, ws_opt=8)
 # What the files' model (random.Random(7), one draw per check, fail below 60) gave.

@@ -8,13 +8,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from ocssd_vfu.cli import main
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.imagetool.plot import PanelBox, grid_of, plot
 from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.ocssd_image import OcssdImage, create_image
 from ocssd_vfu.ocssd.chunks import CLOSED, OFFLINE, OPEN, SEQUENTIAL, ChunkTable
-from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.ocssd12 import bad_blocks
-from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 
 COLOURS = {(0xD9, 0xD9, 0xD9): "FREE", (0xFF, 0xBF, 0x00): "OPEN",
            (0x1F, 0x77, 0xB4): "CLOSED", (0xD6, 0x27, 0x28): "OFFLINE"}

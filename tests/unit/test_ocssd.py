@@ -17,8 +17,8 @@ import pytest
 from ocssd_vfu.geometry.ocssd20 import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
 from ocssd_vfu.nvme.trace import make_tracer
-from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.faults import ocssd20_space
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
@@ -321,7 +321,6 @@ def test_multiple_resets_capability_allows_resetting_a_free_chunk() -> None:
 
 
 def test_injected_write_failure_closes_the_chunk_early_and_its_reset_fails() -> None:
-    index = (0 * 2 + 1) * 12 + 2  # grp 0, pu 1, chk 2
     dev = Device(faults=(Fault("write", (0, 1, 2), (5,)),))
     lbas = run(0, 8, pu=1, chk=2) + run(0, 8, pu=0, chk=2)
     assert dev.write(lbas) == (Status.WRITE_FAIL_CHUNK_EARLY_CLOSE | DNR, 0b11100000)

@@ -17,8 +17,8 @@ import pytest
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.geometry.ocssd20 import GeometryError
 from ocssd_vfu.nvme.trace import make_tracer
-from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.spec.ocssd12 import (
     BLOCK_RECORD_FORMAT,
