@@ -40,7 +40,7 @@ def lba(grp: int, pu: int, chk: int, sec: int = 0) -> int:
 
 class Device:
     def __init__(self, geometry: OcssdGeometry = GEOMETRY, early_reset: bool = True,
-                 faults: tuple[Fault, ...] = ()) -> None:
+                 faults: tuple[Fault, ...] = (), pe_cycles: int | None = None) -> None:
         g = geometry
         book = FaultBook(ocssd20_space(g))
         for fault in faults:
@@ -49,7 +49,7 @@ class Device:
         self.data = bytearray(g.sectors * g.sec_size)
         self.oob = bytearray(g.sectors * g.md_size)
         self.ns = OcssdNamespace(1, g, memoryview(self.log), memoryview(self.data),
-                                 memoryview(self.oob), early_reset, book)
+                                 memoryview(self.oob), early_reset, book, pe_cycles)
         self.host = FakeHost(namespace=self.ns)
         self.host.enable()
         self.host.create_io_queues()
