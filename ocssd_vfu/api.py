@@ -21,7 +21,6 @@ The pytest plugin (ocssd_vfu.pytest_plugin) wraps this in fixtures.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import shutil
 import signal
@@ -73,14 +72,6 @@ def serve_arguments(options: dict[str, Any]) -> list[str]:
                 continue
             words += [option] if item is True else [option, str(item)]
     return words
-
-
-@functools.cache
-def serve_accepts_control() -> bool:
-    """Does this version of `serve` have --control (the control socket)?"""
-    done = subprocess.run([sys.executable, "-m", "ocssd_vfu", "serve", "--help"],
-                          capture_output=True, text=True, check=False)
-    return "--control" in done.stdout
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from ocssd_vfu.api import ServedDevice, serve_accepts_control, served_device
+from ocssd_vfu.api import ServedDevice, served_device
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.media import ocssd12_image
@@ -57,7 +57,5 @@ def ocssd_image(ocssd_image_factory: ImageFactory) -> Path:
 
 @pytest.fixture
 def ocssd_served(ocssd_image: Path) -> Iterator[ServedDevice]:
-    if not serve_accepts_control():
-        pytest.skip("this ocssd-vfu's serve has no --control option yet")
     with served_device(ocssd_image) as device:
         yield device

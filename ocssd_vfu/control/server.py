@@ -123,10 +123,11 @@ class ControlServer:
                         continue
                     nursery.start_soon(self._serve_client, stream)
         finally:
+            # Everything synchronous first: under cancellation the await below raises.
             self._nursery = None
-            await trio.aclose_forcefully(listener)
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+            await trio.aclose_forcefully(listener)
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
@@ -178,11 +179,11 @@ class ControlServer:
                     await self._linger(stream)
         finally:
             del self._clients[client.number]
-            await trio.aclose_forcefully(stream)
             log.info("control client %d gone", client.number)
             if client.session.negotiated:
                 self.emit("CLIENT_DETACHED", {"client": client.number,
                                               "clients": len(self._clients)})
+            await trio.aclose_forcefully(stream)   # raises Cancelled when shutting down
 
     async def _linger(self, stream: trio.SocketStream) -> None:
         """Hang up without a reset: closing with unread input would make the client's
