@@ -14,8 +14,8 @@ from ocssd_vfu.media.ocssd_image import ImageDescription, NamespaceLayout, descr
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.ocssd.chunks import SIZE_DEVIATES, Problem, chunk_problems, settled_limit
 from ocssd_vfu.spec.ocssd import (
-    CHUNK_RECORD_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,
+    CHUNK_RECORD_FORMAT,
     ChunkState,
     ChunkType,
 )
