@@ -14,7 +14,10 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from ocssd_vfu.api import ServedDevice, served_device
+from ocssd_vfu.control.client import ControlError
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.ocssd_image import create_image
 from tests.integration.nvme_host import PAGE, AdminQueues, GuestRam
 from tests.vfio_user_client import VfioUserClient
@@ -165,3 +168,36 @@ def test_trace_sync_and_quit(qmp: QEMUMonitorProtocol, device: ServedDevice,
     assert qmp.cmd("quit") == {}
     assert device.process.wait(10) == 0
     assert not device.socket.exists() and not os.path.exists(str(device.control_socket))
+
+
+def test_a_plain_device_has_no_media_faults(tmp_path: Path) -> None:
+    image = tmp_path / "plain.raw"
+    image.write_bytes(bytes(1 << 20))
+    with served_device(image) as device:
+        assert device.control is not None
+        described = device.control.execute("query-device")
+        assert (described["kind"], described["spec"], described["geometry"]) == (
+            "plain NVMe", None, {"nlbas": 256, "lba_size": 4096})
+        assert "query-chunks" not in {c["name"] for c in device.control.execute(
+            "query-commands")}
+        with pytest.raises(ControlError, match="Parameter 'op': this device has no media "
+                           "operations to fail"):
+            device.control.execute("inject-fault", op="write")
+        assert device.control.execute("query-faults") == []
+
+
+def test_a_12_device_lists_its_blocks(tmp_path: Path) -> None:
+    image = tmp_path / "ocssd12.img"
+    ocssd12_image.create_image(image, Ocssd12Geometry(num_ch=1, num_lun=2, num_pln=2,
+                                                      num_blk=4, num_pg=4, fpg_sz=8192))
+    with served_device(image, pe_cycles=2) as device:
+        assert device.control is not None
+        assert device.control.execute("query-blocks", lun=1) == [
+            {"ch": 0, "lun": 1, "blk": blk, "state": "FREE", "pages": 0, "bbt": 0, "erases": 0}
+            for blk in range(4)]
+        assert device.control.execute("inject-fault", op="read", ch=0, lun=1, blk=2, pg=3,
+                                      status="HIGH_ECC") == {
+            "op": "read", "ch": 0, "lun": 1, "blk": 2, "pg": 3, "probability": 100,
+            "status": "HIGH_ECC"}
+        assert "set-chunk-state" not in {c["name"] for c in device.control.execute(
+            "query-commands")}
