@@ -104,19 +104,23 @@ def _buckets(count: int, limit: int) -> list[range]:
     return [range(start, min(start + per, count)) for start in range(0, count, per)]
 
 
+def _erases(item: dict[str, Any]) -> int:
+    """A unit's erase count: one number, or the highest of its planes'."""
+    erases = item.get("erases", 0)
+    return max(erases or [0]) if isinstance(erases, list) else int(erases)
+
+
 def _wear_level(item: dict[str, Any], unit: str, highest: int) -> int:
     if unit == "chunk":
         return min(4, -(-item.get("wli", 0) * 4 // 255))
-    erases = max(item.get("erases", [0]) or [0])
-    return min(4, -(-erases * 4 // max(1, highest)))
+    return min(4, -(-_erases(item) * 4 // max(1, highest)))
 
 
 def render_map(layout: Layout, unit: str, view: str, width: int, height: int) -> Text:
     columns = max((len(row) for row in layout.cells), default=0)
     col_buckets = _buckets(columns, width - LABEL_WIDTH - 1)
     row_buckets = _buckets(len(layout.cells), height)
-    highest = max((max(item.get("erases", [0]) or [0]) for row in layout.cells for item in row),
-                  default=0)
+    highest = max((_erases(item) for row in layout.cells for item in row), default=0)
     text = Text(no_wrap=True, overflow="crop")
     for rows in row_buckets:
         label = layout.row_labels[rows[0]] + ("+" if len(rows) > 1 else "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocssd_vfu.control.top import Rates, Snapshot, arrange, rates, render_map
+from ocssd_vfu.control.top import Rates, Snapshot, _erases, arrange, rates, render_map
 
 STATES = ["FREE", "OPEN", "CLOSED", "FREE", "OFFLINE", "CLOSED", "FREE", "FREE", "FREE", "FREE"]
 
@@ -31,3 +31,7 @@ def test_rates_come_from_two_snapshots() -> None:
                                      "written_bytes": 4096}, 102.0)
     assert rates(before, now) == Rates(20.0, 4096.0, 0.0)
     assert rates(None, now) == Rates()
+
+
+def test_erase_counts_may_be_one_number_or_one_per_plane() -> None:
+    assert (_erases({"erases": 3}), _erases({"erases": [1, 4]}), _erases({})) == (3, 4, 0)
