@@ -20,7 +20,7 @@ from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.media import ocssd12_image
 from ocssd_vfu.media.ocssd_image import create_image
 from tests.integration.nvme_host import PAGE, AdminQueues, GuestRam
-from tests.vfio_user_client import VfioUserClient
+from tests.vfio_user_client import Region, VfioUserClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -201,3 +201,16 @@ def test_a_12_device_lists_its_blocks(tmp_path: Path) -> None:
             "status": "HIGH_ECC"}
         assert "set-chunk-state" not in {c["name"] for c in device.control.execute(
             "query-commands")}
+
+
+def test_guest_errors_become_events(qmp: QEMUMonitorProtocol, device: ServedDevice) -> None:
+    host = VfioUserClient.connect(device.socket)
+    try:
+        host.negotiate()
+        host.write32(Region.BAR0, 0x1000 + 8 * 5, 1, posted=False)   # SQ 5 does not exist
+        assert event(qmp, "GUEST_ERROR") == {"name": "doorbell", "detail":
+                                             "doorbell write at 0x1028 while disabled or "
+                                             "misaligned"}
+        assert qmp.cmd("query-stats")["guest_errors"] == {"doorbell": 1}
+    finally:
+        host.close()
