@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,3 +216,20 @@ def test_guest_errors_become_events(qmp: QEMUMonitorProtocol, device: ServedDevi
         assert qmp.cmd("query-stats")["guest_errors"] == {"doorbell": 1}
     finally:
         host.close()
+
+
+def test_a_refused_control_path_stops_serve_before_the_image_is_touched(
+        tmp_path: Path) -> None:
+    image = tmp_path / "small.img"
+    create_image(image, GEOMETRY)
+    before = image.read_bytes()
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not a socket")
+    done = subprocess.run([sys.executable, "-m", "ocssd_vfu", "serve", "--socket",
+                           str(tmp_path / "vfu.sock"), "--image", str(image), "--control",
+                           str(taken)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert (done.returncode, done.stderr) == (
+        1, f"ocssd-vfu serve: {taken} exists and is not a socket: refusing to replace it\n")
+    assert image.read_bytes() == before          # not even extended
+    assert taken.read_text() == "not a socket"
