@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from typing import TextIO
 
 import trio
 
+from ocssd_vfu.control.device import DeviceEvents
+from ocssd_vfu.control.server import ControlServer, listen
+from ocssd_vfu.controlled import DeviceControl
 from ocssd_vfu.devices import (
     DeviceKind,
     OpenedImage,
@@ -41,7 +45,7 @@ from ocssd_vfu.openchannel.faults import FaultFileError
 from ocssd_vfu.spec.pci import PciIdentity
 from ocssd_vfu.timing.scheduler import CompletionScheduler
 from ocssd_vfu.vfu.device import VfuDevice
-from ocssd_vfu.vfu.server import STOP_SIGNALS, ServeError, Server, claim_socket_path
+from ocssd_vfu.vfu.server import STOP_SIGNALS, Companions, ServeError, Server, claim_socket_path
 
 log = logging.getLogger("ocssd_vfu.serve")
 
@@ -104,11 +108,16 @@ def serve(options: ServeOptions) -> int:
     # Held until the server's handler is in place: a SIGTERM right after the socket
     # appears must still sync the image and remove the socket.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    control_listener = None
     try:
         claim_socket_path(options.socket)  # before the image is opened (and maybe extended)
+        if options.control is not None:
+            control_listener = listen(options.control)
         assembled = assemble(options)
-    except (ImageError, FaultFileError, ServeError) as exc:
+    except (ImageError, FaultFileError, ServeError, OSError) as exc:
         log.error("%s", exc)
+        if control_listener is not None:
+            close_control(control_listener, options.control)
         return 1
     # No interrupt line until the device exists (VfuDevice wires it in).
     controller = Controller(GuestMemory(), assembled.namespaces, interrupt=lambda vector: None,
@@ -124,9 +133,13 @@ def serve(options: ServeOptions) -> int:
         scheduler = CompletionScheduler(lead_ns=options.timing_lead_us * 1000,
                                         queue=controller.held)
         try:
-            trio.run(Server(device, controller, assembled.sync, options.once,
-                            options.sync_interval, scheduler,
-                            idle=assembled.image.idle).serve)
+            server = Server(device, controller, assembled.sync, options.once,
+                            options.sync_interval, scheduler, idle=assembled.image.idle)
+            if control_listener is not None:
+                server.companions = control_companions(assembled, options, controller, server,
+                                                       control_listener)
+                control_listener = None   # the control server owns it now
+            trio.run(server.serve)
         finally:
             scheduler.close()
     except (ServeError, OSError) as exc:
@@ -140,4 +153,35 @@ def serve(options: ServeOptions) -> int:
         assembled.close()
         if trace_file not in (None, sys.stderr):
             trace_file.close()
+        if control_listener is not None:
+            close_control(control_listener, options.control)
     return 0
+
+
+def control_companions(assembled: Assembled, options: ServeOptions, controller: Controller,
+                       server: Server, listening: socket.socket) -> Companions:
+    """The control socket (--control) as a task beside the device loop, and the vfio-user
+    client's comings and goings as its events."""
+    assert options.control is not None
+    control = DeviceControl(assembled.kind, options, controller, assembled.sync, server.stop)
+    control_server = ControlServer(options.control, control)
+    events = DeviceEvents(control_server)
+    control.watch(events)
+
+    async def serve_control(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        await control_server.serve(listening, task_status=task_status)
+
+    def vfio_user(name: str) -> Callable[[], None]:
+        return lambda: control_server.emit(name, {"client": "vfio-user",
+                                                  "socket": str(options.socket)})
+
+    return Companions((serve_control,), vfio_user("CLIENT_ATTACHED"),
+                      vfio_user("CLIENT_DETACHED"))
+
+
+def close_control(listening: socket.socket, path: Path | None) -> None:
+    listening.close()
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

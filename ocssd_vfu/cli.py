@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ocssd_vfu.control import ctl, top
 from ocssd_vfu.devices import MODES
 from ocssd_vfu.guest import provision
 from ocssd_vfu.imagetool import cli as image_cli
@@ -170,6 +171,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         timing.add_argument(f"--{name}", type=int, metavar="NS",
                             help=f"typical {what} time in ns for this run, instead of the "
                             "image's; the geometry reports it")
+    ocssd.add_argument("--pe-cycles", type=_positive, metavar="N",
+                       help="endurance: every reset (1.2: erase) spends a cycle, WLI is the "
+                       "share spent, the reset after N fails and the chunk goes OFFLINE "
+                       "(default: no wear)")
+    p.add_argument("--control", type=Path, metavar="PATH",
+                   help="QMP control socket (README \"Control socket\"): query the device, "
+                   "inject faults and watch events while it serves")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=_serve)
 
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     _guest_parser(sub)
     _serve_parser(sub)
     image_cli.add_parser(sub)
+    ctl.add_parser(sub)
+    top.add_parser(sub)
     setup = sub.add_parser(
         "setup", help="provision QEMU, libvfio-user, the guest kernel and initramfs")
     setup.add_argument("--no-package", action="store_true", help="skip `pip install -e .`")

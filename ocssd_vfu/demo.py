@@ -6,6 +6,11 @@ guest creates a pblk target on it, formats ext4 the first time only, writes a
 new file and shows the chunks pblk opened; then the server and a second guest
 start afresh and read every file back. Each `make demo` adds a file, so a new
 run shows the files of the previous ones.
+
+The first server also has a control socket: once QEMU attaches, the demo takes one chunk
+OFFLINE at run time (`set-chunk-state`, as a failing die would), and the guest then sees
+it in the chunk log and in the Chunk Notification log (D0h), while the demo prints the
+events the control socket reported. pblk, created after that, leaves the chunk out.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
+from ocssd_vfu.control.client import ControlClient, ControlError
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.guest.provision import cache_root
 from ocssd_vfu.guest.runner import GuestRun, run_guest
@@ -40,7 +47,13 @@ step "files on pblk (md5)"; (cd /mnt && md5sum run-* | tee /results/before)
 umount /mnt; nvme lnvm remove -n demo
 step "chunks pblk opened (nvme lnvm chunk-log, FREE ones left out)"
 nvme lnvm chunk-log /dev/nvme0n1 | grep -v 'State: FREE' | head -40
+step "the chunk taken OFFLINE at run time (grp 1, pu 7, chk 59 = chunk 959)"
+nvme lnvm chunk-log /dev/nvme0n1 | grep -F '[  959]'
+step "the Chunk Notification log (nvme get-log --log-id=0xd0): NC, LBA, NSID, state, mask"
+nvme get-log /dev/nvme0 --log-id=0xd0 --log-len=64
 """
+# The chunk the demo takes OFFLINE through the control socket (the image's last one).
+OFFLINE_CHUNK = {"grp": 1, "pu": 7, "chk": 59}
 
 READER = """\
 set -e
@@ -68,12 +81,42 @@ def demo_image() -> Path:
     return image
 
 
-def _boot(tmp: Path, name: str, script: str, image: Path) -> tuple[int, str]:
+def _inject(control: Path, report: list[str]) -> None:
+    """Once QEMU attaches: take OFFLINE_CHUNK offline, and note what the socket says."""
+    try:
+        for _ in range(300):   # the server creates the socket a moment after it starts
+            if control.is_socket():
+                break
+            threading.Event().wait(0.1)
+        with ControlClient(control, timeout=120) as client:
+            # The first CLIENT_ATTACHED is this client's own; then QEMU's.
+            while client.wait_event("CLIENT_ATTACHED", timeout=120)["data"].get(
+                    "client") != "vfio-user":
+                pass
+            client.execute("set-chunk-state", state="OFFLINE", **OFFLINE_CHUNK)
+            report.append(f"set-chunk-state {OFFLINE_CHUNK} OFFLINE -> events: "
+                          + str(client.wait_event("CHUNK_OFFLINE")["data"]) + ", "
+                          + str(client.wait_event("CHUNK_NOTIFICATION")["data"]))
+    except (OSError, TimeoutError, ControlError) as exc:
+        report.append(f"the run-time injection did not happen: {exc}")
+
+
+def _boot(tmp: Path, name: str, script: str, image: Path,
+          control: Path | None = None) -> tuple[int, str]:
     path = tmp / f"{name}.sh"
     path.write_text(script)
     results = tmp / name
     results.mkdir()
-    status = run_guest(GuestRun(script=path, timeout=900, images=[image], results=results))
+    report: list[str] = []
+    injector = None
+    if control is not None:
+        injector = threading.Thread(target=_inject, args=(control, report), daemon=True)
+        injector.start()
+    status = run_guest(GuestRun(script=path, timeout=900, images=[image], results=results,
+                                serve_args=["--control", str(control)] if control else []))
+    if injector is not None:
+        injector.join(10)
+        print("\n== the control socket: " + ("; ".join(report) or "no events"))
     sums = results / ("before" if name == "writer" else "after")
     return status, sums.read_text() if sums.exists() else ""
 
@@ -82,7 +125,7 @@ def main() -> int:
     image = demo_image()
     with tempfile.TemporaryDirectory(prefix="ocssd-vfu-demo-") as tmp:
         print("== boot 1: server + guest")
-        status, before = _boot(Path(tmp), "writer", WRITER, image)
+        status, before = _boot(Path(tmp), "writer", WRITER, image, Path(tmp) / "control.sock")
         if status:
             return status
         print("\n== boot 2: a new server and a new guest on the same image")

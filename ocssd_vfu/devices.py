@@ -32,11 +32,12 @@ from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.kind import Namespace
-from ocssd_vfu.ocssd.faults import parse_chunk_states, parse_reset_fail, parse_write_fail
+from ocssd_vfu.ocssd.faults import faults_from_files_20, ocssd20_space, parse_chunk_states
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd.wear import NotificationLog
 from ocssd_vfu.ocssd12 import bad_blocks
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.openchannel.faults import FaultFileError, Faults
+from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook, FaultFileError
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.pci import PciIdentity
 from ocssd_vfu.timing.geometries import model_12, model_20, override_12, override_20
@@ -89,6 +90,8 @@ class ServeOptions:
     tcrst: int | None = None   # OCSSD 2.0
     tprt: int | None = None    # OCSSD 1.2
     tbet: int | None = None    # OCSSD 1.2
+    control: Path | None = None     # the QMP control socket (every kind)
+    pe_cycles: int | None = None    # endurance in program/erase cycles (OCSSD)
 
 
 # Each kind-specific ServeOptions field, and the line that refuses it where a kind does
@@ -123,6 +126,7 @@ OPTION_USE: dict[str, str] = {
     "tcrst": "--twrt and --tcrst are for OCSSD 2.0 images (1.2: --tprt and --tbet)",
     "tprt": "--tprt and --tbet are for OCSSD 1.2 images (2.0: --twrt and --tcrst)",
     "tbet": "--tprt and --tbet are for OCSSD 1.2 images (2.0: --twrt and --tcrst)",
+    "pe_cycles": "--pe-cycles needs an OCSSD image (chunks and blocks wear out)",
 }
 TIMING_OPTIONS = frozenset({"timing", "channel_mbps", "write_buffer_sectors", "timing_lead_us",
                             "trdt"})
@@ -164,8 +168,13 @@ def refuse_options(kind: DeviceKind, options: ServeOptions) -> None:
             raise ImageError(use)
 
 
-def _faults(options: ServeOptions) -> Faults:
-    return Faults(rng=random.Random(options.fault_seed))
+def _faults(options: ServeOptions, space: AddressSpace, faults: list[Fault]) -> FaultBook:
+    """One book for the device: the start-up files' faults, then what the control
+    socket injects."""
+    book = FaultBook(space, random.Random(options.fault_seed))
+    for fault in faults:
+        book.add(fault)
+    return book
 
 
 def _check_times(options: ServeOptions) -> None:
@@ -222,11 +231,9 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
     _check_times(options)
     geometry = override_20(report.description.geometry, options.trdt, options.twrt,
                            options.tcrst)
-    faults = _faults(options)
-    if options.write_fail:
-        faults.write_fail = parse_write_fail(options.write_fail, geometry)
-    if options.reset_fail:
-        faults.reset_fail = parse_reset_fail(options.reset_fail, geometry)
+    faults = _faults(options, ocssd20_space(geometry),
+                     faults_from_files_20(geometry, options.write_fail, options.reset_fail))
+    notifications = NotificationLog()
     states = parse_chunk_states(options.chunk_state, geometry) if options.chunk_state else []
     timings = [_timed(options, lambda: model_20(geometry, options.channel_mbps,
                                                 options.write_buffer_sectors))
@@ -238,7 +245,8 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
     for layout, timing in zip(image.description.layouts(), timings, strict=True):
         chunk_log, data, oob = image.namespace_views(layout)
         ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
-                            early_reset=options.early_reset, faults=faults, timing=timing)
+                            early_reset=options.early_reset, faults=faults, timing=timing,
+                            pe_cycles=options.pe_cycles, notifications=notifications)
         for line in states:
             ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
         namespaces[ns.nsid] = ns
@@ -260,19 +268,15 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
     try:
         geometry = override_12(image.description.geometry, options.trdt, options.tprt,
                                options.tbet)
-        faults = _faults(options)
-        if options.write_fail:
-            faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry)
-        if options.reset_fail:
-            faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry)
-        if options.read_fail:
-            faults.read_fail = bad_blocks.parse_read_fail(options.read_fail, geometry)
+        faults = _faults(options, bad_blocks.ocssd12_space(geometry),
+                         bad_blocks.faults_from_files_12(geometry, options.write_fail,
+                                                         options.reset_fail, options.read_fail))
         namespaces: dict[int, Namespace] = {}
         for layout in image.description.layouts():
             timing = _timed(options, lambda: model_12(geometry, options.channel_mbps,
                                                       options.write_buffer_sectors))
             ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
-                                  faults=faults, timing=timing)
+                                  faults=faults, timing=timing, pe_cycles=options.pe_cycles)
             namespaces[ns.nsid] = ns
     except (FaultFileError, ImageError):
         image.close()
@@ -313,20 +317,17 @@ def _open_ftl(options: ServeOptions, spec_12: bool) -> OpenedImage:
     image: OcssdImage | Ocssd12Image = (Ocssd12Image if spec_12 else OcssdImage)(
         options.image, volatile=options.volatile)
     try:
-        faults = _faults(options)
         before_format = None
         if isinstance(image, Ocssd12Image):
             geometry12 = image.description.geometry
-            if options.write_fail:
-                faults.write_fail = bad_blocks.parse_write_fail(options.write_fail, geometry12)
-            if options.reset_fail:
-                faults.reset_fail = bad_blocks.parse_reset_fail(options.reset_fail, geometry12)
+            faults = _faults(options, bad_blocks.ocssd12_space(geometry12),
+                             bad_blocks.faults_from_files_12(geometry12, options.write_fail,
+                                                             options.reset_fail, None))
         else:
             geometry20 = image.description.geometry
-            if options.write_fail:
-                faults.write_fail = parse_write_fail(options.write_fail, geometry20)
-            if options.reset_fail:
-                faults.reset_fail = parse_reset_fail(options.reset_fail, geometry20)
+            faults = _faults(options, ocssd20_space(geometry20),
+                             faults_from_files_20(geometry20, options.write_fail,
+                                                  options.reset_fail))
             if options.chunk_state:
                 states = parse_chunk_states(options.chunk_state, geometry20)
 
@@ -382,13 +383,13 @@ OCSSD12 = DeviceKind(
     unrecognized=NOT_OCSSD, identity=OCSSD_ID, model="ocssd_vfu OCSSD 1.2 Ctrl",
     firmware="1.2",
     options=frozenset({"volatile", "write_fail", "reset_fail", "read_fail", "fault_seed",
-                       "reformat", "tprt", "tbet"}) | TIMING_OPTIONS,
+                       "reformat", "tprt", "tbet", "pe_cycles"}) | TIMING_OPTIONS,
     open=open_ocssd12)
 OCSSD20 = DeviceKind(
     name="OCSSD 2.0", mode="ocssd", recognizes=is_ocssd_image, unrecognized=NOT_OCSSD,
     identity=OCSSD_ID, model="ocssd_vfu OCSSD 2.0 Ctrl", firmware="2.0",
     options=frozenset({"volatile", "early_reset", "chunk_state", "write_fail", "reset_fail",
-                       "fault_seed", "reformat", "twrt", "tcrst"}) | TIMING_OPTIONS,
+                       "fault_seed", "reformat", "twrt", "tcrst", "pe_cycles"}) | TIMING_OPTIONS,
     open=open_ocssd20)
 PLAIN = DeviceKind(
     name="plain NVMe", mode="nvme", recognizes=lambda path: True, unrecognized="",

@@ -19,8 +19,10 @@ from ocssd_vfu.ftl.flash import ChunkInfo, FlashLayout
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.ocssd.chunks import RANDOM, ChunkTable
+from ocssd_vfu.ocssd.faults import ocssd20_space
+from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
 from ocssd_vfu.ocssd12.blocks import BlockTable
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.faults import FaultBook
 from ocssd_vfu.spec.ocssd import ChunkState
 from ocssd_vfu.spec.ocssd12 import BlockValue
 from ocssd_vfu.spec.status import Status
@@ -28,13 +30,14 @@ from ocssd_vfu.spec.status import Status
 
 class Ocssd20Flash:
     def __init__(self, geometry: OcssdGeometry, log: memoryview, data: memoryview,
-                 oob: memoryview, faults: Faults | None = None) -> None:
+                 oob: memoryview, faults: FaultBook | None = None) -> None:
         g = geometry
+        self.geometry = geometry
         self.layout = FlashLayout(g.num_grp, g.num_pu, g.num_chk, g.num_sec, g.ws_min,
                                   g.ws_opt, g.sec_size, g.md_size)
         self.table = ChunkTable(log, geometry)
         self.data, self.oob = data, oob
-        self.faults = faults or Faults()
+        self.faults = faults if faults is not None else FaultBook(ocssd20_space(geometry))
 
     def chunk_info(self, chunk: int) -> ChunkInfo:
         """A random-write chunk (a --chunk-state W_RAN line) counts as OFFLINE: the FTL
@@ -51,7 +54,9 @@ class Ocssd20Flash:
         count, wp = len(data) // g.sec_size, t.wp[chunk]
         verdict = t.write_status(chunk, wp, count, wp)
         assert verdict == Status.SUCCESS, f"FTL write to chunk {chunk}: status {verdict:#x}"
-        if any(self.faults.write_fails(chunk, sector) for sector in range(wp, wp + count)):
+        position = self.geometry.chunk_position(chunk)
+        if any(self.faults.fires("write", position, (sector,))
+               for sector in range(wp, wp + count)):
             t.close_early(chunk, wp)
             return False
         self._store(chunk, wp, data, oob)
@@ -71,7 +76,7 @@ class Ocssd20Flash:
         t = self.table
         verdict = t.reset_status(chunk)
         assert verdict == Status.SUCCESS, f"FTL reset of chunk {chunk}: status {verdict:#x}"
-        if self.faults.reset_fails(chunk):
+        if self.faults.fires("reset", self.geometry.chunk_position(chunk)):
             t.take_offline(chunk)
             return False
         t.reset(chunk)
@@ -89,7 +94,7 @@ class Ocssd12Flash:
     is one page on every plane."""
 
     def __init__(self, geometry: Ocssd12Geometry, bbt: memoryview, records: memoryview,
-                 data: memoryview, oob: memoryview, faults: Faults | None = None) -> None:
+                 data: memoryview, oob: memoryview, faults: FaultBook | None = None) -> None:
         g = geometry
         page = g.num_pln * g.sec_per_pg
         self.geometry = g
@@ -97,7 +102,7 @@ class Ocssd12Flash:
                                   g.sec_size, g.md_size)
         self.blocks = BlockTable(bbt, records, geometry)
         self.data, self.oob = data, oob
-        self.faults = faults or Faults()
+        self.faults = faults if faults is not None else FaultBook(ocssd12_space(geometry))
         self.failed_program: set[int] = set()   # blocks, until their next erase
 
     def _planes(self, block: int) -> range:
@@ -121,7 +126,9 @@ class Ocssd12Flash:
         state, wp, _ = self.chunk_info(chunk)
         assert state in (ChunkState.FREE, ChunkState.OPEN), f"FTL write to block {chunk}"
         first_page, pages = wp // g.ws_min, len(data) // (g.ws_min * g.sec_size)
-        if any(self.faults.write_fails(plane_block, page)
+        position = self.geometry.block_position(chunk)
+        num_pln = self.geometry.num_pln
+        if any(self.faults.fires("write", position, (plane_block % num_pln, page))
                for page in range(first_page, first_page + pages)
                for plane_block in self._planes(chunk)):
             self.failed_program.add(chunk)
@@ -148,7 +155,8 @@ class Ocssd12Flash:
 
     def reset(self, chunk: int) -> bool:
         assert self.chunk_info(chunk).state != ChunkState.OFFLINE
-        if chunk in self.failed_program or self.faults.reset_fails(chunk):
+        if chunk in self.failed_program or self.faults.fires(
+                "reset", self.geometry.block_position(chunk)):
             for plane_block in self._planes(chunk):   # a failed erase retires the block
                 self.blocks.mark(plane_block, BlockValue.GROWN)
             self.failed_program.discard(chunk)

@@ -2,7 +2,7 @@
 
 It enforces the rules of ocssd_vfu.ftl.flash (an FTL that breaks one gets an
 AssertionError, not silently wrong data), injects the same failures as the
-image-backed devices (ocssd_vfu.ocssd.faults.Faults: a write failure at a sector
+image-backed devices (MemoryFaults: a write failure at a sector
 fails the program of the unit holding it; a reset failure takes the chunk
 OFFLINE), and can cut the power: after `power_budget` more operations the next
 one tears (a prefix of its sectors lands, the last of them possibly half) and
@@ -13,9 +13,9 @@ a SIGKILL of the server: a new FTL recovers from the same object.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 from ocssd_vfu.ftl.flash import ChunkInfo, FlashLayout
-from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ocssd import ChunkState
 
 
@@ -23,10 +23,31 @@ class PowerCut(Exception):
     """The power went while a flash operation ran."""
 
 
+@dataclass
+class MemoryFaults:
+    """Injected failures of the in-memory flash, in percent: a program failure at (chunk,
+    sector), a reset failure of a chunk. The image-backed flashes take the device's
+    FaultBook instead (the `--write-fail`/`--reset-fail` files, the control socket)."""
+
+    write_fail: dict[tuple[int, int], int] = field(default_factory=dict)
+    reset_fail: dict[int, int] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def write_fails(self, chunk: int, sector: int) -> bool:
+        return self._hit(self.write_fail.get((chunk, sector), 0))
+
+    def reset_fails(self, chunk: int) -> bool:
+        return self._hit(self.reset_fail.get(chunk, 0))
+
+    def _hit(self, probability: int) -> bool:
+        # No draw where nothing is listed: the sequence depends only on listed failures.
+        return probability > 0 and self.rng.randrange(100) < probability
+
+
 class MemoryFlash:
-    def __init__(self, layout: FlashLayout, faults: Faults | None = None) -> None:
+    def __init__(self, layout: FlashLayout, faults: MemoryFaults | None = None) -> None:
         self.layout = layout
-        self.faults = faults or Faults()
+        self.faults = faults or MemoryFaults()
         self.data = bytearray(layout.sectors * layout.sec_size)
         self.oob = bytearray(layout.sectors * layout.oob_size)
         self.state = [ChunkState.FREE] * layout.chunks

@@ -35,7 +35,7 @@ from ocssd_vfu.ftlns.namespace import FTL_LBA_SIZE, FtlNamespace
 from ocssd_vfu.media.ocssd12_image import Ocssd12Image
 from ocssd_vfu.media.ocssd_image import OcssdImage
 from ocssd_vfu.media.raw import ImageError
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.faults import FaultBook
 from ocssd_vfu.spec.ocssd import ChunkState
 
 
@@ -61,7 +61,7 @@ class _ProbeImage12(_ReadOnly, Ocssd12Image):
 Image = OcssdImage | Ocssd12Image
 
 
-def flashes(image: Image, faults: Faults | None = None) -> list[Flash]:
+def flashes(image: Image, faults: FaultBook | None = None) -> list[Flash]:
     """The Flash of each namespace of the image, in NSID order."""
     if isinstance(image, Ocssd12Image):
         return [Ocssd12Flash(layout.geometry, *image.namespace_views(layout), faults)
@@ -193,7 +193,7 @@ def erase(flash: Flash) -> None:
             flash.reset(chunk)
 
 
-def open_namespaces(image: Image, faults: Faults, options: FtlOptions, reformat: bool,
+def open_namespaces(image: Image, faults: FaultBook, options: FtlOptions, reformat: bool,
                     before_format: Callable[[int, Flash], None] | None = None
                     ) -> tuple[dict[int, FtlNamespace], bool]:
     """An FtlNamespace per namespace of the image: its FTL recovered, or formatted (an

@@ -34,6 +34,8 @@ HOST_PACKAGES = (
     "meson", "ninja-build", "pkg-config", "libjson-c-dev", "libcmocka-dev",
     # guest userland
     "busybox-static",
+    # `ocssd-vfu top` is tested in a real terminal
+    "tmux",
 )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ocssd_vfu.ftlns import image as ftl_image
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
+from ocssd_vfu.imagetool import plot as image_plot
 from ocssd_vfu.imagetool import report12
 from ocssd_vfu.imagetool import report20 as report
 from ocssd_vfu.media import ocssd12_image
@@ -125,7 +126,8 @@ def _chunks(args: argparse.Namespace) -> int:
 
 
 def _chunk_lines(args: argparse.Namespace) -> list[str]:
-    return [chunk.nvme_cli_line() for chunk in report.inspect(args.path).chunks
+    return [chunk.nvme_cli_line() + (f" erases: {chunk.erases}" if args.erases else "")
+            for chunk in report.inspect(args.path).chunks
             if (args.nsid is None or chunk.nsid == args.nsid)
             and (args.grp is None or chunk.grp == args.grp)
             and (args.pu is None or chunk.pu == args.pu)
@@ -199,6 +201,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     chunks.add_argument("--pu", type=int, help="2.0: only this PU (within its group)")
     chunks.add_argument("--ch", type=int, help="1.2: only this channel")
     chunks.add_argument("--lun", type=int, help="1.2: only this LUN (within its channel)")
+    chunks.add_argument("--erases", action="store_true",
+                        help="2.0: add each chunk's erase count (P/E cycles spent; the 1.2 "
+                        "lines always show it)")
     chunks.add_argument("--state", choices=sorted(report12.STATE_NAMES),
                         help="only chunks or blocks in this state")
     chunks.set_defaults(func=_chunks)
+    image_plot.add_parser(commands)

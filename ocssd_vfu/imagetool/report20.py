@@ -14,8 +14,8 @@ from ocssd_vfu.media.ocssd_image import ImageDescription, NamespaceLayout, descr
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.ocssd.chunks import SIZE_DEVIATES, Problem, chunk_problems, settled_limit
 from ocssd_vfu.spec.ocssd import (
-    CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,
+    CHUNK_RECORD_FORMAT,
     ChunkState,
     ChunkType,
 )
@@ -39,6 +39,8 @@ class Chunk:
     slba: int
     cnlb: int
     wp: int
+    erases: int = 0       # resets so far (ocssd/chunks.py: kept, or the WLI byte)
+    erases_kept: bool = False   # the count is in the image's reserved bytes
 
     @property
     def state_name(self) -> str:
@@ -55,10 +57,10 @@ class Chunk:
 
 def chunks_of(log: bytes | memoryview, layout: NamespaceLayout) -> Iterator[Chunk]:
     g = layout.geometry
-    for index, (cs, ct, wli, slba, cnlb, wp) in enumerate(
-            CHUNK_DESCRIPTOR_FORMAT.iter_unpack(log)):
+    for index, (cs, ct, wli, kept, slba, cnlb, wp) in enumerate(
+            CHUNK_RECORD_FORMAT.iter_unpack(log)):
         yield Chunk(layout.index + 1, index, *g.chunk_position(index), cs, ct, wli, slba, cnlb,
-                    wp)
+                    wp, kept or wli, bool(kept))
 
 
 def problems(chunk: Chunk, address: AddressFormat) -> list[str]:
@@ -146,6 +148,10 @@ def info_lines(path: Path, report: ImageReport) -> list[str]:
     wear = [chunk.wli for chunk in report.chunks]
     lines.append(f"wear (WLI) : min {min(wear)}, max {max(wear)}, "
                  f"mean {sum(wear) / len(wear):.2f}")
+    if any(chunk.erases_kept for chunk in report.chunks):   # served with --pe-cycles
+        erases = [chunk.erases for chunk in report.chunks]
+        lines.append(f"erases     : min {min(erases)}, max {max(erases)}, "
+                     f"mean {sum(erases) / len(erases):.2f} (P/E cycles spent)")
     written = sum(settled_limit(c.state, c.wp, c.cnlb) for c in report.chunks)
     lines.append(f"written    : {written} sectors below write pointers")
     verdict = f"{len(report.problems)} problem(s)" if report.problems else "OK"

@@ -284,6 +284,8 @@ def get_log_page(ctrl: ControllerState, cmd: Command) -> Result:
 def async_event_request(ctrl: ControllerState, cmd: Command) -> Result:
     if len(ctrl.aer_cids) >= AER_LIMIT:
         return fail_no_retry(Status.ASYNC_EVENT_LIMIT_EXCEEDED)
+    if ctrl.async_events:  # an event waited for this request
+        return (Status.SUCCESS, ctrl.async_events.pop(0))
     ctrl.aer_cids.append(cmd.cid)
     return (DEFERRED, 0)
 

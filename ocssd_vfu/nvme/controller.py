@@ -34,6 +34,7 @@ from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.nvme.state import ControllerConfig, ControllerState, Registers
 from ocssd_vfu.spec.bitfields import fields_mask
 from ocssd_vfu.spec.nvme import Aqa, Cc, Csts, Register, ShutdownStatus
+from ocssd_vfu.spec.status import Status
 
 __all__ = ["Controller", "ControllerConfig", "Namespace"]
 
@@ -326,6 +327,7 @@ class Controller(ControllerState):
             return None
 
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
+        self.opcode_counts[(sq.qid == 0, cmd.opc)] += 1
         if sq.qid == 0:
             return admin.dispatch(self, cmd)
         return io.dispatch(self, sq, cmd)
@@ -369,6 +371,17 @@ class Controller(ControllerState):
             return  # the host deleted the queue while the sync ran
         self._complete(sq, request.cid, status, 0)
         self._raise(sq.cq)
+
+    def post_async_event(self, dw0: int) -> None:
+        """A kind (or the control plane) reports an asynchronous event: the oldest
+        outstanding AER completes with `dw0`, or the event waits for the next one (an
+        event already waiting is not queued twice)."""
+        if self.aer_cids and 0 in self.sqs:
+            sq = self.sqs[0]
+            self._complete(sq, self.aer_cids.pop(0), Status.SUCCESS, dw0)
+            self._raise(sq.cq)
+        else:
+            super().post_async_event(dw0)
 
     def take_sync_requests(self) -> list[SyncRequest]:
         requests, self.sync_requests = self.sync_requests, []

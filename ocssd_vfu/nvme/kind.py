@@ -86,6 +86,9 @@ class CommandContext(Protocol):
         """When the command arrived (CLOCK_MONOTONIC ns; a fake clock in tests)."""
     def hold_until(self, due_ns: int) -> None:
         """Post this command's completion at `due_ns`, not at once (module docstring)."""
+    def post_async_event(self, dw0: int) -> None:
+        """Complete an Asynchronous Event Request with `dw0` (type, info, log page),
+        now or when the host sends one: how a kind tells the host something changed."""
 
 
 class FastPathContext(CommandContext, Protocol):

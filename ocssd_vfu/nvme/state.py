@@ -87,8 +87,16 @@ class ControllerState:
         self.features = Features()
         self.health = Health(self.clock)
         self.aer_cids: list[int] = []
+        # Asynchronous events waiting for an AER to carry them (DW0 values, each once:
+        # a guest that stops re-arming cannot make the list grow).
+        self.async_events: list[int] = []
         self.epoch = 0  # controller resets so far: tags deferred work (SyncRequest)
         self.guest_errors: Counter[str] = Counter()
+        # Told of every guest error (category, message): the control socket's events.
+        self.guest_error_listener: Callable[[str, str], None] | None = None
+        # Commands run by the Python path, by (admin?, opcode): the control socket's
+        # statistics (the fast path's reads and writes are in the SMART counters).
+        self.opcode_counts: Counter[tuple[bool, int]] = Counter()
         self.tracer: Tracer | None = None
         self.shadow: ShadowDoorbells | None = None
         self.coalescing = self._new_coalescing()
@@ -140,6 +148,11 @@ class ControllerState:
             if timing is not None:
                 due = max(due, timing.flush(now_ns))
         return due
+    def post_async_event(self, dw0: int) -> None:
+        """An asynchronous event waits here for an AER (the Controller completes an
+        outstanding one at once); an event already waiting is not queued twice."""
+        if dw0 not in self.async_events:
+            self.async_events.append(dw0)
 
     def guest_error(self, category: str, message: str) -> None:
         """The one place where guest misbehaviour is counted and logged (by category, as
@@ -148,6 +161,8 @@ class ControllerState:
         count = self.guest_errors[category]
         if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
             log.warning("guest error %s (#%d): %s", category, count, message)
+        if self.guest_error_listener is not None:
+            self.guest_error_listener(category, message)
 
     # -- registers -------------------------------------------------------------------------
     def _set_page_size(self, mps: int) -> None:

@@ -6,7 +6,14 @@ so a crash of the server keeps them) with a Python copy of each field for the
 per-command checks. Rules besides the states:
 - Writes start at WP, in multiples of WS_MIN, and never pass CNLB; random-write
   chunks (type W_RAN) only need to be OPEN.
-- A reset sets WP 0 and WLI + 1.
+- A reset sets WP 0 and counts one erase. Without an endurance (--pe-cycles) WLI is
+  the raw reset count, as qemu-nvme keeps it; with one, WLI is the share of it spent
+  (ocssd/wear.py) and a chunk that used all its cycles fails its next reset.
+- Erase counts persist in the chunk log's reserved bytes 4-7 (spec CHUNK_RECORD_FORMAT)
+  once an endurance is given or a count was kept before; until then nothing there
+  changes, so images served without --pe-cycles stay byte for byte what they were,
+  and a count of 0 there means "the WLI byte is the count". The host never sees them:
+  `descriptor` and `host_log` mask them.
 - Readability: CLOSED below WP; OPEN below WP - MW_CUNITS (the device's write
   cache), except that the cache is volatile state: after a restart, a Flush or
   a shutdown every sector below WP is readable (§9, the reference got this wrong).
@@ -28,9 +35,11 @@ from ocssd_vfu.ocssd.chunk_states import (
     next_state,
     refusal,
 )
+from ocssd_vfu.ocssd.wear import reset_wears_out, wear_level_index
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,
+    CHUNK_RECORD_FORMAT,
     ChunkType,
     Mccap,
 )
@@ -89,6 +98,7 @@ class ChunkTable:
     log: memoryview
     geometry: OcssdGeometry
     early_reset: bool = True
+    pe_cycles: int | None = None   # endurance (--pe-cycles); None: resets never wear out
     state: list[int] = field(init=False)
     type: list[int] = field(init=False)
     wli: list[int] = field(init=False)
@@ -101,18 +111,36 @@ class ChunkTable:
         self.capabilities = frozenset(
             ([Capability.EARLY_RESET] if self.early_reset else [])
             + ([Capability.MULTIPLE_RESETS] if self.geometry.mccap & MULTIPLE_RESETS else []))
-        rows = list(CHUNK_DESCRIPTOR_FORMAT.iter_unpack(self.log))
-        self.state, self.type, self.wli, self.slba, self.cnlb, self.wp = (
+        rows = list(CHUNK_RECORD_FORMAT.iter_unpack(self.log))
+        self.state, self.type, self.wli, kept, self.slba, self.cnlb, self.wp = (
             list(column) for column in zip(*rows, strict=True))
+        self.keeps_counts = self.pe_cycles is not None or any(kept)
+        self.erases = [count or wli for count, wli in zip(kept, self.wli, strict=True)]
         self.flush_write_cache()
 
     def store(self, index: int) -> None:
-        CHUNK_DESCRIPTOR_FORMAT.pack_into(
+        CHUNK_RECORD_FORMAT.pack_into(
             self.log, index * CHUNK_DESCRIPTOR_SIZE, self.state[index], self.type[index],
-            self.wli[index], self.slba[index], self.cnlb[index], self.wp[index])
+            self.wli[index], self.erases[index] if self.keeps_counts else 0,
+            self.slba[index], self.cnlb[index], self.wp[index])
 
     def descriptor(self, index: int) -> bytes:
-        return bytes(self.log[index * CHUNK_DESCRIPTOR_SIZE:(index + 1) * CHUNK_DESCRIPTOR_SIZE])
+        """The chunk's descriptor as the host sees it."""
+        return CHUNK_DESCRIPTOR_FORMAT.pack(self.state[index], self.type[index],
+                                            self.wli[index], self.slba[index],
+                                            self.cnlb[index], self.wp[index])
+
+    def host_log(self, offset: int, length: int) -> bytes:
+        """Bytes of the Chunk Information log page (CAh): the chunk log without the
+        erase counts it keeps."""
+        data = bytearray(self.log[offset:offset + length])
+        if self.keeps_counts:
+            first = offset - offset % CHUNK_DESCRIPTOR_SIZE
+            for at in range(first + 4, offset + length, CHUNK_DESCRIPTOR_SIZE):
+                lo, hi = max(at, offset), min(at + 4, offset + length)
+                if lo < hi:
+                    data[lo - offset:hi - offset] = bytes(hi - lo)
+        return bytes(data)
 
     # -- writes -----------------------------------------------------------------------------
     def write_status(self, index: int, start: int, count: int, wp: int) -> int:
@@ -168,8 +196,16 @@ class ChunkTable:
         self.state[index] = next_state(Event.RESET, self.state[index])
         self.wp[index] = 0
         self.readable[index] = 0
-        self.wli[index] = min(self.wli[index] + 1, MAX_WLI)
+        self.erases[index] += 1
+        if self.pe_cycles is None:
+            self.wli[index] = min(self.wli[index] + 1, MAX_WLI)
+        else:
+            self.wli[index] = wear_level_index(self.erases[index], self.pe_cycles)
         self.store(index)
+
+    def worn_out(self, index: int) -> bool:
+        """Has the chunk used all its program/erase cycles (its next reset fails)?"""
+        return reset_wears_out(self.erases[index], self.pe_cycles)
 
     def take_offline(self, index: int) -> None:
         self.state[index] = next_state(Event.RESET_FAILS, self.state[index])

@@ -6,7 +6,9 @@ are written at their write pointer only: Write Zeroes and Write Uncorrectable
 (in-place writes) have no meaning there, and OCSSD 2.0 lists no Compare.
 Vector command dwords: CDW4-5 MPTR (the OOB, 0 = none: contiguous, or an SGL
 with PSDT 10b), DPTR the data PRPs or SGL, CDW10-11 and CDW12 the address list
-(openchannel/vector.py). Admin: Geometry (E2h); log page Chunk Information (CAh).
+(openchannel/vector.py). Admin: Geometry (E2h); log pages Chunk Information (CAh)
+and Chunk Notification (D0h): a reset that takes a chunk OFFLINE on the device's own
+account (worn out, an injected failure) posts a D0h entry and an AER naming D0h.
 """
 
 from __future__ import annotations
@@ -24,19 +26,28 @@ from ocssd_vfu.nvme.kind import (
 )
 from ocssd_vfu.ocssd import timed
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd.wear import CHUNK_NOTIFICATION_AEN
 from ocssd_vfu.openchannel.vector import decode_vector
 from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
 from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, AdminOpcode, CommandEffects, IoOpcode, LogPageId
+from ocssd_vfu.spec.ocssd import CHUNK_NOTIFICATION_LID
 from ocssd_vfu.spec.status import DNR, Status
 
 READS = CommandEffects.CSUPP
 CHANGES = CommandEffects.CSUPP | CommandEffects.LBCC
 
 
+def announce(ctx: CommandContext, ns: OcssdNamespace) -> None:
+    """Post the AER for Chunk Notification entries the namespace posted, if any."""
+    if ns.take_announcement():
+        ctx.post_async_event(CHUNK_NOTIFICATION_AEN)
+
+
 def vector_reset(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
                  lbas: list[int]) -> Result:
     status, failed = ns.reset(ctx.memory, lbas, cmd.mptr)
     timed.reset(ctx, ns, lbas, status, failed)
+    announce(ctx, ns)
     return status, failed
 
 
@@ -101,6 +112,7 @@ def dataset_management(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
         starts.append(slba)
     status, failed = ns.reset(ctx.memory, starts, 0)
     timed.reset(ctx, ns, starts, status, failed)
+    announce(ctx, ns)
     return (status, 0)
 
 
@@ -124,7 +136,18 @@ def chunk_information(ctx: CommandContext, cmd: Command, offset: int, length: in
     log = ns.chunks.log
     if offset & 0x3 or offset + length > len(log):
         return fail_no_retry(Status.INVALID_FIELD)
-    return to_host(ctx, cmd, bytes(log[offset:offset + length]))
+    return to_host(ctx, cmd, ns.chunks.host_log(offset, length))
+
+
+def chunk_notifications(ctx: CommandContext, cmd: Command, offset: int, length: int) -> Result:
+    """Log page D0h: the newest Chunk Notification entries (one log for the controller,
+    shared by its OCSSD namespaces: each entry names its NSID); zeros past them."""
+    log = next(ns.notifications for ns in ctx.namespaces.values()
+               if isinstance(ns, OcssdNamespace))
+    data = log.page(offset, length) if not offset & 0x3 else None
+    if data is None:
+        return fail_no_retry(Status.INVALID_FIELD)
+    return to_host(ctx, cmd, data)
 
 
 def describe(ns: OcssdNamespace, cmd: Command, decoded: object) -> dict[str, object]:
@@ -148,7 +171,8 @@ OCSSD20 = NamespaceKind(
         IoOpcode.VECTOR_CHUNK_READ: IoCommand(decode_vector, vector_read, READS, HOST_READ),
     },
     admin_commands={AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, CommandEffects.CSUPP)},
-    log_pages={LogPageId.OCSSD_CHUNK_INFORMATION: chunk_information},
+    log_pages={LogPageId.OCSSD_CHUNK_INFORMATION: chunk_information,
+               CHUNK_NOTIFICATION_LID: chunk_notifications},
     describe=describe,
 )
 OcssdNamespace.kind = OCSSD20

@@ -9,6 +9,7 @@ server never exposes a WP beyond the data).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,10 +18,17 @@ from ocssd_vfu.dma.memory import DmaError, GuestMemory
 from ocssd_vfu.geometry.ocssd20 import AddressFormat, OcssdGeometry
 from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.ocssd.chunks import ChunkTable
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.ocssd.faults import ocssd20_space
+from ocssd_vfu.ocssd.wear import NotificationLog
+from ocssd_vfu.openchannel.faults import FaultBook
 from ocssd_vfu.openchannel.identify import identify_namespace
 from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, fill_from, filled_buffer, store_oob
-from ocssd_vfu.spec.ocssd import CHUNK_DESCRIPTOR_SIZE, MAX_VECTOR_LBAS
+from ocssd_vfu.spec.ocssd import (
+    CHUNK_DESCRIPTOR_SIZE,
+    MAX_VECTOR_LBAS,
+    NotificationMask,
+    NotificationState,
+)
 from ocssd_vfu.spec.status import DNR, Status
 from ocssd_vfu.timing.model import FlashModel
 
@@ -44,16 +52,26 @@ class OcssdNamespace:
 
     def __init__(self, nsid: int, geometry: OcssdGeometry, chunk_log: memoryview,
                  data: memoryview, oob: memoryview, early_reset: bool = True,
-                 faults: Faults | None = None, timing: FlashModel | None = None) -> None:
+                 faults: FaultBook | None = None, timing: FlashModel | None = None,
+                 pe_cycles: int | None = None,
+                 notifications: NotificationLog | None = None) -> None:
         self.nsid = nsid
         self.timing = timing  # serve --timing: the flash model its commands' times come from
         self.geometry = geometry
         self.address = AddressFormat(geometry)
-        self.chunks = ChunkTable(chunk_log, geometry, early_reset)
+        self.chunks = ChunkTable(chunk_log, geometry, early_reset, pe_cycles)
         self.data = data
         self.oob = oob
-        self.faults = faults or Faults()
+        self.faults = faults if faults is not None else FaultBook(ocssd20_space(geometry))
         self.fail_next_reset: set[int] = set()  # chunks closed by an injected write failure
+        # Chunks the device changed on its own: entries of the D0h log, an AER still to
+        # post for them (commands.py), and who else wants to know (the control socket:
+        # watcher(chunk index, reason)).
+        self.notifications = notifications if notifications is not None else NotificationLog()
+        self.unannounced = False
+        # Reads, writes and resets per PU (one per chunk a command touches), for statistics.
+        self.pu_operations = [0] * (geometry.num_grp * geometry.num_pu)
+        self.watchers: list[Callable[[int, str], None]] = []
         self.lba_size = geometry.sec_size
         self.zeroes = filled_buffer(0, geometry.sec_size * MAX_VECTOR_LBAS)
         self.erased_oob = filled_buffer(OOB_UNWRITTEN, geometry.md_size * MAX_VECTOR_LBAS)
@@ -77,7 +95,7 @@ class OcssdNamespace:
         runs: list[Run] = []
         bad = 0
         locate = self.address.locate
-        num_sec = self.geometry.num_sec
+        num_sec, num_chk = self.geometry.num_sec, self.geometry.num_chk
         follows = stop = -1  # the LBA that extends the last run; the first past its chunk
         for i, lba in enumerate(lbas):
             if lba == follows and lba < stop:  # the sector field is the lowest: same chunk
@@ -89,6 +107,7 @@ class OcssdNamespace:
                 continue
             chunk, sec = where
             runs.append(Run(chunk, sec, 0, i))
+            self.pu_operations[chunk // num_chk] += 1
             follows, stop = lba + 1, lba - sec + num_sec
         if bad:
             return [], bad
@@ -124,7 +143,7 @@ class OcssdNamespace:
             run.written = run.count
         if status:
             return status, failed
-        closing = self._injected_write_failures(runs) if self.faults.write_fail else {}
+        closing = self._injected_write_failures(runs) if self.faults.has("write") else {}
         ss, ms = self.geometry.sec_size, self.geometry.md_size
         segments = []
         for run in runs:
@@ -159,8 +178,9 @@ class OcssdNamespace:
             if run.chunk in closing:
                 run.written = 0
                 continue
+            position = self.geometry.chunk_position(run.chunk)
             for offset in range(run.count):
-                if self.faults.write_fails(run.chunk, run.start + offset):
+                if self.faults.fires("write", position, (run.start + offset,)):
                     run.written = offset
                     closing[run.chunk] = run
                     break
@@ -215,11 +235,14 @@ class OcssdNamespace:
                 descriptors.append(bytes(CHUNK_DESCRIPTOR_SIZE))
                 continue
             chunk = where[0]
+            self.pu_operations[chunk // self.geometry.num_chk] += 1
             verdict = table.reset_status(chunk)
-            if not verdict and self._reset_fails(chunk):
+            failure = None if verdict else self._reset_failure(chunk)
+            if failure is not None:
                 table.take_offline(chunk)
                 self.fail_next_reset.discard(chunk)
                 verdict = Status.OFFLINE_CHUNK | DNR
+                self.went_offline(chunk, failure)
             elif not verdict:
                 table.reset(chunk)
             if verdict:
@@ -232,6 +255,34 @@ class OcssdNamespace:
                 return status or Status.DATA_TRANSFER_ERROR, failed
         return status, failed
 
-    def _reset_fails(self, chunk: int) -> bool:
-        return chunk in self.fail_next_reset or self.faults.reset_fails(chunk)
+    def _reset_failure(self, chunk: int) -> str | None:
+        """Why this reset fails (and the chunk goes OFFLINE), or None."""
+        if chunk in self.fail_next_reset:
+            return "write-failure"   # the block went bad, as in qemu-nvme
+        if self.chunks.worn_out(chunk):
+            return "worn-out"
+        if self.faults.fires("reset", self.geometry.chunk_position(chunk)):
+            return "injected-fault"
+        return None
+
+    # -- changes on the device's own account -------------------------------------------------
+    def went_offline(self, chunk: int, reason: str) -> None:
+        """A chunk went OFFLINE without the host asking: a D0h entry, an AER to post."""
+        state = NotificationState.WEAR_LEVEL_OUTSIDE_WIT if reason == "worn-out" \
+            else NotificationState.ERROR_RATE_UNRECOVERABLE
+        self.notify(self.chunks.slba[chunk], state)
+        for watcher in self.watchers:
+            watcher(chunk, reason)
+
+    def notify(self, lba: int, state: NotificationState,
+               mask: NotificationMask = NotificationMask.CHUNK, nlb: int = 0) -> None:
+        """Post a Chunk Notification entry (a media-feedback event: refreshed data, an
+        error rate) for a chunk, a PU or a range of sectors."""
+        self.notifications.post(self.nsid, lba, state, mask, nlb)
+        self.unannounced = True
+
+    def take_announcement(self) -> bool:
+        """Whether entries were posted since the last AER for them (and it is now due)."""
+        due, self.unannounced = self.unannounced, False
+        return due
 

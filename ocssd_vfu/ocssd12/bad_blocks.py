@@ -16,7 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
-from ocssd_vfu.openchannel.faults import FaultFileError, field_choice, field_lines, field_number
+from ocssd_vfu.openchannel.faults import (
+    AddressField,
+    AddressSpace,
+    Fault,
+    FaultFileError,
+    field_choice,
+    field_lines,
+    field_number,
+)
 from ocssd_vfu.spec.ocssd12 import BlockValue
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -80,3 +88,40 @@ def parse_read_fail(path: Path, g: Ocssd12Geometry) -> dict[tuple[int, int], tup
         failures[page] = (field_choice(where, fields, "status", READ_STATUSES),
                           field_number(where, fields, "readfail_prob", 101))
     return failures
+
+
+def ocssd12_space(g: Ocssd12Geometry) -> AddressSpace:
+    page = (AddressField("pln", g.num_pln, "plane (default: any)"),
+            AddressField("pg", g.num_pg, "page (default: any)"))
+    return AddressSpace(
+        "block",
+        (AddressField("ch", g.num_ch, "channel"), AddressField("lun", g.num_lun, "LUN"),
+         AddressField("blk", g.num_blk, "block in the LUN")),
+        {"write": page, "read": page, "reset": ()},
+        {"read": ("ECC", "HIGH_ECC")})
+
+
+READ_STATUS_NAMES = {status: name for name, status in READ_STATUSES.items()}
+
+
+def faults_from_files_12(g: Ocssd12Geometry, write_fail: Path | None = None,
+                         reset_fail: Path | None = None, read_fail: Path | None = None
+                         ) -> list[Fault]:
+    """The 1.2 start-up files' lines as faults."""
+    def page(plane_block: int, pg: int) -> tuple[tuple[int, ...], tuple[int, int]]:
+        block, pln = divmod(plane_block, g.num_pln)
+        return g.block_position(block), (pln, pg)
+
+    faults = []
+    if write_fail is not None:
+        for (plane_block, pg), probability in parse_write_fail(write_fail, g).items():
+            faults.append(Fault("write", *page(plane_block, pg), probability))
+    if reset_fail is not None:
+        for block, probability in parse_reset_fail(reset_fail, g).items():
+            faults.append(Fault("reset", g.block_position(block), (), probability))
+    if read_fail is not None:
+        for (plane_block, pg), (status, probability) in parse_read_fail(
+                read_fail, g).items():
+            faults.append(Fault("read", *page(plane_block, pg), probability,
+                                status=READ_STATUS_NAMES[status]))
+    return faults

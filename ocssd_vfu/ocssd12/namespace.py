@@ -15,14 +15,16 @@ multi-plane read may name any pages (Linux's chunk scan sends one PPA).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import ClassVar
 
 from ocssd_vfu.dma import dptr
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.nvme.kind import NamespaceKind
+from ocssd_vfu.ocssd12.bad_blocks import READ_STATUSES, ocssd12_space
 from ocssd_vfu.ocssd12.blocks import VALUES, BlockTable
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.openchannel.identify import identify_namespace
 from ocssd_vfu.openchannel.oob import OOB_UNWRITTEN, filled_buffer, store_oob
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
@@ -49,7 +51,8 @@ class Ocssd12Namespace:
 
     def __init__(self, nsid: int, geometry: Ocssd12Geometry, bbt: memoryview,
                  records: memoryview, data: memoryview, oob: memoryview,
-                 faults: Faults | None = None, timing: FlashModel | None = None) -> None:
+                 faults: FaultBook | None = None, timing: FlashModel | None = None,
+                 pe_cycles: int | None = None) -> None:
         self.nsid = nsid
         self.timing = timing  # serve --timing: the flash model its commands' times come from
         self.geometry = geometry
@@ -57,7 +60,10 @@ class Ocssd12Namespace:
         self.blocks = BlockTable(bbt, records, geometry)
         self.data = data
         self.oob = oob
-        self.faults = faults or Faults()
+        self.faults = faults if faults is not None else FaultBook(ocssd12_space(geometry))
+        self.pe_cycles = pe_cycles   # endurance: an erase after that many fails
+        # Told when an erase fails and retires a block: watcher(block index, reason).
+        self.watchers: list[Callable[[int, str], None]] = []
         self.failed_program: set[int] = set()  # plane blocks, until their next erase
         self.lba_size = geometry.sec_size
         self.zeroes = filled_buffer(0, geometry.sec_size * MAX_VECTOR_LBAS)
@@ -124,7 +130,7 @@ class Ocssd12Namespace:
         for first, plane_block, page, _ in pages:
             if self._refuses_programs(plane_block) or plane_block in injected:
                 bad_pages.add(first)
-            elif self.faults.write_fail and self.faults.write_fails(plane_block, page):
+            elif self.faults.has("write") and self._fault("write", plane_block, page):
                 injected[plane_block] = first
         failed_pages = bad_pages.union(injected.values())
         pieces: list[list[int]] = []  # [first sector, count]; -1: a failed page's bytes
@@ -207,7 +213,7 @@ class Ocssd12Namespace:
                 runs.append((sector, 1))
         if empty:  # the kernel's chunk scan tells erased pages by this status
             return Status.OCSSD12_EMPTY_PAGE | DNR, empty
-        injected, bits = self._injected_read_failure(placed) if self.faults.read_fail \
+        injected, bits = self._injected_read_failure(placed) if self.faults.has("read") \
             else (0, 0)
         if injected & ~DNR == Status.UNRECOVERED_READ:  # no data for an ECC failure
             return injected, bits
@@ -232,7 +238,8 @@ class Ocssd12Namespace:
         for i, (plane_block, page, _) in enumerate(placed):
             unit = (plane_block, page)
             if unit not in verdicts:  # one draw per page
-                verdicts[unit] = self.faults.read_fails(plane_block, page)
+                fault = self._fault("read", plane_block, page)
+                verdicts[unit] = READ_STATUSES[fault.status or "ECC"] if fault else 0
             status = verdicts[unit]
             if status:
                 bits |= 1 << i
@@ -273,17 +280,34 @@ class Ocssd12Namespace:
             targets = range(block * pln, block * pln + pln) if planes > 1 else [plane_block]
             if any(table.unusable(t) for t in targets):
                 failed |= 1 << i
-            elif self.faults.reset_fails(block) or self.failed_program.intersection(targets):
+            elif reason := self._erase_failure(block, targets):
                 for t in targets:  # a failed erase retires the block
                     table.erase_failed(t)
                     self.failed_program.discard(t)
                 failed |= 1 << i
+                for watcher in self.watchers:
+                    watcher(block, reason)
             else:
                 for t in targets:
                     table.erase(t)
         if failed:
             return Status.OCSSD12_WRITE_FAIL | DNR, failed
         return Status.SUCCESS, 0
+
+    def _fault(self, op: str, plane_block: int, page: int) -> Fault | None:
+        block, pln = divmod(plane_block, self.geometry.num_pln)
+        return self.faults.fires(op, self.geometry.block_position(block), (pln, page))
+
+    def _erase_failure(self, block: int, targets: range | list[int]) -> str | None:
+        """Why this erase fails (and retires the block), or None."""
+        if self.faults.fires("reset", self.geometry.block_position(block)):
+            return "injected-fault"
+        if self.failed_program.intersection(targets):
+            return "write-failure"
+        if self.pe_cycles is not None and any(self.blocks.erases[t] >= self.pe_cycles
+                                              for t in targets):
+            return "worn-out"
+        return None
 
     # -- bad-block tables -------------------------------------------------------------------
     def bad_block_table(self, ppa: int) -> bytes | None:

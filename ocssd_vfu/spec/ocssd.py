@@ -90,6 +90,10 @@ ChunkDescriptor = Struct(
     "wp" / Int64ul,               # 24: LBAs written in the chunk (Linux and qemu-nvme)
 )
 CHUNK_DESCRIPTOR_FORMAT = struct.Struct("<BBB5xQQQ")
+# How the image's chunk log keeps a descriptor: the reserved bytes 4-7 hold the chunk's
+# erase count (ocssd_vfu's own, never shown to the host; 0 = not kept, the WLI byte is
+# then a raw reset count, as qemu-nvme writes it). See ocssd/chunks.py.
+CHUNK_RECORD_FORMAT = struct.Struct("<BBBxIQQQ")
 
 # qemu-nvme block/ocssd.c header (natural alignment, 40 bytes) at file offset 0.
 ImageHeader = Struct(
@@ -103,4 +107,36 @@ ImageHeader = Struct(
     "ns_size" / Int64ul,                     # 32
 )
 IMAGE_HEADER_SIZE = 40
+
+# Log page D0h "Chunk Notification" (OCSSD 2.0 §2.8, research-features §5.2): a ring of
+# 64-byte entries the device posts when it changes a chunk on its own.
+CHUNK_NOTIFICATION_LID = 0xD0
+CHUNK_NOTIFICATION_SIZE = 64
+
+
+class NotificationState(enum.IntFlag):
+    ERROR_RATE_LOW = 1 << 0
+    ERROR_RATE_MEDIUM = 1 << 1
+    ERROR_RATE_HIGH = 1 << 2
+    ERROR_RATE_UNRECOVERABLE = 1 << 3
+    REFRESHED = 1 << 4
+    WEAR_LEVEL_OUTSIDE_WIT = 1 << 8
+
+
+class NotificationMask(enum.IntFlag):
+    LOGICAL_BLOCKS = 1 << 0   # LBA and NLB name a range within one chunk
+    CHUNK = 1 << 1            # LBA names a chunk
+    PARALLEL_UNIT = 1 << 2    # LBA names a PU: all its chunks
+
+
+ChunkNotification = Struct(
+    "nc" / Int64ul,               # 0: notification count, from 1, one per unique event
+    "lba" / Int64ul,              # 8
+    "nsid" / Int32ul,             # 16
+    "state" / Int16ul,            # 20: NotificationState
+    "mask" / Int8ul,              # 22: NotificationMask
+    Padding(9),
+    "nlb" / Int16ul,              # 32: 0-based, with mask LOGICAL_BLOCKS only
+    Padding(30),
+)
 IMAGE_MAGIC_BYTES = Int32ul.build(IMAGE_MAGIC)   # how an image file starts: b"MVNL"

@@ -24,7 +24,8 @@ import signal
 import socket
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -98,10 +99,22 @@ class AttachDeadline:
         self._timer.cancel()
 
 
+@dataclass
+class Companions:
+    """What runs beside the device loop (the control socket): tasks started in the same
+    nursery (each gets a task_status and calls started() once ready), and who is told
+    when a vfio-user client comes and goes."""
+
+    tasks: Sequence[Callable[..., Awaitable[None]]] = ()
+    attached: Callable[[], None] = lambda: None
+    detached: Callable[[], None] = lambda: None
+
+
 class Server:
     def __init__(self, device: VfuDevice, controller: Controller, sync: Callable[[], None],
                  once: bool, sync_interval: float, scheduler: CompletionScheduler,
-                 idle: Callable[[], bool] | None = None) -> None:
+                 idle: Callable[[], bool] | None = None,
+                 companions: Companions | None = None) -> None:
         self.device = device
         self.controller = controller
         self.sync = sync
@@ -112,21 +125,33 @@ class Server:
         self.idle_stepping = False               # a step ran since the last message
         # Wakes the loop when a held completion is due (its queue: controller.held).
         self.scheduler = scheduler
+        self.companions = companions or Companions()
+        self._scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        """Shut down as a signal does (the control socket's `quit`)."""
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def serve(self) -> None:
         attached = False
         try:
             async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
                 await nursery.start(self._stop_on_signals, nursery.cancel_scope)
                 nursery.start_soon(self.scheduler.run, lambda: self._after_held(nursery))
+                for task in self.companions.tasks:
+                    await nursery.start(task)
                 if self.sync_interval > 0:
                     nursery.start_soon(self._sync_periodically)
                 while True:
                     await self._attach()
                     attached = True
                     log.info("client attached")
+                    self.companions.attached()
                     await self._run_connection(nursery)
                     log.info("client gone%s", "; exiting (--once)" if self.once else "")
+                    self.companions.detached()
                     await self._sync_quietly()
                     self._log_totals()
                     attached = False

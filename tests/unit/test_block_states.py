@@ -8,9 +8,10 @@ import pytest
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.nvme.command import Command
+from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
 from ocssd_vfu.ocssd12.block_states import BLOCK_TRANSITIONS, UNUSABLE, BlockEvent
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.faults import Fault, FaultBook
 
 G = Ocssd12Geometry(num_ch=1, num_lun=1, num_pln=2, num_blk=4, num_pg=4, fpg_sz=8192)
 GOOD, FACTORY, GROWN, DEVICE, HOST = 0, 1, 2, 4, 8
@@ -23,11 +24,14 @@ POINTERS = Command(opc=0, flags=0, cid=0, nsid=1, cdw2=0, cdw3=0, mptr=0, prp1=R
 def namespace(value: int, erase_fails: bool = False) -> tuple[Ocssd12Namespace, GuestMemory]:
     """Plane block 0 (block 0, plane 0) holds `value`."""
     sectors = G.sectors
+    book = FaultBook(ocssd12_space(G))
+    if erase_fails:
+        book.add(Fault("reset", (0, 0, 0), ()))
     ns = Ocssd12Namespace(1, G, memoryview(bytearray(G.num_blk * G.num_pln)),
                           memoryview(bytearray(4 * G.num_blk * G.num_pln)),
                           memoryview(bytearray(sectors * G.sec_size)),
                           memoryview(bytearray(sectors * G.md_size)),
-                          faults=Faults(reset_fail={0: 100} if erase_fails else {}))
+                          faults=book)
     ns.blocks.mark(0, value)
     memory = GuestMemory()
     memory.add(RAM, bytearray(0x2000))

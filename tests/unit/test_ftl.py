@@ -20,11 +20,10 @@ from ocssd_vfu.ftl.chunks import ChunkBook, Role
 from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.flash import FlashLayout
 from ocssd_vfu.ftl.gc import GcPolicy, choose_victim
-from ocssd_vfu.ftl.memory_flash import MemoryFlash
+from ocssd_vfu.ftl.memory_flash import MemoryFaults, MemoryFlash
 from ocssd_vfu.ftl.recovery import open_ftl
 from ocssd_vfu.ftl.stats import collect, write_amplification
 from ocssd_vfu.ftl.trace import MediaOp, OpKind, Purpose
-from ocssd_vfu.openchannel.faults import Faults
 from ocssd_vfu.spec.ftl import UNMAPPED
 from ocssd_vfu.spec.ocssd import ChunkState
 
@@ -43,7 +42,7 @@ def blocks(first: int, count: int) -> bytes:
     return b"".join(block(n) for n in range(first, first + count))
 
 
-def fresh(faults: Faults | None = None) -> tuple[MemoryFlash, Ftl]:
+def fresh(faults: MemoryFaults | None = None) -> tuple[MemoryFlash, Ftl]:
     flash = MemoryFlash(LAYOUT, faults)
     return flash, Ftl.format(flash, OPTIONS)
 
@@ -251,7 +250,7 @@ def test_foreground_gc_keeps_writes_going_past_the_capacity() -> None:
 
 # -- failures ------------------------------------------------------------------------------------
 def test_a_program_failure_retires_the_chunk_and_rewrites_the_unit() -> None:
-    flash, ftl = fresh(Faults(write_fail={(2, 4): 100}))
+    flash, ftl = fresh(MemoryFaults(write_fail={(2, 4): 100}))
     ftl.write(0, blocks(0, 16))
     ftl.trace = []
     ftl.write(16, blocks(16, 4))       # PU 0's second unit: chunk 2 sectors 4-7 fail
@@ -268,7 +267,7 @@ def test_a_program_failure_retires_the_chunk_and_rewrites_the_unit() -> None:
 
 
 def test_a_reset_failure_takes_the_chunk_offline() -> None:
-    flash, ftl = fresh(Faults(reset_fail={2: 100}))
+    flash, ftl = fresh(MemoryFaults(reset_fail={2: 100}))
     fill_chunk_2_then_overwrite(ftl)
     ftl.collect(2)
     assert (flash.state[2], ftl.chunks.role[2]) == (ChunkState.OFFLINE, Role.OFFLINE)

@@ -20,7 +20,8 @@ from ocssd_vfu.imagetool import report12
 from ocssd_vfu.imagetool import report20 as report
 from ocssd_vfu.media import ocssd12_image, ocssd_image
 from ocssd_vfu.ocssd.chunks import OPEN, RANDOM
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.ocssd.faults import ocssd20_space
+from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.spec.ocssd import ChunkState
 from tests.unit.test_ftl import OPTIONS, ZERO, block, blocks
 
@@ -29,7 +30,7 @@ GEOMETRY_12 = Ocssd12Geometry(num_ch=2, num_lun=2, num_pln=2, num_blk=16, num_pg
                               fpg_sz=8192)
 
 
-def open_20(path: Path, faults: Faults | None = None) -> tuple[ocssd_image.OcssdImage,
+def open_20(path: Path, faults: FaultBook | None = None) -> tuple[ocssd_image.OcssdImage,
                                                                  Ocssd20Flash]:
     image = ocssd_image.OcssdImage(path)
     layout = image.description.layouts()[0]
@@ -66,7 +67,9 @@ def test_an_ocssd20_image_keeps_the_ftl_across_a_kill(tmp_path: Path) -> None:
 def test_an_ocssd20_program_failure_closes_the_chunk_early(tmp_path: Path) -> None:
     path = tmp_path / "ftl20.img"
     ocssd_image.create_image(path, GEOMETRY_20)
-    image, flash = open_20(path, Faults(write_fail={(2, 4): 100}))
+    book = FaultBook(ocssd20_space(GEOMETRY_20))
+    book.add(Fault("write", GEOMETRY_20.chunk_position(2), (4,)))
+    image, flash = open_20(path, book)
     ftl = Ftl.format(flash, OPTIONS)
     ftl.write(0, blocks(0, 20))           # chunk 2's second unit fails
     assert (flash.table.state[2], flash.table.wp[2]) == (ChunkState.CLOSED, 4)

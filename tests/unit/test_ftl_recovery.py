@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.flash import FlashLayout
 from ocssd_vfu.ftl.gc import GcPolicy
-from ocssd_vfu.ftl.memory_flash import MemoryFlash, PowerCut
+from ocssd_vfu.ftl.memory_flash import MemoryFaults, MemoryFlash, PowerCut
 from ocssd_vfu.ftl.recovery import (
     Contents,
     NotFormatted,
@@ -26,7 +26,6 @@ from ocssd_vfu.ftl.recovery import (
     open_ftl,
 )
 from ocssd_vfu.ftl.stats import collect
-from ocssd_vfu.openchannel.faults import Faults
 from tests.unit.test_ftl import (
     LAYOUT,
     OPTIONS,
@@ -152,7 +151,7 @@ def test_a_trim_survives_the_erase_of_the_data_it_removed() -> None:
 def test_a_failed_program_of_staged_sectors_keeps_them() -> None:
     # Chunk 2's first unit holds 2 staged sectors when its program fails; the crash
     # comes before anything else: recovery moves them out of the closed chunk.
-    flash, ftl = fresh(Faults(write_fail={(2, 0): 100}))
+    flash, ftl = fresh(MemoryFaults(write_fail={(2, 0): 100}))
     ftl.write(0, blocks(0, 2))
     flash.power_budget = 1             # the failed program, then the relocation's tears
     with pytest.raises(PowerCut):
@@ -230,7 +229,8 @@ def test_every_completed_write_survives_a_power_cut(churn: int, warmup: list[Wri
                                                     fails: set[tuple[int, int]],
                                                     reset_fails: set[int], policy: GcPolicy,
                                                     seed: int) -> None:
-    faults = Faults(write_fail=dict.fromkeys(fails, 50), reset_fail=dict.fromkeys(reset_fails, 50))
+    faults = MemoryFaults(write_fail=dict.fromkeys(fails, 50),
+                          reset_fail=dict.fromkeys(reset_fails, 50))
     flash = MemoryFlash(LAYOUT, faults)
     flash.rng.seed(seed)
     ftl = Ftl.format(flash, FtlOptions(op_percent=20, gc_threshold=8, gc_policy=policy,

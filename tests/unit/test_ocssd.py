@@ -17,8 +17,9 @@ import pytest
 from ocssd_vfu.geometry.ocssd20 import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
 from ocssd_vfu.nvme.trace import make_tracer
+from ocssd_vfu.ocssd.faults import ocssd20_space
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     ChunkDescriptor,
@@ -39,13 +40,16 @@ def lba(grp: int, pu: int, chk: int, sec: int = 0) -> int:
 
 class Device:
     def __init__(self, geometry: OcssdGeometry = GEOMETRY, early_reset: bool = True,
-                 faults: Faults | None = None) -> None:
+                 faults: tuple[Fault, ...] = (), pe_cycles: int | None = None) -> None:
         g = geometry
+        book = FaultBook(ocssd20_space(g))
+        for fault in faults:
+            book.add(fault)
         self.log = bytearray(fresh_chunk_log(g))
         self.data = bytearray(g.sectors * g.sec_size)
         self.oob = bytearray(g.sectors * g.md_size)
         self.ns = OcssdNamespace(1, g, memoryview(self.log), memoryview(self.data),
-                                 memoryview(self.oob), early_reset, faults)
+                                 memoryview(self.oob), early_reset, book, pe_cycles=pe_cycles)
         self.host = FakeHost(namespace=self.ns)
         self.host.enable()
         self.host.create_io_queues()
@@ -317,8 +321,7 @@ def test_multiple_resets_capability_allows_resetting_a_free_chunk() -> None:
 
 
 def test_injected_write_failure_closes_the_chunk_early_and_its_reset_fails() -> None:
-    index = (0 * 2 + 1) * 12 + 2  # grp 0, pu 1, chk 2
-    dev = Device(faults=Faults(write_fail={(index, 5): 100}))
+    dev = Device(faults=(Fault("write", (0, 1, 2), (5,)),))
     lbas = run(0, 8, pu=1, chk=2) + run(0, 8, pu=0, chk=2)
     assert dev.write(lbas) == (Status.WRITE_FAIL_CHUNK_EARLY_CLOSE | DNR, 0b11100000)
     assert dev.chunk(0, 1, 2)[0] == 2 and dev.chunk(0, 1, 2)[5] == 5   # CLOSED at sector 5
@@ -331,7 +334,7 @@ def test_injected_write_failure_closes_the_chunk_early_and_its_reset_fails() -> 
 def test_a_write_failure_closes_the_chunk_once_at_the_failing_sector() -> None:
     # Fail at grp0/pu0/chk1 sector 2; the vector carries that chunk's s0-3, another PU's
     # s0-3, then the chunk's s4-7: the chunk stays CLOSED at 2, not at the 2nd run's start.
-    dev = Device(faults=Faults(write_fail={(1, 2): 100}))
+    dev = Device(faults=(Fault("write", (0, 0, 1), (2,)),))
     lbas = run(0, 4, chk=1) + run(0, 4, pu=1, chk=1) + run(4, 4, chk=1)
     assert dev.write(lbas) == (Status.WRITE_FAIL_CHUNK_EARLY_CLOSE | DNR, 0xF0C)
     assert dev.chunk(0, 0, 1) == (2, 1, 0, lba(0, 0, 1), 32, 2)     # CLOSED, WP 2
@@ -378,7 +381,7 @@ def test_long_scalar_commands_fill_zeroes_and_erased_oob_past_the_shared_buffers
 
 
 def test_injected_reset_failure_takes_the_chunk_offline() -> None:
-    dev = Device(faults=Faults(reset_fail={3: 100}))
+    dev = Device(faults=(Fault("reset", (0, 0, 3), ()),))
     for start in range(0, 32, 8):
         assert dev.write(run(start, 8, chk=3))[0] == 0
     assert dev.vector(VECTOR_RESET, [lba(0, 0, 3)]) == (Status.OFFLINE_CHUNK | DNR, 1)

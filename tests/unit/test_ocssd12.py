@@ -17,8 +17,9 @@ import pytest
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry, PpaFormat12
 from ocssd_vfu.geometry.ocssd20 import GeometryError
 from ocssd_vfu.nvme.trace import make_tracer
+from ocssd_vfu.ocssd12.bad_blocks import ocssd12_space
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
-from ocssd_vfu.openchannel.faults import Faults
+from ocssd_vfu.openchannel.faults import Fault, FaultBook
 from ocssd_vfu.spec.ocssd12 import (
     BLOCK_RECORD_FORMAT,
     BadBlockTableHeader,
@@ -50,15 +51,18 @@ def page(ch: int, lun: int, blk: int, pg: int, planes: tuple[int, ...] = (0,)) -
 
 
 class Device:
-    def __init__(self, geometry: Ocssd12Geometry = GEOMETRY, faults: Faults | None = None,
+    def __init__(self, geometry: Ocssd12Geometry = GEOMETRY, faults: tuple[Fault, ...] = (),
                  bbt: bytes = b"") -> None:
         g = geometry
+        book = FaultBook(ocssd12_space(g))
+        for fault in faults:
+            book.add(fault)
         self.bbt = bytearray(bbt or bytes(g.plane_blocks))
         self.records = bytearray(g.plane_blocks * 4)
         self.data = bytearray(g.sectors * g.sec_size)
         self.oob = bytearray(g.sectors * g.md_size)
         self.ns = Ocssd12Namespace(1, g, memoryview(self.bbt), memoryview(self.records),
-                                   memoryview(self.data), memoryview(self.oob), faults)
+                                   memoryview(self.data), memoryview(self.oob), book)
         self.host = FakeHost(namespace=self.ns)
         self.host.enable()
         self.host.create_io_queues()
@@ -335,7 +339,7 @@ def test_factory_and_grown_bad_blocks_fail_program_and_erase() -> None:
 
 # -- error injection and trace -------------------------------------------------------------
 def test_injected_write_failure_fails_the_page_then_the_next_erase() -> None:
-    faults = Faults(write_fail={(((0 * 2 + 1) * 12 + 6) * 2 + 1, 1): 100})  # ch0 lun1 blk6 pl1 pg1
+    faults = (Fault("write", (0, 1, 6), (1, 1)),)  # ch0 lun1 blk6 pl1 pg1
     dev = Device(faults=faults)
     assert dev.write(page(0, 1, 6, 0, (0, 1)), mode=DUAL) == (0, 0)
     assert dev.write(page(0, 1, 6, 1, (0, 1)), mode=DUAL) == (WRITE_FAILED, 0b1100)
@@ -351,7 +355,7 @@ def test_injected_write_failure_fails_the_page_then_the_next_erase() -> None:
 
 
 def test_injected_erase_failure_retires_the_block() -> None:
-    dev = Device(faults=Faults(reset_fail={(1 * 2 + 1) * 12 + 0: 100}))  # ch1 lun1 blk0
+    dev = Device(faults=(Fault("reset", (1, 1, 0), ()),))  # ch1 lun1 blk0
     assert dev.vector(ERASE, [ppa(1, 1, 0, 0), ppa(1, 1, 1, 0)], mode=DUAL) == \
         (WRITE_FAILED, 0b1)
     assert dev.get_bad_blocks(1, 1)[1][64:68] == bytes([2, 2, 0, 0])
@@ -359,7 +363,8 @@ def test_injected_erase_failure_retires_the_block() -> None:
 
 def test_injected_read_failures_give_ecc_failure_and_high_ecc() -> None:
     # ch0 lun0 blk8 page 0: plane 0 (plane block 16) ECC failure, plane 1 high ECC
-    dev = Device(faults=Faults(read_fail={(16, 0): (0x4281, 100), (17, 0): (0x4700, 100)}))
+    dev = Device(faults=(Fault("read", (0, 0, 8), (0, 0), status="ECC"),
+                         Fault("read", (0, 0, 8), (1, 0), status="HIGH_ECC")))
     assert dev.write(page(0, 0, 8, 0, (0, 1)), mode=DUAL) == (0, 0)
     status, bitmap, data, _ = dev.read(page(0, 0, 8, 0, (1,)))
     assert (status, bitmap, data) == (0x4700, 0b11, sectors(0x42, 0x43))  # data is good

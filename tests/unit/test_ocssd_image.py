@@ -263,3 +263,18 @@ def test_malformed_fault_file_stops_the_server_before_it_listens(ocssd_vfu: RunC
     assert done.status == 1
     assert f"{bad}:1: sec=4096 out of range (0..1023)" in done.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_info_and_chunks_show_erase_counts_an_image_keeps(ocssd_vfu: RunCli,
+                                                          tmp_path: Path) -> None:
+    image = _small(tmp_path, ocssd_vfu)
+    assert "erases" not in ocssd_vfu("image", "info", str(image)).stdout   # none kept yet
+    with image.open("r+b") as f:   # chunk 2: FREE, WLI 170 (--pe-cycles 3), 2 erases kept
+        f.seek(8192 + 2 * 32 + 2)
+        f.write(bytes([170, 0, 2, 0, 0, 0]))
+    info = ocssd_vfu("image", "info", str(image))
+    assert info.status == 0, info.stdout
+    assert "erases     : min 0, max 2, mean 0.03 (P/E cycles spent)" in info.stdout
+    chunks = ocssd_vfu("image", "chunks", "--erases", "--pu", "0", str(image)).stdout
+    assert "State: FREE    , Type: SEQWRITE_REQ        , Attr: NONE    , WLI:  170 } erases: 2" \
+        in chunks.splitlines()[2]
