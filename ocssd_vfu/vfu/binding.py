@@ -10,6 +10,11 @@ from ocssd_vfu.vfu._libvfio_user import lib as lib
 
 LIBVFIO_USER_DIR: str = ffi.string(lib.LIBVFIO_USER_DIR).decode()
 
+# SIGBUS/SIGSEGV in guest memory or the image fail a command, never the process
+# (native/guard.h); installed with the module, in every process that can touch them.
+if lib.ocssd_guard_install() < 0:
+    raise OSError(ffi.errno, "installing the SIGBUS/SIGSEGV guard failed")
+
 
 def check(result: int, what: str) -> int:
     """Turn libvfio-user's `-1 and errno` convention into OSError."""
