@@ -15,6 +15,8 @@ import mmap
 import os
 from pathlib import Path
 
+from ocssd_vfu.media.watch import ImageFile
+
 log = logging.getLogger("ocssd_vfu.media")
 
 
@@ -56,6 +58,11 @@ class RawImage:
         self.lba_size = lba_size
         self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.view = memoryview(self.map)
+        self.file = ImageFile(path, self.fd, self.map, size)
+
+    def reserve(self, start: int, length: int) -> bool:
+        """Space for a write to [start, start+length) (False: the file system is full)."""
+        return self.file.reserve(start, length)
 
     def deallocate(self, start: int, length: int) -> None:
         """Zero [start, start+length) and give back the file system blocks inside it."""
@@ -79,6 +86,7 @@ class RawImage:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        self.file.close()
         self.view.release()
         self.sync()
         self.map.close()

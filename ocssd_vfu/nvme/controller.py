@@ -100,6 +100,7 @@ class Controller:
         self.coalescing = self._new_coalescing()
         self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
         self.fast_path = fast_path_for(self)
+        self.media_failure: str | None = None  # why the image cannot take I/O any more
         self._set_page_size(0)
 
     def guest_error(self, category: str, message: str) -> None:
@@ -108,6 +109,19 @@ class Controller:
         count = self.guest_errors[category]
         if count <= LOGGED_PER_CATEGORY or count % 1000 == 0:
             log.warning("guest error %s (#%d): %s", category, count, message)
+
+    def fatal(self, category: str, message: str) -> None:
+        """Guest misbehaviour the controller cannot go on after: Controller Fatal Status
+        until the host resets it."""
+        self.guest_error(category, message)
+        self.regs.csts |= 0x2
+
+    def fail_media(self, reason: str) -> None:
+        """The image went away under the server (media/watch.py): every later I/O command
+        fails with a media error (with DNR); said once."""
+        if self.media_failure is None:
+            log.error("%s", reason)
+            self.media_failure = reason
 
     # -- registers -------------------------------------------------------------------------
     def _set_page_size(self, mps: int) -> None:
@@ -318,7 +332,8 @@ class Controller:
             sq = self.sqs.get(qid)
             if sq is None:
                 continue
-            fast = self.fast_path if qid and self.tracer is None else None
+            fast = self.fast_path if qid and self.tracer is None \
+                and self.media_failure is None else None
             while not sq.empty() and not sq.cq.full():
                 if fast is not None and self._run_fast(fast, sq):
                     touched.add(sq.cq)
@@ -353,6 +368,8 @@ class Controller:
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
         if sq.qid == 0:
             return admin.dispatch(self, cmd)
+        if self.media_failure is not None:  # nothing may touch the image any more
+            return (io.media_error(cmd), 0)
         return io.dispatch(self, sq, cmd)
 
     def _complete(self, sq: SubmissionQueue, cid: int, status: int, result: int) -> None:

@@ -113,8 +113,8 @@ def read(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
 
 def write(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
     slba, nlb = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1  # _decode, inlined
-    status = _check_transfer(ctrl, ns, slba, nlb) or _move_blocks(ctrl, ns, cmd, slba, nlb,
-                                                                  to_guest=False)
+    status = _check_transfer(ctrl, ns, slba, nlb) or ns.reserve(slba, nlb) or \
+        _move_blocks(ctrl, ns, cmd, slba, nlb, to_guest=False)
     if not status and ns.uncorrectable:
         ns.written(slba, nlb)
     return (status, 0)
@@ -147,6 +147,9 @@ def write_zeroes(ctrl: Controller, ns: PlainNamespace, cmd: Command) -> Result:
     if cmd.cdw12 & WRITE_ZEROES_DEAC:
         ns.deallocate(slba, nlb)
     else:
+        status = ns.reserve(slba, nlb)
+        if status:
+            return (status, 0)
         ns.zero(slba, nlb)
     return OK
 
@@ -224,6 +227,12 @@ def io_commands(ctrl: Controller) -> dict[int, int]:
     for kind in {type(ns) for ns in ctrl.namespaces.values()}:
         effects.update((opc, entry.effects) for opc, entry in IO_COMMANDS[kind].items())
     return effects
+
+
+def media_error(cmd: Command) -> int:
+    """Every I/O command's status once the image is gone (Controller.fail_media): a
+    write fault for commands that write (opcode bit 0, NVMe 1.4 6.1), else a read error."""
+    return (Status.WRITE_FAULT if cmd.opc & 1 else Status.UNRECOVERED_READ) | DNR
 
 
 def dispatch(ctrl: Controller, sq: SubmissionQueue, cmd: Command) -> Result:

@@ -102,8 +102,11 @@ class VfuDevice:
 
     def trigger(self, vector: int) -> None:
         if lib.vfu_irq_trigger(self.ctx, vector) < 0 and ffi.errno != errno.ENOENT:
-            # ENOENT: the guest has not set up this vector yet (normal early on).
-            log.warning("vfu_irq_trigger(%d) failed: errno %d", vector, ffi.errno)
+            # ENOENT: the guest has not set up this vector yet (normal early on). The fds
+            # are non-blocking (scripts/libvfio-user-robustness.patch): EAGAIN is a client
+            # that does not read its interrupt fd; counted and logged rate-limited.
+            self.controller.guest_error("irq_fd", f"interrupt vector {vector} not "
+                                        f"delivered: {os.strerror(ffi.errno)}")
 
     def destroy(self) -> None:
         if self.ctx is not None:
@@ -136,11 +139,16 @@ class VfuDevice:
             self.memory.add(start, view, writable=bool(info.prot & mmap.PROT_WRITE))
         except ValueError as exc:
             log.warning("%s", exc)
+            return
+        # The client may shrink the file under us: a fault there must not end the server.
+        if lib.ocssd_guard_watch(info.vaddr, length, lib.OCSSD_GUARD_GUEST) < 0:
+            log.warning("DMA region %#x+%#x: too many regions to guard", start, length)
 
     def dma_unregister(self, info: Any) -> None:
         start = int(ffi.cast("uintptr_t", info.iova.iov_base))
         with contextlib.suppress(KeyError):  # a region we never added (no vaddr)
             self.memory.remove(start)
+            lib.ocssd_guard_unwatch(info.vaddr)
 
     def reset(self, kind: int) -> int:
         # Every kind (DEVICE_RESET, lost connection, FLR) is a full reset; on a lost
