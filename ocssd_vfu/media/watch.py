@@ -2,7 +2,7 @@
 file watched for what other processes do to it.
 
 - Space: a sparse image on a full file system cannot take a write fault (SIGBUS in the
-  copy). `reserve` allocates a range with posix_fallocate before the write that needs it
+  copy). `reserve` allocates a range (fallocate, KEEP_SIZE) before the write that needs it
   (a plain namespace's written blocks; an OCSSD chunk's data and OOB when it opens), so a
   full disk is an NVMe status on that write (Capacity Exceeded | DNR) and nothing else.
 - The file: truncated (shorter than the mapping), unlinked, or replaced at its path
@@ -14,14 +14,19 @@ file watched for what other processes do to it.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
+import weakref
 from pathlib import Path
 
 from ocssd_vfu.vfu.binding import ffi, lib
 
-_watched: list[ImageFile] = []
+FALLOC_FL_KEEP_SIZE = 0x01  # <linux/falloc.h>: a truncated file is not grown back
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_watched: weakref.WeakSet[ImageFile] = weakref.WeakSet()  # the open ones
 
 
 class ImageFile:
@@ -29,24 +34,27 @@ class ImageFile:
 
     def __init__(self, path: Path, fd: int, mapping: mmap.mmap, size: int) -> None:
         self.path, self.fd, self.size = path, fd, size
+        self.unreservable = False
         self._identity = _identity(os.fstat(fd))
         export = ffi.from_buffer(mapping)
         self._address = ffi.cast("void *", export)
         ffi.release(export)  # the address stays valid while the mapping is open
         lib.ocssd_guard_watch(self._address, size, lib.OCSSD_GUARD_IMAGE)
-        _watched.append(self)
+        _watched.add(self)
 
     def reserve(self, start: int, length: int) -> bool:
         """Allocate [start, start+length) of the file; False: no space left."""
-        if length <= 0:
+        if length <= 0 or self.unreservable:
             return True
-        try:
-            os.posix_fallocate(self.fd, start, length)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                return False
-            raise
-        return True
+        if _libc.fallocate(self.fd, FALLOC_FL_KEEP_SIZE, start, length) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in (errno.ENOSPC, errno.EDQUOT):
+            return False
+        if err == errno.EOPNOTSUPP:  # the guarded copy is all there is on this file system
+            self.unreservable = True
+            return True
+        raise OSError(err, f"fallocate({self.path}): {os.strerror(err)}")
 
     def problem(self) -> str | None:
         """Why the image can no longer be served, in one line, or None."""
@@ -68,7 +76,7 @@ class ImageFile:
 
     def close(self) -> None:
         lib.ocssd_guard_unwatch(self._address)
-        _watched.remove(self)
+        _watched.discard(self)
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
