@@ -30,6 +30,7 @@ MSIX_BAR = 4
 MSIX_BAR_SIZE = 0x2000
 MSIX_TABLE_OFFSET = 0x0
 MSIX_PBA_OFFSET = 0x1000
+CONFIG_SPACE_SIZE = 4096  # PCI Express: the extended configuration space
 RAM_WITHOUT_FD_WARNING = 16 << 20
 NVME_CLASS = (0x01, 0x08, 0x02)  # mass storage, non-volatile memory, NVMe
 SYSLOG_LEVELS = {3: logging.ERROR, 4: logging.WARNING, 5: logging.INFO, 6: logging.INFO,
@@ -96,6 +97,10 @@ class VfuDevice:
         check(lib.vfu_setup_device_nr_irqs(ctx, lib.VFU_DEV_ERR_IRQ, 0), "nr_irqs(ERR)")
         check(lib.vfu_setup_device_nr_irqs(ctx, lib.VFU_DEV_REQ_IRQ, 0), "nr_irqs(REQ)")
         check(lib.vfu_realize_ctx(ctx), "vfu_realize_ctx")
+        # libvfio-user keeps config space (header, BARs, command register, PM, MSI-X
+        # enable) across clients: each new one must find it as at power-on.
+        self._config_space = ffi.buffer(lib.vfu_pci_get_config_space(ctx), CONFIG_SPACE_SIZE)
+        self._power_on_config = bytes(self._config_space)
 
     def poll_fd(self) -> int:
         return check(lib.vfu_get_poll_fd(self.ctx), "vfu_get_poll_fd")
@@ -152,8 +157,11 @@ class VfuDevice:
 
     def reset(self, kind: int) -> int:
         # Every kind (DEVICE_RESET, lost connection, FLR) is a full reset; on a lost
-        # connection libvfio-user has already unregistered the DMA regions.
+        # connection libvfio-user has already unregistered the DMA regions, and the next
+        # client gets the power-on config space.
         self.controller.device_reset()
+        if kind == lib.VFU_RESET_LOST_CONN:
+            self._config_space[:] = self._power_on_config
         return 0
 
 

@@ -100,3 +100,30 @@ def test_an_interrupt_fd_nobody_reads_does_not_block_the_server(
         os.close(write_end)
     server.assert_alive()
     assert "guest error irq_fd" in server.log()
+
+
+def test_config_space_writes_do_not_outlive_the_client(server: ServerProcess,
+                                                       ram: GuestRam) -> None:
+    with server.connect() as first:
+        power_on = first.region_read(Region.CONFIG, 0, 4096)
+        caps, pointer = {}, power_on[0x34]
+        while pointer:
+            caps[power_on[pointer]] = pointer
+            pointer = power_on[pointer + 1]
+        pm, msix = caps[0x01], caps[0x11]              # Power Management, MSI-X
+        for offset, value in ((0x04, b"\x07\x05"),     # COMMAND
+                              (0x10, b"\x0D\x00\x00\x00"),  # BAR0 = 0xD: what bricked QEMU
+                              (0x3C, b"\x55"),         # interrupt line
+                              (pm + 4, b"\x03\x00"),   # PMCSR: D3hot
+                              (msix + 2, b"\x00\xC0")):  # MSI-X enable + function mask
+            first.region_write(Region.CONFIG, offset, value)
+        assert first.region_read(Region.CONFIG, 0, 4096) != power_on
+        admin_queues(first, ram)
+    with server.connect() as second:
+        assert second.region_read(Region.CONFIG, 0, 4096) == power_on
+        assert second.read32(Region.BAR0, CSTS) == 0
+        ram.maps.clear()
+        admin = admin_queues(second, ram)
+        ram.map(second, DATA_IOVA, 0x10000, 0x10000)
+        assert admin.identify_controller(DATA_IOVA).sc == GENERIC_SUCCESS
+    server.assert_alive()
