@@ -119,6 +119,17 @@ def write_new_image(path: Path, sec_size: int, md_size: int, num_ns: int, ns_siz
     `size` bytes. Nothing is left behind on failure."""
     if not 1 <= num_ns <= MAX_NAMESPACES:
         raise ImageError(f"num_ns={num_ns}: must be 1..{MAX_NAMESPACES}")
+    # Overwriting takes the lock `serve` holds: a served image is never re-created.
+    lock = open_locked(path, os.O_RDONLY) if overwrite and os.path.lexists(path) else None
+    try:
+        _write_new_image(path, sec_size, md_size, num_ns, ns_size, pages, size, overwrite)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _write_new_image(path: Path, sec_size: int, md_size: int, num_ns: int, ns_size: int,
+                     pages: Iterable[tuple[int, bytes]], size: int, overwrite: bool) -> None:
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o644)

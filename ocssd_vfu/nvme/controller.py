@@ -32,12 +32,13 @@ from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER, ShadowDoorbells
 from ocssd_vfu.nvme.fastpath import fast_path_for
 from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
-from ocssd_vfu.nvme.memory import DmaError, GuestMemory
+from ocssd_vfu.nvme.memory import DmaError, GuestMemory, TransferError
 from ocssd_vfu.nvme.namespace import PlainNamespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.spec.nvme import Register
+from ocssd_vfu.spec.status import Status
 
 if TYPE_CHECKING:
     from ocssd_vfu.nvme.fastpath import FastPath
@@ -101,6 +102,7 @@ class Controller:
         self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
         self.fast_path = fast_path_for(self)
         self.media_failure: str | None = None  # why the image cannot take I/O any more
+        self.internal_errors = 0  # commands a handler failed by raising (_execute_guarded)
         self._set_page_size(0)
 
     def guest_error(self, category: str, message: str) -> None:
@@ -341,7 +343,7 @@ class Controller:
                 cmd = self._fetch(sq)
                 if cmd is None:
                     break
-                status, result = self._execute(sq, cmd)
+                status, result = self._execute_guarded(sq, cmd)
                 if self.tracer is not None:
                     self.tracer(sq.qid, cmd, status, result)
                 if status != DEFERRED:
@@ -364,6 +366,22 @@ class Controller:
             self.guest_error("sq_unmapped", f"SQ {sq.qid} at {sq.base:#x} is not in guest memory")
             self.regs.csts |= 0x2  # the controller cannot continue: fatal status
             return None
+
+    def _execute_guarded(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
+        """One boundary per command: whatever a handler raises fails that command (Internal
+        Error; a TransferError its own status) and the controller goes on. A safety net, not
+        a hiding place: each one is counted and logged with its traceback (the fuzzer fails
+        on Internal Error)."""
+        try:
+            return self._execute(sq, cmd)
+        except TransferError as err:
+            return (err.status, 0)
+        except Exception:  # noqa: BLE001 - see the docstring
+            self.internal_errors += 1
+            if self.internal_errors <= LOGGED_PER_CATEGORY or self.internal_errors % 1000 == 0:
+                log.exception("internal error #%d in opcode %#x on SQ %d (cid %d)",
+                              self.internal_errors, cmd.opc, sq.qid, cmd.cid)
+            return (Status.INTERNAL_ERROR, 0)
 
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
         if sq.qid == 0:

@@ -9,6 +9,7 @@ Only built when asked for; the controller calls it after each command runs.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
@@ -27,6 +28,8 @@ VECTOR_OPCODES = {IoOpcode.VECTOR_CHUNK_RESET, IoOpcode.VECTOR_CHUNK_WRITE,
 SCALAR_OPCODES = {IoOpcode.READ, IoOpcode.WRITE}
 
 Tracer = Callable[[int, Command, int, int], None]
+
+log = logging.getLogger("ocssd_vfu.trace")
 
 
 def opcode_name(admin: bool, opc: int) -> str:
@@ -61,8 +64,12 @@ def make_tracer(ctrl: Controller, out: TextIO, fmt: str) -> Tracer:
             record["slba"], record["nlb"] = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
         record.update(psdt=(cmd.flags >> 6) & 0x3, prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr,
                       status=status_name(status), result=result)
-        out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
-        out.flush()
+        try:
+            out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
+            out.flush()
+        except OSError as exc:  # a full disk, a closed pipe: serving goes on untraced
+            log.warning("trace: cannot write (%s): tracing off", exc)
+            ctrl.tracer = None
 
     return trace
 
