@@ -153,6 +153,7 @@ def create_io_cq(ctrl: Controller, cmd: Command) -> Result:
     if vector >= ctrl.config.msix_vectors:
         return fail(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
+    ctrl.io_queues_created = True
     doorbells.queue_created(ctrl, qid, cq=True)
     return OK
 
@@ -166,6 +167,7 @@ def create_io_sq(ctrl: Controller, cmd: Command) -> Result:
     if status:
         return (status, 0)
     ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
+    ctrl.io_queues_created = True
     doorbells.queue_created(ctrl, qid, cq=False)
     return OK
 

@@ -103,6 +103,7 @@ class Controller:
         self.fast_path = fast_path_for(self)
         self.media_failure: str | None = None  # why the image cannot take I/O any more
         self.internal_errors = 0  # commands a handler failed by raising (_execute_guarded)
+        self.io_queues_created = False  # since the last reset: Number of Queues is fixed
         self._set_page_size(0)
 
     def guest_error(self, category: str, message: str) -> None:
@@ -202,6 +203,7 @@ class Controller:
         self.pending.clear()
         self.aer_cids.clear()
         self.features = features.Features()
+        self.io_queues_created = False
         self.epoch += 1
         self.regs.csts &= ~0x3  # keep SHST: a shutdown stays reported until the next enable
 
@@ -229,13 +231,10 @@ class Controller:
         shadow, self.shadow = self.shadow, None
         if shadow is None:
             return
-        try:
-            for qid in self.sqs.keys() - {0}:
-                shadow.write(self.memory, qid, False, 0)
-                shadow.arm(self.memory, qid, False, 0)
-            for qid in self.cqs.keys() - {0}:
-                shadow.write(self.memory, qid, True, 0)
-                shadow.arm(self.memory, qid, True, 0)
+        try:  # every entry ever used: a deleted queue's stale EventIdx would mute the next
+            for qid, cq in shadow.used:
+                shadow.write(self.memory, qid, cq, 0)
+                shadow.arm(self.memory, qid, cq, 0)
         except DmaError:
             pass  # unmapped already: nothing left to clean
 

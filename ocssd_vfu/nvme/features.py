@@ -111,6 +111,8 @@ def _queue_limit(ctrl: Controller) -> int:
 
 def set_number_of_queues(ctrl: Controller, cdw11: int) -> Result:
     nsqr, ncqr = cdw11 & 0xFFFF, cdw11 >> 16
+    if ctrl.io_queues_created:  # NVMe 1.4 5.21.1.7: only before the first I/O queue
+        return fail(Status.COMMAND_SEQUENCE_ERROR)
     if nsqr == 0xFFFF or ncqr == 0xFFFF:
         return fail(Status.INVALID_FIELD)
     limit = ctrl.config.io_queue_pairs - 1

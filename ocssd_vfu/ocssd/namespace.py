@@ -214,7 +214,7 @@ class OcssdNamespace:
             if run.written < run.count:
                 unwritten |= self._bits(run, skip=run.written)
         if unwritten and dulbe:
-            return Status.DEALLOCATED_OR_UNWRITTEN, unwritten
+            return Status.DEALLOCATED_OR_UNWRITTEN | DNR, unwritten
         zeroes = self.zeroes
         segments = []
         for run in runs:
