@@ -85,3 +85,38 @@ def test_a_real_guest_after_a_hostile_client(ocssd_vfu: RunCli) -> None:
         assert re.search(r"^sn\s+: ocssd-vfu-0", console, re.M), console
         assert "read: 16+0 records out" in console
         server.assert_alive()
+
+
+PBLK_SCRIPT = """\
+nvme lnvm create -d nvme0n1 -n disk -t pblk
+yes "ocssd-vfu pblk disk full" | head -c 100663296 > /tmp/p
+dd if=/tmp/p of=/dev/disk bs=1M count=8 oflag=direct 2>&1 | tail -n 1 | sed 's/^/first: /'
+sync
+dd if=/tmp/p of=/dev/disk bs=1M count=88 seek=8 oflag=direct >/tmp/full.log 2>&1 &
+sleep 20
+dd if=/dev/disk bs=1M count=8 iflag=direct 2>/dev/null | md5sum | sed 's/-/read-back/'
+head -c 8388608 /tmp/p | md5sum | sed 's/-/written/'
+echo "capacity exceeded: $(dmesg | grep -c 'error:16513')"
+dmesg | grep -E "no free lines" | sed 's/^/dmesg: /'
+"""
+
+
+@pytest.mark.timeout(400)
+def test_a_full_disk_under_pblk(ocssd_vfu: RunCli, small_fs: Path) -> None:
+    image = small_fs / "ocssd.img"
+    created = ocssd_vfu("image", "create", str(image), "--num-grp", "2", "--num-pu", "2",
+                        "--num-chk", "24", "--num-sec", "1024")
+    assert created.status == 0, created.stderr
+    done = guest_on_image(ocssd_vfu, image, PBLK_SCRIPT, "--serve-arg=--verbose", timeout="200")
+    console = done.stdout.replace("\r", "")
+    print(console, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "first: 8+0 records out" in console
+    sums = {name: md5 for md5, name in re.findall(r"^([0-9a-f]{32})  (\S+)$", console, re.M)}
+    assert sums["read-back"] == sums["written"], console
+    # Each line pblk opened failed with Capacity Exceeded | DNR (0x4081 = 16513) until it
+    # had none left; pblk then stalls its writer (it acknowledged the data from its buffer
+    # and has no way to fail it): the device side is what this checks.
+    assert int(re.search(r"^capacity exceeded: (\d+)$", console, re.M)[1]) > 0
+    info = ocssd_vfu("image", "info", str(image))
+    assert info.status == 0, info.stdout
