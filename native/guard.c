@@ -58,7 +58,7 @@ static void on_fault(int sig, siginfo_t *info, void *context)
     int saved = errno;
     const struct watched *w = find((uintptr_t)info->si_addr);
     __atomic_add_fetch(&faults[w ? w->kind : OCSSD_GUARD_OTHER], 1, __ATOMIC_RELAXED);
-    if (ocssd_guard_state.active) {
+    if (ocssd_guard_state.active && w) {
         ocssd_guard_state.active = 0;
         ocssd_guard_state.fault = info->si_addr;
         errno = saved;

@@ -4,16 +4,19 @@
  * sparse file on a full file system, where a write fault cannot allocate). An
  * access there raises SIGBUS (or SIGSEGV); none may end the server.
  *
- * Two nets, one SIGBUS/SIGSEGV handler (installed once, chained to the previous):
+ * Only watched ranges (ocssd_guard_watch: the shell's DMA regions and image
+ * mappings) are such memory. Two nets, one SIGBUS/SIGSEGV handler (installed
+ * once, chained to the previous):
  * - a guarded call (OCSSD_GUARDED below: the shim's walks and copies, the fast
- *   path) jumps back out of the fault (thread-local sigsetjmp/siglongjmp) and
- *   returns a status for that command;
+ *   path) faulting in a watched range jumps back out (thread-local
+ *   sigsetjmp/siglongjmp) and returns a status for that command;
  * - any other access (Python touching guest memory or the image) that faults in
  *   a watched range gets a zero page mapped over the faulting one and goes on;
  *   the range counts it, and the shell then fails the controller (guest memory)
  *   or the image (ocssd_vfu/media/watch.py), since the page no longer shows the
  *   file.
- * A fault anywhere else goes to the previous handler, or kills as before.
+ * A fault anywhere else (a stray pointer: a bug, which the fuzzer's guard pages
+ * are there to catch) goes to the previous handler, or kills as before.
  */
 #ifndef OCSSD_GUARD_H
 #define OCSSD_GUARD_H
@@ -48,7 +51,7 @@ uint64_t ocssd_guard_faults(int kind);
 uint64_t ocssd_guard_patched(int kind);
 /* The kind of the watched range holding `address`, or OCSSD_GUARD_OTHER. */
 int ocssd_guard_kind_of(const void *address);
-/* memmove inside a guard: 0, or the kind of the range that faulted. */
+/* memmove inside a guard: 0, or the kind of the watched range that faulted. */
 int ocssd_guarded_copy(void *dst, const void *src, size_t n);
 
 /*
