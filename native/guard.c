@@ -124,14 +124,21 @@ void ocssd_guard_unwatch(void *start)
     }
 }
 
+static uint64_t counter(const uint64_t *counters, int kind)
+{
+    if (kind < 0 || kind >= OCSSD_GUARD_KINDS)
+        return 0;
+    return __atomic_load_n(&counters[kind], __ATOMIC_RELAXED);
+}
+
 uint64_t ocssd_guard_faults(int kind)
 {
-    return kind >= 0 && kind < OCSSD_GUARD_KINDS ? __atomic_load_n(&faults[kind], __ATOMIC_RELAXED) : 0;
+    return counter(faults, kind);
 }
 
 uint64_t ocssd_guard_patched(int kind)
 {
-    return kind >= 0 && kind < OCSSD_GUARD_KINDS ? __atomic_load_n(&patched[kind], __ATOMIC_RELAXED) : 0;
+    return counter(patched, kind);
 }
 
 static int copy(void *dst, const void *src, size_t n)
