@@ -26,6 +26,7 @@ from typing import TextIO
 
 import trio
 
+from ocssd_vfu import preflight
 from ocssd_vfu.devices import (
     DeviceKind,
     OpenedImage,
@@ -100,15 +101,17 @@ def assemble(options: ServeOptions) -> Assembled:
 
 
 def serve(options: ServeOptions) -> int:
-    # Held until the server's handler is in place: a SIGTERM right after the socket
-    # appears must still sync the image and remove the socket.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
+        preflight.check_serve(options)     # nothing opened, changed or waited for before
         claim_socket_path(options.socket)  # before the image is opened (and maybe extended)
         assembled = assemble(options)
-    except (ImageError, FaultFileError, ServeError) as exc:
+    except (ImageError, FaultFileError, ServeError, preflight.PreflightError) as exc:
         log.error("%s", exc)
         return 1
+    # Held from here until the server's handler is in place: a SIGTERM right after the
+    # socket appears must still sync the image and remove the socket. (Until here they
+    # end the process at once: nothing was listening yet.)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     # No interrupt line until the device exists (VfuDevice wires it in).
     controller = Controller(GuestMemory(), assembled.namespaces, interrupt=lambda vector: None,
                             config=assembled.config)
@@ -132,5 +135,6 @@ def serve(options: ServeOptions) -> int:
                 options.socket.unlink()
         assembled.close()
         if trace_file not in (None, sys.stderr):
-            trace_file.close()
+            with contextlib.suppress(OSError):  # what a full disk left in its buffer
+                trace_file.close()
     return 0

@@ -159,7 +159,8 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
     for layout in image.description.layouts():
         chunk_log, data, oob = image.namespace_views(layout)
         ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
-                            early_reset=options.early_reset, faults=faults)
+                            early_reset=options.early_reset, faults=faults,
+                            reserve=image.chunk_reserver(layout))
         for line in states:
             ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
         namespaces[ns.nsid] = ns

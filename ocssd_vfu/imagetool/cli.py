@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ocssd_vfu import preflight
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
 from ocssd_vfu.imagetool import report12
@@ -86,13 +87,14 @@ def _is_12(path: Path) -> bool:
 
 def _info(args: argparse.Namespace) -> int:
     try:
+        preflight.regular_file(args.path, "image")  # a FIFO would block the reads below
         if _is_12(args.path):
             found12 = report12.inspect(args.path)
             lines, problems = report12.info_lines(args.path, found12), found12.problems
         else:
             found = report.inspect(args.path)
             lines, problems = report.info_lines(args.path, found), found.problems
-    except ImageError as exc:
+    except (ImageError, preflight.PreflightError) as exc:
         print(f"ocssd-vfu image info: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))
@@ -102,6 +104,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _chunks(args: argparse.Namespace) -> int:
+    try:
+        preflight.regular_file(args.path, "image")
+    except preflight.PreflightError as exc:
+        print(f"ocssd-vfu image chunks: {exc}", file=sys.stderr)
+        return 1
     is_12 = _is_12(args.path)
     misplaced = [option for option, name, for_12 in (
         ("--grp", "grp", False), ("--pu", "pu", False), ("--ch", "ch", True),

@@ -12,6 +12,7 @@ returned (ControllerState.decoded), guest memory is not read again.
 from __future__ import annotations
 
 import json
+import logging
 from typing import TextIO
 
 from ocssd_vfu.nvme.command import DEFERRED, Command, Tracer
@@ -22,6 +23,8 @@ from ocssd_vfu.spec.status import DNR, Status
 
 SCALAR_OPCODES = {IoOpcode.READ, IoOpcode.WRITE}
 
+
+log = logging.getLogger("ocssd_vfu.trace")
 
 
 def opcode_name(admin: bool, opc: int) -> str:
@@ -55,8 +58,12 @@ def make_tracer(ctrl: ControllerState, out: TextIO, fmt: str) -> Tracer:
             record["slba"], record["nlb"] = lba_range(cmd.cdw10, cmd.cdw11, cmd.cdw12)
         record.update(psdt=(cmd.flags >> 6) & 0x3, prp1=cmd.prp1, prp2=cmd.prp2, mptr=cmd.mptr,
                       status=status_name(status), result=result)
-        out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
-        out.flush()
+        try:
+            out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
+            out.flush()
+        except OSError as exc:  # a full disk, a closed pipe: serving goes on untraced
+            log.warning("trace: cannot write (%s): tracing off", exc)
+            ctrl.tracer = None
 
     return trace
 

@@ -9,6 +9,7 @@ server never exposes a WP beyond the data).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,8 +44,10 @@ class OcssdNamespace:
 
     def __init__(self, nsid: int, geometry: OcssdGeometry, chunk_log: memoryview,
                  data: memoryview, oob: memoryview, early_reset: bool = True,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None,
+                 reserve: Callable[[int], bool] | None = None) -> None:
         self.nsid = nsid
+        self.reserve = reserve  # a chunk's space in the image, as it opens (media/watch.py)
         self.geometry = geometry
         self.address = AddressFormat(geometry)
         self.chunks = ChunkTable(chunk_log, geometry, early_reset)
@@ -122,6 +125,10 @@ class OcssdNamespace:
             run.written = run.count
         if status:
             return status, failed
+        if self.reserve is not None and any(
+                run.start == 0 and table.wp[run.chunk] == 0 and not self.reserve(run.chunk)
+                for run in runs):  # the disk is full: the chunk stays free
+            return Status.CAPACITY_EXCEEDED | DNR, (1 << len(lbas)) - 1
         closing = self._injected_write_failures(runs) if self.faults.write_fail else {}
         ss, ms = self.geometry.sec_size, self.geometry.md_size
         segments = []
@@ -178,7 +185,7 @@ class OcssdNamespace:
             if run.written < run.count:
                 unwritten |= self._bits(run, skip=run.written)
         if unwritten and dulbe:
-            return Status.DEALLOCATED_OR_UNWRITTEN, unwritten
+            return Status.DEALLOCATED_OR_UNWRITTEN | DNR, unwritten
         zeroes = self.zeroes
         segments = []
         for run in runs:

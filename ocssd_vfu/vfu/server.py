@@ -23,6 +23,7 @@ from pathlib import Path
 
 import trio
 
+from ocssd_vfu.media.watch import Monitor
 from ocssd_vfu.nvme.command import SyncRequest
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.spec.status import Status
@@ -33,6 +34,7 @@ log = logging.getLogger("ocssd_vfu.server")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ATTACH_TIMEOUT = 2.0  # seconds a new client has to send VERSION (QEMU sends it at once)
+WATCH_INTERVAL = 1.0  # seconds between looks at the image file (truncated, replaced)
 
 
 class ServeError(Exception):
@@ -97,6 +99,7 @@ class Server:
         self.sync = sync
         self.once = once
         self.sync_interval = sync_interval
+        self.monitor = Monitor()
 
     async def serve(self) -> None:
         attached = False
@@ -105,6 +108,7 @@ class Server:
                 await nursery.start(self._stop_on_signals, nursery.cancel_scope)
                 if self.sync_interval > 0:
                     nursery.start_soon(self._sync_periodically)
+                nursery.start_soon(self._watch_image_periodically)
                 while True:
                     await self._attach()
                     attached = True
@@ -179,6 +183,7 @@ class Server:
                 self._hang_up()
                 hung_up = True
             self.controller.process()
+            self._check_memory()
             for request in self.controller.take_sync_requests():
                 nursery.start_soon(self._sync_then_complete, request)
 
@@ -190,6 +195,25 @@ class Server:
             await trio.lowlevel.wait_readable(self.device.poll_fd())
             return True
         return False
+
+    def _check_memory(self) -> None:
+        """After a wake-up: did memory go away under it (native/guard.h)?"""
+        if self.monitor.guest_memory_lost():
+            self.controller.fatal("guest_memory_gone", "guest memory shrank under the "
+                                  "server (the client truncated its memory file)")
+        if self.monitor.image_faulted():
+            self._check_image()
+
+    def _check_image(self) -> None:
+        if self.controller.media_failure is None:
+            problem = self.monitor.image_problem()
+            if problem is not None:
+                self.controller.fail_media(problem)
+
+    async def _watch_image_periodically(self) -> None:
+        while True:
+            await trio.sleep(WATCH_INTERVAL)
+            self._check_image()
 
     def _hang_up(self) -> None:
         connection = socket.fromfd(self.device.poll_fd(), socket.AF_UNIX, socket.SOCK_STREAM)
