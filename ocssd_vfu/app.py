@@ -101,6 +101,9 @@ def assemble(options: ServeOptions) -> Assembled:
 
 
 def serve(options: ServeOptions) -> int:
+    # Until the socket exists nothing needs cleaning up: SIGINT ends a start-up like SIGTERM
+    # does (at once, no KeyboardInterrupt traceback from wherever it was).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         preflight.check_serve(options)     # nothing opened, changed or waited for before
         claim_socket_path(options.socket)  # before the image is opened (and maybe extended)

@@ -186,7 +186,7 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
         namespaces: dict[int, Namespace] = {}
         for layout in image.description.layouts():
             ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
-                                  faults=faults)
+                                  faults=faults, reserve=image.sector_reserver(layout))
             namespaces[ns.nsid] = ns
     except FaultFileError:
         image.close()

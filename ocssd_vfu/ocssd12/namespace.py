@@ -15,6 +15,7 @@ multi-plane read may name any pages (Linux's chunk scan sends one PPA).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import ClassVar
 
 from ocssd_vfu.dma import dptr
@@ -48,9 +49,11 @@ class Ocssd12Namespace:
 
     def __init__(self, nsid: int, geometry: Ocssd12Geometry, bbt: memoryview,
                  records: memoryview, data: memoryview, oob: memoryview,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None,
+                 reserve: Callable[[int, int], bool] | None = None) -> None:
         self.nsid = nsid
         self.geometry = geometry
+        self.reserve = reserve  # space in the image for (first sector, count), before writing
         self.address = PpaFormat12(geometry)
         self.blocks = BlockTable(bbt, records, geometry)
         self.data = data
@@ -133,6 +136,8 @@ class Ocssd12Namespace:
                 pieces[-1][1] += spp
             else:
                 pieces.append([start, spp])
+        if self.reserve is not None and not all(self.reserve(s, c) for s, c in pieces if s >= 0):
+            return Status.CAPACITY_EXCEEDED | DNR, (1 << len(ppas)) - 1  # the disk is full
         segments = [self.data[s * ss:(s + c) * ss] if s >= 0 else memoryview(bytearray(c * ss))
                     for s, c in pieces]
         status, oob = dptr.move(memory, pointer, page_size, segments,

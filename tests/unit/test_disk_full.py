@@ -7,6 +7,7 @@ where mounting is not allowed the test is skipped and says so.
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.media.ocssd12_image import Ocssd12Image
 from ocssd_vfu.media.ocssd_image import OcssdImage
 from ocssd_vfu.media.raw import RawImage
 from ocssd_vfu.nvme.command import Command
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.plain.namespace import PlainNamespace
 from tests.conftest import RunCli
 from tests.unit.fakehost import DATA, FakeHost
@@ -93,5 +96,38 @@ def test_an_ocssd_chunk_that_cannot_be_reserved_stays_free(small_fs: Path,
         assert ns.chunks.state[1] == 1 and ns.chunks.wp[1] == 0         # still free
         assert ns.write(memory, 4096, sectors(0, 4), write) == (0, 0)  # chunk 0 goes on
         assert bytes(ns.data[:8]) == b"\x5A" * 8
+    finally:
+        image.close()
+
+
+def test_ocssd12_page_programs_past_the_free_space_fail_before_landing(
+        small_fs: Path, ocssd_vfu: RunCli) -> None:
+    path = small_fs / "ocssd12.img"
+    assert ocssd_vfu("image", "create", "--spec", "1.2", str(path), "--num-ch", "2",
+                     "--num-lun", "2", "--num-pln", "2", "--num-blk", "12", "--num-pg", "64",
+                     "--fpg-sz", "8192").status == 0
+    image = Ocssd12Image(path)
+    try:
+        (layout,) = image.description.layouts()
+        ns = Ocssd12Namespace(1, image.description.geometry, *image.namespace_views(layout),
+                              reserve=image.sector_reserver(layout))
+        host = FakeHost(namespace=ns)
+        host.enable()
+        host.create_io_queues()
+        free = os.statvfs(small_fs)
+        filler = small_fs / "filler"
+        filler.write_bytes(bytes(free.f_bavail * free.f_frsize - 0x10000))  # 64 KiB left
+        def program(pg: int) -> int:   # both sectors of page pg, plane 0: 8 KiB + OOB
+            host.ram_write(DATA - 0x1000, struct.pack("<2Q", pg << 2, pg << 2 | 1))
+            host.ram_write(DATA, bytes([pg + 1]) * 0x2000)
+            return host.command(1, 0x91, nsid=1, prp1=DATA, prp2=DATA + 0x1000,
+                                cdw10=DATA - 0x1000, cdw12=1)[5]
+        ok = 0
+        while (status := program(ok)) == 0:
+            ok += 1
+        assert status == CAPACITY_EXCEEDED_DNR and 4 <= ok <= 8, (ok, hex(status))
+        assert program(ok) == CAPACITY_EXCEEDED_DNR        # the same page again: still full
+        assert ns.blocks.pages[0] == ok                     # the failed programs left no page
+        assert bytes(ns.data[:8]) == b"\x01" * 8
     finally:
         image.close()
