@@ -21,6 +21,8 @@ CDEF = """
 #define OCSSD_STATUS_SGL_DESCRIPTOR_TYPE_INVALID ...
 #define OCSSD_STATUS_INVALID_PRP_OFFSET ...
 #define OCSSD_STATUS_SGL_OFFSET_INVALID ...
+#define OCSSD_STATUS_WRITE_FAULT ...
+#define OCSSD_STATUS_UNRECOVERED_READ_ERROR ...
 #define OCSSD_STATUS_DNR ...
 #define OCSSD_DMA_EINVAL ...
 #define OCSSD_DMA_ESCRATCH ...
@@ -36,8 +38,8 @@ int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint6
                   uint64_t length_and_id, uint64_t length, int to_guest,
                   struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count);
 uint64_t ocssd_sgl_max_descriptors(uint64_t length);
-void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
-                    const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
+int ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
+                   const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
 void ocssd_full_barrier(void);
 
 struct ocssd_fast_io {
@@ -50,16 +52,26 @@ struct ocssd_fast_io {
 long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
                        struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
                        size_t scratch_len);
+
+#define OCSSD_GUARD_GUEST ...
+#define OCSSD_GUARD_IMAGE ...
+#define OCSSD_GUARD_OTHER ...
+int ocssd_guard_install(void);
+int ocssd_guard_watch(void *start, uint64_t length, int kind);
+void ocssd_guard_unwatch(void *start);
+uint64_t ocssd_guard_faults(int kind);
+uint64_t ocssd_guard_patched(int kind);
+int ocssd_guarded_copy(void *dst, const void *src, size_t n);
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.dma._native",
-    '#include "dma.h"\n#include "fastpath.h"\n',
+    '#include "dma.h"\n#include "fastpath.h"\n#include "guard.h"\n',
     # setuptools wants source paths relative to the directory it runs in.
-    sources=[os.path.relpath(NATIVE / "dma.c"), os.path.relpath(NATIVE / "fastpath.c")],
-    depends=[os.path.relpath(NATIVE / "dma.h"), os.path.relpath(NATIVE / "fastpath.h")],
+    sources=[os.path.relpath(NATIVE / name) for name in ("dma.c", "fastpath.c", "guard.c")],
+    depends=[os.path.relpath(NATIVE / name) for name in ("dma.h", "fastpath.h", "guard.h")],
     include_dirs=[str(NATIVE)],
 )
 

@@ -75,6 +75,7 @@ int vfu_pci_init(vfu_ctx_t *vfu_ctx, vfu_pci_type_t pci_type, int hdr_type, int 
 void vfu_pci_set_id(vfu_ctx_t *vfu_ctx, uint16_t vid, uint16_t did, uint16_t ssvid,
                     uint16_t ssid);
 void vfu_pci_set_class(vfu_ctx_t *vfu_ctx, uint8_t base, uint8_t sub, uint8_t pi);
+void *vfu_pci_get_config_space(vfu_ctx_t *vfu_ctx);
 ssize_t vfu_pci_add_capability(vfu_ctx_t *vfu_ctx, size_t pos, int flags, void *data);
 int vfu_setup_region(vfu_ctx_t *vfu_ctx, int region_idx, size_t size,
                      vfu_region_access_cb_t *region_access, int flags,

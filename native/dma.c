@@ -3,6 +3,8 @@
  * checked against the region table without overflow. */
 #include "dma.h"
 
+#include "guard.h"
+
 #include <endian.h>
 #include <string.h>
 
@@ -145,10 +147,10 @@ uint64_t ocssd_prp_max_ranges(uint64_t length, uint64_t page_size)
     return length / page_size + 2;
 }
 
-int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
-                       uint64_t prp1, uint64_t prp2, uint64_t page_size,
-                       const struct ocssd_dma_segment *segments, size_t nsegments,
-                       int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len)
+static int prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
+                        uint64_t prp1, uint64_t prp2, uint64_t page_size,
+                        const struct ocssd_dma_segment *segments, size_t nsegments,
+                        int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len)
 {
     if (!valid_page_size(page_size))
         return OCSSD_DMA_EINVAL;
@@ -170,11 +172,35 @@ int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
     if (w.unmapped)
         return OCSSD_STATUS_DATA_TRANSFER_ERROR;
 
-    ocssd_dma_copy(w.ranges, w.count, segments, nsegments, to_guest);
-    return 0;
+    return ocssd_dma_copy(w.ranges, w.count, segments, nsegments, to_guest);
 }
 
-void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
+/* The status of a command whose guarded walk or copy faulted: guest memory taken
+ * away is a Data Transfer Error; anything else is the device side, the image. */
+static int fault_status(const struct ocssd_dma_region *regions, size_t nregions, int to_guest)
+{
+    uintptr_t at = (uintptr_t)ocssd_guard_state.fault;
+    for (size_t i = 0; i < nregions; i++) {
+        uintptr_t host = (uintptr_t)regions[i].host;
+        if (host <= at && at - host < regions[i].length)
+            return OCSSD_STATUS_DATA_TRANSFER_ERROR;
+    }
+    return to_guest ? DNR(UNRECOVERED_READ_ERROR) : DNR(WRITE_FAULT);
+}
+
+int ocssd_prp_transfer(const struct ocssd_dma_region *regions, size_t nregions,
+                       uint64_t prp1, uint64_t prp2, uint64_t page_size,
+                       const struct ocssd_dma_segment *segments, size_t nsegments,
+                       int to_guest, struct ocssd_dma_range *scratch, size_t scratch_len)
+{
+    int status;
+    OCSSD_GUARDED(status, prp_transfer(regions, nregions, prp1, prp2, page_size, segments,
+                                       nsegments, to_guest, scratch, scratch_len),
+                  fault_status(regions, nregions, to_guest));
+    return status;
+}
+
+static int dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
                     const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest)
 {
     /* Both sides hold the same length; memmove as a test may alias them. */
@@ -203,6 +229,28 @@ void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
             s_off = 0;
         }
     }
+    return 0;
+}
+
+/* The guest ranges of a copy (the fault's side, as fault_status tells it). */
+static int copy_fault_status(const struct ocssd_dma_range *ranges, size_t nranges, int to_guest)
+{
+    uintptr_t at = (uintptr_t)ocssd_guard_state.fault;
+    for (size_t i = 0; i < nranges; i++) {
+        uintptr_t host = (uintptr_t)ranges[i].host;
+        if (ranges[i].host != NULL && host <= at && at - host < ranges[i].len)
+            return OCSSD_STATUS_DATA_TRANSFER_ERROR;
+    }
+    return to_guest ? DNR(UNRECOVERED_READ_ERROR) : DNR(WRITE_FAULT);
+}
+
+int ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
+                   const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest)
+{
+    int status;
+    OCSSD_GUARDED(status, dma_copy(ranges, nranges, segments, nsegments, to_guest),
+                  copy_fault_status(ranges, nranges, to_guest));
+    return status;
 }
 
 void ocssd_full_barrier(void)
@@ -317,9 +365,9 @@ uint64_t ocssd_sgl_max_descriptors(uint64_t length)
     return 2 * length + 256;
 }
 
-int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint64_t address,
-                  uint64_t length_and_id, uint64_t length, int to_guest,
-                  struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count)
+static int sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint64_t address,
+                   uint64_t length_and_id, uint64_t length, int to_guest,
+                   struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count)
 {
     *count = 0;
     if (length > UINT64_MAX / 4)
@@ -340,4 +388,15 @@ int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint6
     if (s.w.count > scratch_len)
         return OCSSD_DMA_ESCRATCH;
     return 0;
+}
+
+int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint64_t address,
+                  uint64_t length_and_id, uint64_t length, int to_guest,
+                  struct ocssd_dma_range *scratch, size_t scratch_len, size_t *count)
+{
+    int status; /* the walk reads guest memory only */
+    OCSSD_GUARDED(status, sgl_map(regions, nregions, address, length_and_id, length, to_guest,
+                                  scratch, scratch_len, count),
+                  OCSSD_STATUS_DATA_TRANSFER_ERROR);
+    return status;
 }

@@ -25,6 +25,8 @@
 #define OCSSD_STATUS_SGL_DESCRIPTOR_TYPE_INVALID 0x0011
 #define OCSSD_STATUS_INVALID_PRP_OFFSET 0x0013
 #define OCSSD_STATUS_SGL_OFFSET_INVALID 0x0016
+#define OCSSD_STATUS_WRITE_FAULT 0x0280
+#define OCSSD_STATUS_UNRECOVERED_READ_ERROR 0x0281
 #define OCSSD_STATUS_DNR 0x4000
 
 /* Caller errors (never caused by guest data): negative returns. */
@@ -87,9 +89,12 @@ int ocssd_sgl_map(const struct ocssd_dma_region *regions, size_t nregions, uint6
 uint64_t ocssd_sgl_max_descriptors(uint64_t length);
 
 /* Moves the bytes between mapped ranges (Bit Buckets skip device bytes) and the
- * device segments; both sides must hold the same number of bytes. */
-void ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
-                    const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
+ * device segments; both sides must hold the same number of bytes. Returns 0, or
+ * the status of a fault (guard.h): Data Transfer Error when guest memory went
+ * away, Unrecovered Read Error or Write Fault (| DNR) when the image did. The
+ * walks and the transfer above are guarded the same way. */
+int ocssd_dma_copy(const struct ocssd_dma_range *ranges, size_t nranges,
+                   const struct ocssd_dma_segment *segments, size_t nsegments, int to_guest);
 
 /* A full memory barrier: shadow doorbells are shared with the host's CPUs. */
 void ocssd_full_barrier(void);

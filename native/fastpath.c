@@ -1,6 +1,8 @@
 /* The I/O fast path: see fastpath.h. */
 #include "fastpath.h"
 
+#include "guard.h"
+
 #include <endian.h>
 #include <string.h>
 
@@ -73,9 +75,9 @@ static void post(uint32_t *cqe, uint32_t dw2, uint32_t dw3)
     __atomic_store_n(&cqe[3], htole32(dw3), __ATOMIC_RELEASE);
 }
 
-long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
-                       struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
-                       size_t scratch_len)
+static long fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
+                        struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
+                        size_t scratch_len)
 {
     const struct ocssd_dma_region *sq_region =
         ocssd_dma_resolve(regions, nregions, io->sq_base, (uint64_t)io->sq_size * SQE_SIZE);
@@ -116,5 +118,17 @@ long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
         }
         done++;
     }
+    return done;
+}
+
+long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
+                       struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
+                       size_t scratch_len)
+{
+    /* A fault (guard.h) stops the run: the commands completed so far are counted in
+     * `io`, the one that faulted stays at the head for the Python path to fail. */
+    long done;
+    OCSSD_GUARDED(done, fast_io_run(regions, nregions, io, scratch, scratch_len),
+                  (long)(io->reads + io->writes));
     return done;
 }

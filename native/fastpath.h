@@ -40,8 +40,8 @@ struct ocssd_fast_io {
 };
 
 /*
- * Runs commands as described above until the SQ is empty, the CQ full, or the
- * command at the head is not for the fast path. Returns the number completed
+ * Runs commands as described above until the SQ is empty, the CQ full, the
+ * command at the head is not for the fast path, or memory faults (guard.h). Returns the number completed
  * (each with a CQE posted, DW3 stored last), or -1 when a ring is not mapped
  * (nothing done: the Python path reports it).
  */

@@ -27,6 +27,7 @@ from typing import TextIO
 
 import trio
 
+from ocssd_vfu import preflight
 from ocssd_vfu.control.device import DeviceEvents
 from ocssd_vfu.control.server import ControlServer, listen
 from ocssd_vfu.controlled import DeviceControl
@@ -105,20 +106,25 @@ def assemble(options: ServeOptions) -> Assembled:
 
 
 def serve(options: ServeOptions) -> int:
-    # Held until the server's handler is in place: a SIGTERM right after the socket
-    # appears must still sync the image and remove the socket.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # Until the socket exists nothing needs cleaning up: SIGINT ends a start-up like SIGTERM
+    # does (at once, no KeyboardInterrupt traceback from wherever it was).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     control_listener = None
     try:
+        preflight.check_serve(options)     # nothing opened, changed or waited for before
         claim_socket_path(options.socket)  # before the image is opened (and maybe extended)
         if options.control is not None:
             control_listener = listen(options.control)
         assembled = assemble(options)
-    except (ImageError, FaultFileError, ServeError, OSError) as exc:
+    except (ImageError, FaultFileError, ServeError, preflight.PreflightError, OSError) as exc:
         log.error("%s", exc)
         if control_listener is not None:
             close_control(control_listener, options.control)
         return 1
+    # Held from here until the server's handler is in place: a SIGTERM right after the
+    # socket appears must still sync the image and remove the socket. (Until here they
+    # end the process at once: nothing was listening yet.)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     # No interrupt line until the device exists (VfuDevice wires it in).
     controller = Controller(GuestMemory(), assembled.namespaces, interrupt=lambda vector: None,
                             config=assembled.config)
@@ -152,7 +158,8 @@ def serve(options: ServeOptions) -> int:
                 options.socket.unlink()
         assembled.close()
         if trace_file not in (None, sys.stderr):
-            trace_file.close()
+            with contextlib.suppress(OSError):  # what a full disk left in its buffer
+                trace_file.close()
         if control_listener is not None:
             close_control(control_listener, options.control)
     return 0

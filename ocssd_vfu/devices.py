@@ -246,7 +246,8 @@ def open_ocssd20(options: ServeOptions) -> OpenedImage:
         chunk_log, data, oob = image.namespace_views(layout)
         ns = OcssdNamespace(layout.index + 1, geometry, chunk_log, data, oob,
                             early_reset=options.early_reset, faults=faults, timing=timing,
-                            pe_cycles=options.pe_cycles, notifications=notifications)
+                            pe_cycles=options.pe_cycles, notifications=notifications,
+                            reserve=image.chunk_reserver(layout))
         for line in states:
             ns.chunks.set(line.chunk, line.state, line.chunk_type, line.wp, line.wli)
         namespaces[ns.nsid] = ns
@@ -276,7 +277,8 @@ def open_ocssd12(options: ServeOptions) -> OpenedImage:
             timing = _timed(options, lambda: model_12(geometry, options.channel_mbps,
                                                       options.write_buffer_sectors))
             ns = Ocssd12Namespace(layout.index + 1, geometry, *image.namespace_views(layout),
-                                  faults=faults, timing=timing, pe_cycles=options.pe_cycles)
+                                  faults=faults, timing=timing, pe_cycles=options.pe_cycles,
+                                  reserve=image.sector_reserver(layout))
             namespaces[ns.nsid] = ns
     except (FaultFileError, ImageError):
         image.close()

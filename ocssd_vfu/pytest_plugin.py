@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ocssd_vfu.api import ServedDevice, served_device
-from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
-from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
-from ocssd_vfu.media import ocssd12_image
-from ocssd_vfu.media.ocssd_image import create_image
+from ocssd_vfu.api import served_device
+
+if TYPE_CHECKING:
+    from ocssd_vfu.api import ServedDevice
 
 SMALL_GEOMETRY = {"num_grp": 2, "num_pu": 4, "num_chk": 16, "num_sec": 4096}
 
@@ -38,6 +37,14 @@ def ocssd_image_factory(tmp_path: Path) -> ImageFactory:
     made = 0
 
     def make(spec: str = "2.0", **geometry: Any) -> Path:
+        # Imported here, not when pytest loads the plugin: media/ loads the C shim, whose
+        # SIGBUS/SIGSEGV guard must be installed after the test session's faulthandler
+        # (native/guard.h), or faulthandler re-raises the faults the guard handles.
+        from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
+        from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+        from ocssd_vfu.media import ocssd12_image
+        from ocssd_vfu.media.ocssd_image import create_image
+
         nonlocal made
         made += 1
         path = tmp_path / f"ocssd{made}.img"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import re
 import subprocess
 import sys
@@ -10,6 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# Before anything imports ocssd_vfu (nothing above does): the SIGBUS/SIGSEGV guard
+# (native/guard.h) must sit on top of faulthandler and chain to it, so that a stray access
+# still dies with a traceback while a fault in guest memory or the image fails a command.
+# pytest's faulthandler plugin, enabled later, would sit on top and re-raise what the
+# guard handles: it is off (pyproject.toml).
+faulthandler.enable()
 
 
 @dataclass

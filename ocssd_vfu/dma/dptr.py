@@ -113,9 +113,11 @@ def _copy(memory: GuestMemory, ranges: Any, count: int, device: list[memoryview]
           to_guest: bool) -> None:
     segments, exports = prp.export_segments(memory, device, to_guest)
     try:
-        lib.ocssd_dma_copy(ranges, count, segments, len(device), to_guest)
+        status = lib.ocssd_dma_copy(ranges, count, segments, len(device), to_guest)
     finally:
         prp.release(exports)
+    if status:  # memory taken away under the copy (native/guard.h)
+        raise TransferError(status)
 
 
 @dataclass

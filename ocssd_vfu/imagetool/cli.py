@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ocssd_vfu import preflight
 from ocssd_vfu.ftlns import image as ftl_image
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import GeometryError, OcssdGeometry
@@ -88,6 +89,7 @@ def _is_12(path: Path) -> bool:
 
 def _info(args: argparse.Namespace) -> int:
     try:
+        preflight.regular_file(args.path, "image")  # a FIFO would block the reads below
         if _is_12(args.path):
             found12 = report12.inspect(args.path)
             lines, problems = report12.info_lines(args.path, found12), found12.problems
@@ -97,7 +99,7 @@ def _info(args: argparse.Namespace) -> int:
         if not problems:   # an FTL's figures, for an image whose media is consistent
             ftl_lines, ftl_problems = ftl_image.report_lines(args.path, _is_12(args.path))
             lines, problems = lines + ftl_lines, problems + ftl_problems
-    except ImageError as exc:
+    except (ImageError, preflight.PreflightError) as exc:
         print(f"ocssd-vfu image info: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))
@@ -107,6 +109,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _chunks(args: argparse.Namespace) -> int:
+    try:
+        preflight.regular_file(args.path, "image")
+    except preflight.PreflightError as exc:
+        print(f"ocssd-vfu image chunks: {exc}", file=sys.stderr)
+        return 1
     is_12 = _is_12(args.path)
     misplaced = [option for option, name, for_12 in (
         ("--grp", "grp", False), ("--pu", "pu", False), ("--ch", "ch", True),

@@ -15,6 +15,7 @@ identities and bad-block tables are written at creation.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +166,22 @@ class Ocssd12Image(MappedImage):
         fd, self.description = open_described(path, volatile, describe)
         super().__init__(path, fd, self.description.full_size, self.description.file_size,
                          volatile)
+        for layout in self.description.layouts():  # written in place by programs and erases
+            g = layout.geometry
+            if not (self.reserve(layout.bbt_offset, g.plane_blocks) and self.reserve(
+                    layout.records_offset, g.plane_blocks * BLOCK_RECORD_SIZE)):
+                self.close()
+                raise ImageError(f"image {path}: no space left for the block tables")
+
+    def sector_reserver(self, layout: Layout12) -> Callable[[int, int], bool]:
+        """Reserves the data and OOB of sectors as a page program is about to write them:
+        False when the disk is full."""
+        g = layout.geometry
+
+        def reserve(first: int, count: int) -> bool:
+            return self.reserve(layout.data_offset + first * g.sec_size, count * g.sec_size) \
+                and self.reserve(layout.md_offset + first * g.md_size, count * g.md_size)
+        return reserve
 
     def namespace_views(self, layout: Layout12) -> tuple[memoryview, memoryview, memoryview,
                                                           memoryview]:

@@ -27,6 +27,7 @@ from construct import ConstructError
 
 from ocssd_vfu.geometry.ocssd20 import AddressFormat, GeometryError, OcssdGeometry
 from ocssd_vfu.media.raw import ImageError, open_locked
+from ocssd_vfu.media.watch import ImageFile
 from ocssd_vfu.spec.ocssd import (
     CHUNK_DESCRIPTOR_FORMAT,
     CHUNK_DESCRIPTOR_SIZE,
@@ -118,6 +119,17 @@ def write_new_image(path: Path, sec_size: int, md_size: int, num_ns: int, ns_siz
     `size` bytes. Nothing is left behind on failure."""
     if not 1 <= num_ns <= MAX_NAMESPACES:
         raise ImageError(f"num_ns={num_ns}: must be 1..{MAX_NAMESPACES}")
+    # Overwriting takes the lock `serve` holds: a served image is never re-created.
+    lock = open_locked(path, os.O_RDONLY) if overwrite and os.path.lexists(path) else None
+    try:
+        _write_new_image(path, sec_size, md_size, num_ns, ns_size, pages, size, overwrite)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _write_new_image(path: Path, sec_size: int, md_size: int, num_ns: int, ns_size: int,
+                     pages: Iterable[tuple[int, bytes]], size: int, overwrite: bool) -> None:
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o644)
@@ -258,6 +270,11 @@ class MappedImage:
             raise
         self.view = memoryview(self.map)
         self._handed_out: list[memoryview] = []
+        self.file = None if volatile else ImageFile(path, fd, self.map, full_size)
+
+    def reserve(self, start: int, length: int) -> bool:
+        """Space for writes to [start, start+length) (False: the file system is full)."""
+        return self.file is None or self.file.reserve(start, length)
 
     def _map(self, size: int, file_size: int) -> mmap.mmap:
         if self.volatile:
@@ -285,6 +302,8 @@ class MappedImage:
 
     def close(self) -> None:
         self.sync()
+        if self.file is not None:
+            self.file.close()
         for view in (*self._handed_out, self.view):
             view.release()
         with contextlib.suppress(BufferError):  # a view still held elsewhere: unmapped at exit
@@ -299,6 +318,20 @@ class OcssdImage(MappedImage):
         fd, self.description = open_described(path, volatile, describe)
         super().__init__(path, fd, self.description.full_size, self.description.file_size,
                          volatile)
+        for layout in self.description.layouts():  # written in place by every chunk change
+            if not self.reserve(layout.log_offset, layout.log_size):
+                self.close()
+                raise ImageError(f"image {path}: no space left for the chunk table")
+
+    def chunk_reserver(self, layout: NamespaceLayout) -> Callable[[int], bool]:
+        """Reserves a chunk's data and OOB as it opens: False when the disk is full."""
+        g = layout.geometry
+        data, oob = g.num_sec * g.sec_size, g.num_sec * g.md_size
+
+        def reserve(chunk: int) -> bool:
+            return self.reserve(layout.data_offset + chunk * data, data) and \
+                self.reserve(layout.md_offset + chunk * oob, oob)
+        return reserve
 
     def namespace_views(self, layout: NamespaceLayout) -> tuple[memoryview, memoryview,
                                                                  memoryview]:

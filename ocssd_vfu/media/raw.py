@@ -9,11 +9,15 @@ smaller than that only zeroes the bytes, which then count as written.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import mmap
 import os
+import stat
 from pathlib import Path
+
+from ocssd_vfu.media.watch import ImageFile
 
 log = logging.getLogger("ocssd_vfu.media")
 
@@ -24,10 +28,13 @@ class ImageError(Exception):
 
 def open_locked(path: Path, flags: int) -> int:
     """Open an image and lock it, so that a second server cannot serve it at the same time."""
-    try:
-        fd = os.open(path, flags)
+    try:  # O_NONBLOCK: a FIFO put there since the start-up checks must not hang us
+        fd = os.open(path, flags | os.O_NONBLOCK)
     except OSError as exc:
         raise ImageError(f"cannot open image {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageError(f"image {path} is not a regular file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -56,6 +63,12 @@ class RawImage:
         self.lba_size = lba_size
         self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.view = memoryview(self.map)
+        self.file = ImageFile(path, self.fd, self.map, size)
+        self.punches_holes = True
+
+    def reserve(self, start: int, length: int) -> bool:
+        """Space for a write to [start, start+length) (False: the file system is full)."""
+        return self.file.reserve(start, length)
 
     def deallocate(self, start: int, length: int) -> None:
         """Zero [start, start+length) and give back the file system blocks inside it."""
@@ -67,7 +80,19 @@ class RawImage:
             return
         self.view[start:first] = bytes(first - start)
         self.view[last:end] = bytes(end - last)
-        self.map.madvise(mmap.MADV_REMOVE, first, last - first)
+        if not self.punches_holes:
+            _zero(self.view[first:last])
+            return
+        try:
+            self.map.madvise(mmap.MADV_REMOVE, first, last - first)
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+            # ramfs and the like: the blocks stay allocated, their bytes read as zeroes.
+            log.warning("image %s: its file system cannot punch holes; deallocating writes "
+                        "zeroes", self.path)
+            self.punches_holes = False
+            _zero(self.view[first:last])
 
     def allocated(self, start: int, length: int) -> bool:
         """Whether no hole overlaps [start, start+length)."""
@@ -79,7 +104,17 @@ class RawImage:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        self.file.close()
         self.view.release()
         self.sync()
         self.map.close()
         os.close(self.fd)
+
+
+ZEROES = bytes(1 << 20)
+
+
+def _zero(target: memoryview) -> None:
+    for at in range(0, len(target), len(ZEROES)):
+        piece = target[at:at + len(ZEROES)]
+        piece[:] = ZEROES[:len(piece)]

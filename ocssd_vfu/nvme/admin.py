@@ -157,6 +157,7 @@ def create_io_cq(ctrl: ControllerState, cmd: Command) -> Result:
     if vector >= ctrl.config.msix_vectors:
         return fail_no_retry(Status.INVALID_INTERRUPT_VECTOR)
     ctrl.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, ien)
+    ctrl.io_queues_created = True
     queue_created(ctrl, qid, cq=True)
     return OK
 
@@ -170,6 +171,7 @@ def create_io_sq(ctrl: ControllerState, cmd: Command) -> Result:
     if status:
         return (status, 0)
     ctrl.sqs[qid] = SubmissionQueue.bound_to(cq, qid, cmd.prp1, size)
+    ctrl.io_queues_created = True
     queue_created(ctrl, qid, cq=False)
     return OK
 

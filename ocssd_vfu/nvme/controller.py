@@ -23,7 +23,9 @@ Register rules (NVMe 1.4 3.1, 7.6):
 
 from __future__ import annotations
 
-from ocssd_vfu.dma.memory import DmaError
+import logging
+
+from ocssd_vfu.dma.memory import DmaError, TransferError
 from ocssd_vfu.nvme import admin, io
 from ocssd_vfu.nvme.capabilities import CAP, DOORBELL_STRIDE, VERSION
 from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
@@ -31,12 +33,14 @@ from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER
 from ocssd_vfu.nvme.feature_values import Features
 from ocssd_vfu.nvme.kind import FastPath, Namespace
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
-from ocssd_vfu.nvme.state import ControllerConfig, ControllerState, Registers
+from ocssd_vfu.nvme.state import LOGGED_PER_CATEGORY, ControllerConfig, ControllerState, Registers
 from ocssd_vfu.spec.bitfields import fields_mask
 from ocssd_vfu.spec.nvme import Aqa, Cc, Csts, Register, ShutdownStatus
 from ocssd_vfu.spec.status import Status
 
 __all__ = ["Controller", "ControllerConfig", "Namespace"]
+
+log = logging.getLogger("ocssd_vfu.nvme")
 
 CSTS_RDY, CSTS_CFS = Csts.mask("rdy"), Csts.mask("cfs")
 AQA_FIELDS = fields_mask(Aqa)
@@ -121,6 +125,7 @@ class Controller(ControllerState):
         self.held_touched.clear()
         self.aer_cids.clear()
         self.features = Features()
+        self.io_queues_created = False
         self.epoch += 1
         # Keep SHST: a shutdown stays reported until the next enable.
         self.regs.csts &= ~(CSTS_RDY | CSTS_CFS)
@@ -146,13 +151,10 @@ class Controller(ControllerState):
         shadow, self.shadow = self.shadow, None
         if shadow is None:
             return
-        try:
-            for qid in self.sqs.keys() - {0}:
-                shadow.write(self.memory, qid, False, 0)
-                shadow.arm(self.memory, qid, False, 0)
-            for qid in self.cqs.keys() - {0}:
-                shadow.write(self.memory, qid, True, 0)
-                shadow.arm(self.memory, qid, True, 0)
+        try:  # every entry ever used: a deleted queue's stale EventIdx would mute the next
+            for qid, cq in shadow.used:
+                shadow.write(self.memory, qid, cq, 0)
+                shadow.arm(self.memory, qid, cq, 0)
         except DmaError:
             pass  # unmapped already: nothing left to clean
 
@@ -246,7 +248,8 @@ class Controller(ControllerState):
             sq = self.sqs.get(qid)
             if sq is None:
                 continue
-            fast = self.fast_path if qid and self.tracer is None else None
+            fast = self.fast_path if qid and self.tracer is None \
+                and self.media_failure is None else None
             while not sq.empty() and not sq.cq.full():
                 if fast is not None and self._run_fast(fast, sq):
                     touched.add(sq.cq)
@@ -258,7 +261,7 @@ class Controller(ControllerState):
                 self.hold_due = None
                 if self.tracer is not None:
                     self.decoded = None
-                status, result = self._execute(sq, cmd)
+                status, result = self._execute_guarded(sq, cmd)
                 due = self.hold_due
                 if due is not None and due > now and status != DEFERRED:
                     self._hold(sq, cmd, status, result, due)
@@ -326,10 +329,28 @@ class Controller(ControllerState):
             self.regs.csts |= CSTS_CFS  # the controller cannot continue: fatal status
             return None
 
+    def _execute_guarded(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
+        """One boundary per command: whatever a handler raises fails that command (Internal
+        Error; a TransferError its own status) and the controller goes on. A safety net, not
+        a hiding place: each one is counted and logged with its traceback (the fuzzer fails
+        on Internal Error)."""
+        try:
+            return self._execute(sq, cmd)
+        except TransferError as err:
+            return (err.status, 0)
+        except Exception:  # noqa: BLE001 - see the docstring
+            self.internal_errors += 1
+            if self.internal_errors <= LOGGED_PER_CATEGORY or self.internal_errors % 1000 == 0:
+                log.exception("internal error #%d in opcode %#x on SQ %d (cid %d)",
+                              self.internal_errors, cmd.opc, sq.qid, cmd.cid)
+            return (Status.INTERNAL_ERROR, 0)
+
     def _execute(self, sq: SubmissionQueue, cmd: Command) -> tuple[int, int]:
         self.opcode_counts[(sq.qid == 0, cmd.opc)] += 1
         if sq.qid == 0:
             return admin.dispatch(self, cmd)
+        if self.media_failure is not None:  # nothing may touch the image any more
+            return (io.media_error(cmd), 0)
         return io.dispatch(self, sq, cmd)
 
     def _complete(self, sq: SubmissionQueue, cid: int, status: int, result: int) -> None:

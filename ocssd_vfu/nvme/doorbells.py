@@ -24,7 +24,8 @@ Rules here:
   saw the old EventIdx and may have skipped the MMIO (the re-arm race), so a
   moved value means processing again.
 - A controller reset (CC.EN 1->0) forgets the configuration. Before forgetting,
-  it zeroes each I/O queue's shadow value and EventIdx: Linux 5.10.223 re-attaches
+  it zeroes the shadow value and EventIdx of every queue it ever wrote there (deleted
+  queues too: the host may re-create them in the same slots): Linux 5.10.223 re-attaches
   the old pages to the new queues and starts I/O before it sends 7Ch again
   (neither the upstream fix that sends 7Ch before unquiescing nor the one that
   clears the pages on reset is in it). Zeroed, the host's first doorbell update
@@ -51,6 +52,8 @@ class ShadowDoorbells:
     size: int       # bytes of each page in use
     _views: tuple[memoryview, memoryview] | None = field(default=None, repr=False)
     _generation: int = -1
+    used: set[tuple[int, bool]] = field(default_factory=set)  # (qid, cq) ever written
+
 
     def pages(self, memory: GuestMemory) -> tuple[memoryview, memoryview]:
         """Both pages as dwords (the host reads each value with one load, so each is
@@ -68,6 +71,8 @@ class ShadowDoorbells:
 
     def write(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
         self.pages(memory)[0][2 * qid + cq] = value
+        self.used.add((qid, cq))
 
     def arm(self, memory: GuestMemory, qid: int, cq: bool, value: int) -> None:
         self.pages(memory)[1][2 * qid + cq] = value
+        self.used.add((qid, cq))

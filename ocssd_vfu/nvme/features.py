@@ -113,6 +113,8 @@ def _queue_limit(ctrl: ControllerState) -> int:
 
 
 def set_number_of_queues(ctrl: ControllerState, cdw11: int) -> Result:
+    if ctrl.io_queues_created:  # NVMe 1.4 5.21.1.7: only before the first I/O queue
+        return fail_no_retry(Status.COMMAND_SEQUENCE_ERROR)
     value = NumberOfQueuesValue.parse(cdw11)
     nsqr, ncqr = value.nsqr, value.ncqr
     if nsqr == 0xFFFF or ncqr == 0xFFFF:

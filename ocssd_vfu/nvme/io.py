@@ -19,7 +19,7 @@ from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.nvme.state import ControllerState
 from ocssd_vfu.spec.commands import block_count
 from ocssd_vfu.spec.nvme import CommandEffects, IoOpcode
-from ocssd_vfu.spec.status import Status
+from ocssd_vfu.spec.status import DNR, Status
 
 FLUSH_EFFECTS = CommandEffects.CSUPP
 
@@ -40,6 +40,12 @@ def io_commands(ctrl: ControllerState) -> dict[int, int]:
     for kind in ctrl.kinds:
         effects.update((opc, entry.effects) for opc, entry in kind.io_commands.items())
     return effects
+
+
+def media_error(cmd: Command) -> int:
+    """Every I/O command's status once the image is gone (ControllerState.fail_media): a
+    write fault for commands that write (opcode bit 0, NVMe 1.4 6.1), else a read error."""
+    return (Status.WRITE_FAULT if cmd.opc & 1 else Status.UNRECOVERED_READ) | DNR
 
 
 def dispatch(ctrl: ControllerState, sq: SubmissionQueue, cmd: Command) -> Result:

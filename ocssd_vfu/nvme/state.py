@@ -23,7 +23,7 @@ from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
 from ocssd_vfu.nvme.kind import AdminCommand, FastPath, LogPage, Namespace, NamespaceKind
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
-from ocssd_vfu.spec.nvme import IoOpcode
+from ocssd_vfu.spec.nvme import Csts, IoOpcode
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
@@ -125,6 +125,9 @@ class ControllerState:
         self.trace_times: tuple[int, int, int] = (0, 0, 0)  # (arrival, modelled, completed)
         self.held_touched: set[CompletionQueue] = set()  # CQs posted to by held completions
         self.fast_path = self._fast_path()
+        self.media_failure: str | None = None  # why the image cannot take I/O any more
+        self.internal_errors = 0  # commands a handler failed by raising (_execute_guarded)
+        self.io_queues_created = False  # since the last reset: Number of Queues is fixed
         self._set_page_size(0)
 
     def _fast_path(self) -> FastPath | None:
@@ -163,6 +166,19 @@ class ControllerState:
             log.warning("guest error %s (#%d): %s", category, count, message)
         if self.guest_error_listener is not None:
             self.guest_error_listener(category, message)
+
+    def fatal(self, category: str, message: str) -> None:
+        """Guest misbehaviour the controller cannot go on after: Controller Fatal Status
+        until the host resets it."""
+        self.guest_error(category, message)
+        self.regs.csts |= Csts.mask("cfs")
+
+    def fail_media(self, reason: str) -> None:
+        """The image went away under the server (media/watch.py): every later I/O command
+        fails with a media error (with DNR); said once."""
+        if self.media_failure is None:
+            log.error("%s", reason)
+            self.media_failure = reason
 
     # -- registers -------------------------------------------------------------------------
     def _set_page_size(self, mps: int) -> None:

@@ -19,6 +19,7 @@ traced when it is posted, so records are in completion order.
 from __future__ import annotations
 
 import json
+import logging
 from typing import TextIO
 
 from ocssd_vfu.nvme.command import DEFERRED, Command, Tracer
@@ -29,6 +30,8 @@ from ocssd_vfu.spec.status import DNR, Status
 
 SCALAR_OPCODES = {IoOpcode.READ, IoOpcode.WRITE}
 
+
+log = logging.getLogger("ocssd_vfu.trace")
 
 
 def opcode_name(admin: bool, opc: int) -> str:
@@ -65,8 +68,12 @@ def make_tracer(ctrl: ControllerState, out: TextIO, fmt: str) -> Tracer:
         if fmt == "json":
             record.update(zip(("arrival_ns", "modelled_ns", "completed_ns"), ctrl.trace_times,
                               strict=True))
-        out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
-        out.flush()
+        try:
+            out.write((json.dumps(record) if fmt == "json" else _text(record)) + "\n")
+            out.flush()
+        except OSError as exc:  # a full disk, a closed pipe: serving goes on untraced
+            log.warning("trace: cannot write (%s): tracing off", exc)
+            ctrl.tracer = None
 
     return trace
 

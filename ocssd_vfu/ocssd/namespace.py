@@ -54,9 +54,11 @@ class OcssdNamespace:
                  data: memoryview, oob: memoryview, early_reset: bool = True,
                  faults: FaultBook | None = None, timing: FlashModel | None = None,
                  pe_cycles: int | None = None,
-                 notifications: NotificationLog | None = None) -> None:
+                 notifications: NotificationLog | None = None,
+                 reserve: Callable[[int], bool] | None = None) -> None:
         self.nsid = nsid
         self.timing = timing  # serve --timing: the flash model its commands' times come from
+        self.reserve = reserve  # a chunk's space in the image, as it opens (media/watch.py)
         self.geometry = geometry
         self.address = AddressFormat(geometry)
         self.chunks = ChunkTable(chunk_log, geometry, early_reset, pe_cycles)
@@ -143,6 +145,10 @@ class OcssdNamespace:
             run.written = run.count
         if status:
             return status, failed
+        if self.reserve is not None and any(
+                run.start == 0 and table.wp[run.chunk] == 0 and not self.reserve(run.chunk)
+                for run in runs):  # the disk is full: the chunk stays free
+            return Status.CAPACITY_EXCEEDED | DNR, (1 << len(lbas)) - 1
         closing = self._injected_write_failures(runs) if self.faults.has("write") else {}
         ss, ms = self.geometry.sec_size, self.geometry.md_size
         segments = []
@@ -200,7 +206,7 @@ class OcssdNamespace:
             if run.written < run.count:
                 unwritten |= self._bits(run, skip=run.written)
         if unwritten and dulbe:
-            return Status.DEALLOCATED_OR_UNWRITTEN, unwritten
+            return Status.DEALLOCATED_OR_UNWRITTEN | DNR, unwritten
         zeroes = self.zeroes
         segments = []
         for run in runs:

@@ -52,10 +52,12 @@ class Ocssd12Namespace:
     def __init__(self, nsid: int, geometry: Ocssd12Geometry, bbt: memoryview,
                  records: memoryview, data: memoryview, oob: memoryview,
                  faults: FaultBook | None = None, timing: FlashModel | None = None,
-                 pe_cycles: int | None = None) -> None:
+                 pe_cycles: int | None = None,
+                 reserve: Callable[[int, int], bool] | None = None) -> None:
         self.nsid = nsid
         self.timing = timing  # serve --timing: the flash model its commands' times come from
         self.geometry = geometry
+        self.reserve = reserve  # space in the image for (first sector, count), before writing
         self.address = PpaFormat12(geometry)
         self.blocks = BlockTable(bbt, records, geometry)
         self.data = data
@@ -141,6 +143,8 @@ class Ocssd12Namespace:
                 pieces[-1][1] += spp
             else:
                 pieces.append([start, spp])
+        if self.reserve is not None and not all(self.reserve(s, c) for s, c in pieces if s >= 0):
+            return Status.CAPACITY_EXCEEDED | DNR, (1 << len(ppas)) - 1  # the disk is full
         segments = [self.data[s * ss:(s + c) * ss] if s >= 0 else memoryview(bytearray(c * ss))
                     for s, c in pieces]
         status, oob = dptr.move(memory, pointer, page_size, segments,

@@ -92,8 +92,8 @@ def read(ctx: CommandContext, ns: PlainNamespace, cmd: Command, blocks: Range) -
 
 def write(ctx: CommandContext, ns: PlainNamespace, cmd: Command, blocks: Range) -> Result:
     slba, nlb = blocks
-    status = _check_transfer(ctx, ns, slba, nlb) or _move_blocks(ctx, ns, cmd, slba, nlb,
-                                                                 to_guest=False)
+    status = _check_transfer(ctx, ns, slba, nlb) or ns.reserve(slba, nlb) or \
+        _move_blocks(ctx, ns, cmd, slba, nlb, to_guest=False)
     if not status and ns.uncorrectable:
         ns.written(slba, nlb)
     return (status, 0)
@@ -126,6 +126,9 @@ def write_zeroes(ctx: CommandContext, ns: PlainNamespace, cmd: Command, blocks: 
     if cmd.cdw12 & WRITE_ZEROES_DEAC:
         ns.deallocate(slba, nlb)
     else:
+        status = ns.reserve(slba, nlb)
+        if status:
+            return (status, 0)
         ns.zero(slba, nlb)
     return OK
 

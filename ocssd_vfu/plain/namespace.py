@@ -40,6 +40,8 @@ class Allocation(Protocol):
 
     def allocated(self, start: int, length: int) -> bool: ...
 
+    def reserve(self, start: int, length: int) -> bool: ...
+
 
 @dataclass(frozen=True)
 class LbaFormat:
@@ -189,6 +191,17 @@ class PlainNamespace:
         return segments
 
     # -- changes ----------------------------------------------------------------------------
+    def reserve(self, slba: int, nlb: int) -> int:
+        """Space in the image for writing the blocks (data and metadata) before any byte
+        lands: a full file system is Capacity Exceeded | DNR (Linux: ENOSPC), not a fault."""
+        if self.allocation is None:
+            return Status.SUCCESS
+        if not self.allocation.reserve(slba * self.lba_size, nlb * self.lba_size) or (
+                self.md_size and not self.allocation.reserve(
+                    self.md_offset + slba * self.md_size, nlb * self.md_size)):
+            return Status.CAPACITY_EXCEEDED | DNR
+        return Status.SUCCESS
+
     def written(self, slba: int, nlb: int) -> None:
         """Blocks that were just written are no longer uncorrectable."""
         if self.uncorrectable:

@@ -17,6 +17,7 @@ import mmap
 import os
 from typing import Any
 
+from ocssd_vfu.dma import native as dma
 from ocssd_vfu.dma.memory import GuestMemory
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.spec import pci
@@ -30,6 +31,7 @@ MSIX_BAR = 4
 MSIX_BAR_SIZE = 0x2000
 MSIX_TABLE_OFFSET = 0x0
 MSIX_PBA_OFFSET = 0x1000
+CONFIG_SPACE_SIZE = 4096  # PCI Express: the extended configuration space
 RAM_WITHOUT_FD_WARNING = 16 << 20
 NVME_CLASS = (0x01, 0x08, 0x02)  # mass storage, non-volatile memory, NVMe
 SYSLOG_LEVELS = {3: logging.ERROR, 4: logging.WARNING, 5: logging.INFO, 6: logging.INFO,
@@ -88,14 +90,21 @@ class VfuDevice:
         check(lib.vfu_setup_device_nr_irqs(ctx, lib.VFU_DEV_ERR_IRQ, 0), "nr_irqs(ERR)")
         check(lib.vfu_setup_device_nr_irqs(ctx, lib.VFU_DEV_REQ_IRQ, 0), "nr_irqs(REQ)")
         check(lib.vfu_realize_ctx(ctx), "vfu_realize_ctx")
+        # libvfio-user keeps config space (header, BARs, command register, PM, MSI-X
+        # enable) across clients: each new one must find it as at power-on.
+        self._config_space = ffi.buffer(lib.vfu_pci_get_config_space(ctx), CONFIG_SPACE_SIZE)
+        self._power_on_config = bytes(self._config_space)
 
     def poll_fd(self) -> int:
         return check(lib.vfu_get_poll_fd(self.ctx), "vfu_get_poll_fd")
 
     def trigger(self, vector: int) -> None:
         if lib.vfu_irq_trigger(self.ctx, vector) < 0 and ffi.errno != errno.ENOENT:
-            # ENOENT: the guest has not set up this vector yet (normal early on).
-            log.warning("vfu_irq_trigger(%d) failed: errno %d", vector, ffi.errno)
+            # ENOENT: the guest has not set up this vector yet (normal early on). The fds
+            # are non-blocking (scripts/libvfio-user-robustness.patch): EAGAIN is a client
+            # that does not read its interrupt fd; counted and logged rate-limited.
+            self.controller.guest_error("irq_fd", f"interrupt vector {vector} not "
+                                        f"delivered: {os.strerror(ffi.errno)}")
 
     def destroy(self) -> None:
         if self.ctx is not None:
@@ -128,17 +137,31 @@ class VfuDevice:
             self.memory.add(start, view, writable=bool(info.prot & mmap.PROT_WRITE))
         except ValueError as exc:
             log.warning("%s", exc)
+            return
+        # The client may shrink the file under us: a fault there must not end the server.
+        if dma.lib.ocssd_guard_watch(_dma_pointer(info.vaddr), length,
+                                     dma.lib.OCSSD_GUARD_GUEST) < 0:
+            log.warning("DMA region %#x+%#x: too many regions to guard", start, length)
 
     def dma_unregister(self, info: Any) -> None:
         start = int(ffi.cast("uintptr_t", info.iova.iov_base))
         with contextlib.suppress(KeyError):  # a region we never added (no vaddr)
             self.memory.remove(start)
+            dma.lib.ocssd_guard_unwatch(_dma_pointer(info.vaddr))
 
     def reset(self, kind: int) -> int:
         # Every kind (DEVICE_RESET, lost connection, FLR) is a full reset; on a lost
-        # connection libvfio-user has already unregistered the DMA regions.
+        # connection libvfio-user has already unregistered the DMA regions, and the next
+        # client gets the power-on config space.
         self.controller.device_reset()
+        if kind == lib.VFU_RESET_LOST_CONN:
+            self._config_space[:] = self._power_on_config
         return 0
+
+
+def _dma_pointer(vaddr: Any) -> Any:
+    """libvfio-user's pointer as the DMA shim's cffi module types it (two modules)."""
+    return dma.ffi.cast("void *", int(ffi.cast("uintptr_t", vaddr)))
 
 
 def _device(ctx: Any) -> VfuDevice:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import trio
 
+from ocssd_vfu.media.watch import Monitor
 from ocssd_vfu.nvme.command import SyncRequest
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.spec.status import Status
@@ -43,6 +44,7 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ATTACH_TIMEOUT = 2.0  # seconds a new client has to send VERSION (QEMU sends it at once)
 IDLE_AFTER = 0.05     # seconds without a client message before idle-time work starts
 IDLE_STEP_GAP = 0.001  # seconds between idle-time steps, to see a message in between
+WATCH_INTERVAL = 1.0  # seconds between looks at the image file (truncated, replaced)
 
 
 class ServeError(Exception):
@@ -127,6 +129,7 @@ class Server:
         self.scheduler = scheduler
         self.companions = companions or Companions()
         self._scope: trio.CancelScope | None = None
+        self.monitor = Monitor()
 
     def stop(self) -> None:
         """Shut down as a signal does (the control socket's `quit`)."""
@@ -144,6 +147,7 @@ class Server:
                     await nursery.start(task)
                 if self.sync_interval > 0:
                     nursery.start_soon(self._sync_periodically)
+                nursery.start_soon(self._watch_image_periodically)
                 while True:
                     await self._attach()
                     attached = True
@@ -223,6 +227,7 @@ class Server:
             self._start_syncs(nursery)
 
     def _start_syncs(self, nursery: trio.Nursery) -> None:
+        self._check_memory()
         for request in self.controller.take_sync_requests():
             nursery.start_soon(self._sync_then_complete, request)
         self.scheduler.rearm()  # one timerfd_settime, only for an earlier held completion
@@ -255,6 +260,25 @@ class Server:
             self.idle_work_left = self.idle()
             self.idle_stepping = self.idle_work_left
         return False
+
+    def _check_memory(self) -> None:
+        """After a wake-up: did memory go away under it (native/guard.h)?"""
+        if self.monitor.guest_memory_lost():
+            self.controller.fatal("guest_memory_gone", "guest memory shrank under the "
+                                  "server (the client truncated its memory file)")
+        if self.monitor.image_faulted():
+            self._check_image()
+
+    def _check_image(self) -> None:
+        if self.controller.media_failure is None:
+            problem = self.monitor.image_problem()
+            if problem is not None:
+                self.controller.fail_media(problem)
+
+    async def _watch_image_periodically(self) -> None:
+        while True:
+            await trio.sleep(WATCH_INTERVAL)
+            self._check_image()
 
     def _hang_up(self) -> None:
         connection = socket.fromfd(self.device.poll_fd(), socket.AF_UNIX, socket.SOCK_STREAM)

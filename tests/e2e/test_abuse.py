@@ -51,6 +51,8 @@ BARRAGE = [
     ("delete cq 1 in use", f"{ADMIN} -o 0x04 --cdw10=1", 0x10C),             # Invalid Deletion
     ("set features saved", f"{ADMIN} -o 0x09 --cdw10=0x80000007 --cdw11=0", 0x10D),
     ("set features fid 77h", f"{ADMIN} -o 0x09 --cdw10=0x77 --cdw11=1", 0x002),
+    ("number of queues after queues", f"{ADMIN} -o 0x09 --cdw10=0x07 --cdw11=0x00030003",
+     0x00C),                                                                 # Sequence Error
     ("geometry ns 9", f"{ADMIN} -o 0xe2 -n 9 {READ4K}", 0x00B),
     ("identify reserved dwords", f"{ADMIN} -o 0x06 --cdw10=1 --cdw2=0xdeadbeef "
      f"--cdw3=0xfeedface --cdw14=7 --cdw15=9 {READ4K}", 0x000),              # ignored: success

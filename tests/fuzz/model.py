@@ -336,7 +336,7 @@ class Model:
                     data.append(bytes(SEC_SIZE))
                     oob.append(b"\xff" * MD_SIZE)
         if unwritten and dulbe:
-            return fail(Status.DEALLOCATED_OR_UNWRITTEN, unwritten)
+            return fail(Status.DEALLOCATED_OR_UNWRITTEN | DNR, unwritten)
         if mptr and read(mptr, len(lbas) * MD_SIZE, True) is None:
             return fail(DTE)
         ranges = prp_ranges(read, prp1, prp2, len(lbas) * SEC_SIZE, to_guest=True)

@@ -38,6 +38,7 @@ def test_a_failing_block_still_stops_the_server(ocssd_image: Path) -> None:
 
 
 def test_a_refused_start_raises_with_the_servers_words(tmp_path: Path) -> None:
+    (tmp_path / "plain.raw").write_bytes(bytes(1 << 20))
     with pytest.raises(ServeFailed, match="exited with 1:\n.*--volatile is for OCSSD images"), \
             served_device(tmp_path / "plain.raw", control=False, volatile=True):
         pass

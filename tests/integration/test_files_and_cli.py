@@ -158,13 +158,13 @@ def test_unreadable_paths_are_named(tiny: Path, workdir: Path, ocssd_vfu: RunCli
     sock = str(workdir / "s.sock")
     cases = [
         (["image", "info", str(workdir / "missing.img")], "No such file or directory"),
-        (["image", "info", str(workdir)], "Is a directory"),
+        (["image", "info", str(workdir)], "is a directory, not a regular file"),
         (["image", "info", str(tiny / "below-a-file")], "Not a directory"),
         (["serve", "--socket", sock, "--image", str(workdir / "missing.img")],
          "No such file or directory"),
-        (["serve", "--socket", sock, "--image", str(workdir)], "Is a directory"),
+        (["serve", "--socket", sock, "--image", str(workdir)], "is a directory"),
         (["serve", "--socket", sock, "--image", str(tiny), "--chunk-state", str(workdir)],
-         "cannot read"),
+         "--chunk-state " + str(workdir) + " is a directory"),
         (["serve", "--socket", str(workdir / "no-such-dir" / "s.sock"), "--image", str(tiny)],
          "no-such-dir"),
         (["image", "create", str(workdir / "no-such-dir" / "x.img")], "cannot create"),

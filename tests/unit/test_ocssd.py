@@ -281,7 +281,7 @@ def test_unwritten_reads_with_dulbe_fail_with_a_bitmap() -> None:
     assert dev.write(run(0, 8))[0] == 0
     dev.flush()
     status, bitmap, _, _ = dev.read(run(4, 8))
-    assert (status, bitmap) == (Status.DEALLOCATED_OR_UNWRITTEN, 0b11110000)
+    assert (status, bitmap) == (Status.DEALLOCATED_OR_UNWRITTEN | DNR, 0b11110000)
 
 
 def test_predefined_data_is_never_written_into_the_image() -> None:
