@@ -11,14 +11,20 @@ Expected times are worked out by hand from timing/model.py's rules.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import pytest
+
+from ocssd_vfu.app import ServeOptions, assemble
 from ocssd_vfu.ftl.core import Ftl, FtlOptions
 from ocssd_vfu.ftl.media import Ocssd20Flash
 from ocssd_vfu.ftl.trace import OpKind, Purpose
 from ocssd_vfu.ftlns.namespace import FtlNamespace
 from ocssd_vfu.ftlns.timed import FtlTiming
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.media import ocssd_image
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
+from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.spec.status import Status
 from ocssd_vfu.timing.geometries import model_20
 from tests.unit.fakehost import DATA, FakeHost, prp_list
@@ -116,3 +122,23 @@ def random_unit_after(writes: int) -> int:
     for _ in range(writes - 64):
         rng.randrange(64)
     return rng.randrange(64)
+
+
+def test_serve_mode_ftl_takes_timing_and_the_2_0_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "ftl.img"
+    ocssd_image.create_image(path, OcssdGeometry(num_grp=2, num_pu=2, num_chk=16, num_sec=32,
+                                                 mw_cunits=8))
+    assembled = assemble(ServeOptions(socket=tmp_path / "s", image=path, mode="ftl",
+                                      op_percent=20, timing=True, twrt=2_000_000,
+                                      write_buffer_sectors=24))
+    try:
+        ns = assembled.namespaces[1]
+        assert isinstance(ns, FtlNamespace) and ns.timing is not None
+        parameters = ns.timing.model.parameters
+        assert (parameters.read_ns, parameters.program_ns, parameters.erase_ns,
+                parameters.buffer_sectors_per_pu) == (70_000, 2_000_000, 3_000_000, 24)
+    finally:
+        assembled.close()
+    with pytest.raises(ImageError, match="--tprt and --tbet are for OCSSD 1.2"):
+        assemble(ServeOptions(socket=tmp_path / "s", image=path, mode="ftl", timing=True,
+                              tprt=1))
