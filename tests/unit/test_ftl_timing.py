@@ -142,3 +142,31 @@ def test_serve_mode_ftl_takes_timing_and_the_2_0_overrides(tmp_path: Path) -> No
     with pytest.raises(ImageError, match="--tprt and --tbet are for OCSSD 1.2"):
         assemble(ServeOptions(socket=tmp_path / "s", image=path, mode="ftl", timing=True,
                               tprt=1))
+
+
+def test_flush_waits_until_the_padded_unit_is_programmed() -> None:
+    dev = TimedFtl()
+    dev.submit(WRITE, 0, 4)                      # half a unit on PU 0, staged
+    assert len(dev.at(T0)) == 1
+    dev.cid += 1
+    dev.host.submit(1, 0x00, cid=dev.cid, nsid=1)  # Flush: pads and programs the unit
+    dev.host.ctrl.process()
+    [request] = dev.host.ctrl.take_sync_requests()
+    dev.host.ctrl.complete_deferred(request, Status.SUCCESS)  # the image synced at T0
+    assert dev.at(T0 + 1_040_959) == []
+    assert dev.at(T0 + 1_040_960) == [(dev.cid, Status.SUCCESS)]
+
+
+def test_a_background_gc_step_keeps_its_pu_busy_for_the_reads_after_it() -> None:
+    dev = TimedFtl()
+    ftl = dev.ns.ftl
+    ftl.write(0, bytes(64 * 4096))      # untimed: 4 units per PU close a chunk on each
+    ftl.deallocate([(0, 64)])           # ... that then holds nothing valid
+    ftl.write(100, bytes(8 * 4096))     # a unit on PU 0
+    ftl.gc_threshold = ftl.chunks.free_count + 1
+    dev.clock.now = T0 + 2_000_000
+    assert dev.ns.background_step()     # erases chunk 3 (PU 0; 0-2 hold metadata): 3 ms
+    assert [(op.kind, op.chunk) for op in dev.ns.media_ops] == [(OpKind.RESET, 3)]
+    read = dev.submit(READ, 100, 1)     # PU 0 after the erase: tRD + one sector
+    assert dev.at(T0 + 5_505_119) == []
+    assert dev.at(T0 + 5_505_120) == [(read, Status.SUCCESS)]
