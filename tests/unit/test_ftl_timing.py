@@ -21,8 +21,9 @@ from ocssd_vfu.ftl.media import Ocssd20Flash
 from ocssd_vfu.ftl.trace import OpKind, Purpose
 from ocssd_vfu.ftlns.namespace import FtlNamespace
 from ocssd_vfu.ftlns.timed import FtlTiming
+from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
-from ocssd_vfu.media import ocssd_image
+from ocssd_vfu.media import ocssd12_image, ocssd_image
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
 from ocssd_vfu.media.raw import ImageError
 from ocssd_vfu.spec.status import Status
@@ -170,3 +171,34 @@ def test_a_background_gc_step_keeps_its_pu_busy_for_the_reads_after_it() -> None
     read = dev.submit(READ, 100, 1)     # PU 0 after the erase: tRD + one sector
     assert dev.at(T0 + 5_505_119) == []
     assert dev.at(T0 + 5_505_120) == [(read, Status.SUCCESS)]
+
+
+def test_on_ocssd_1_2_a_unit_is_one_page_of_every_plane(tmp_path: Path) -> None:
+    """2 channels x 2 LUNs, 2 planes x 2 sectors a page: a write unit is 4 sectors, one
+    multi-plane program (20,480 ns on the bus + tPRT 1.9 ms); reading it back senses both
+    planes in one tRDT (70 µs) + 4 sectors."""
+    path = tmp_path / "ftl12.img"
+    ocssd12_image.create_image(path, Ocssd12Geometry(num_ch=2, num_lun=2, num_pln=2,
+                                                     num_blk=16, num_pg=4, fpg_sz=8192))
+    assembled = assemble(ServeOptions(socket=tmp_path / "s", image=path, mode="ftl",
+                                      op_percent=30, timing=True))
+    try:
+        clock = Clock()
+        host = FakeHost(namespace=assembled.namespaces[1])
+        host.ctrl.clock_ns = clock
+        host.enable()
+        host.create_io_queues()
+        host.ram_write(PRP_LIST, prp_list([DATA + 0x1000 * p for p in range(1, 4)]))
+        host.submit(1, WRITE, cid=1, nsid=1, prp1=DATA, prp2=PRP_LIST, cdw12=3)
+        host.ctrl.process()
+        host.ctrl.complete_due(T0)
+        assert [(entry[4], entry[5]) for entry in host.completions(1)] == [(1, Status.SUCCESS)]
+        clock.now = T0 + 3_000_000
+        host.submit(1, READ, cid=2, nsid=1, prp1=DATA, prp2=PRP_LIST, cdw12=3)
+        host.ctrl.process()
+        host.ctrl.complete_due(T0 + 3_090_479)
+        assert host.completions(1) == []
+        host.ctrl.complete_due(T0 + 3_090_480)
+        assert [(entry[4], entry[5]) for entry in host.completions(1)] == [(2, Status.SUCCESS)]
+    finally:
+        assembled.close()
