@@ -183,8 +183,8 @@ def _timed(options: ServeOptions, build: Callable[[], FlashModel]) -> FlashModel
     if not options.timing:
         if any(getattr(options, name) is not None
                for name in ("trdt", "twrt", "tcrst", "tprt", "tbet")):
-            log.info("timing overrides without --timing: the geometry reports them, "
-                     "commands still complete at once")
+            log.info("timing overrides without --timing: commands still complete at once "
+                     "(an Open-Channel geometry reports them; --mode ftl ignores them)")
         return None
     if options.channel_mbps < 1:
         raise ImageError(f"--channel-mbps must be at least 1, not {options.channel_mbps}")
