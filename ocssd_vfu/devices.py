@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +28,7 @@ from ocssd_vfu.ftl.flash import Flash
 from ocssd_vfu.ftl.gc import GcPolicy
 from ocssd_vfu.ftl.media import Ocssd20Flash
 from ocssd_vfu.ftlns import image as ftl_image
+from ocssd_vfu.ftlns.timed import FtlTiming
 from ocssd_vfu.imagetool.report20 import inspect
 from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
@@ -190,8 +192,8 @@ def _timed(options: ServeOptions, build: Callable[[], FlashModel]) -> FlashModel
     if not options.timing:
         if any(getattr(options, name) is not None
                for name in ("trdt", "twrt", "tcrst", "tprt", "tbet")):
-            log.info("timing overrides without --timing: the geometry reports them, "
-                     "commands still complete at once")
+            log.info("timing overrides without --timing: commands still complete at once "
+                     "(an Open-Channel geometry reports them; --mode ftl ignores them)")
         return None
     if options.channel_mbps < 1:
         raise ImageError(f"--channel-mbps must be at least 1, not {options.channel_mbps}")
@@ -308,6 +310,7 @@ def _ftl_options(options: ServeOptions) -> FtlOptions:
 def _open_ftl(options: ServeOptions, spec_12: bool) -> OpenedImage:
     """An OCSSD image as FTL namespaces (ocssd_vfu/ftlns/image.py has the rules)."""
     ftl_options = _ftl_options(options)
+    _check_times(options)
     if not spec_12:
         report = inspect(options.image)
         if report.problems:
@@ -341,6 +344,10 @@ def _open_ftl(options: ServeOptions, spec_12: bool) -> OpenedImage:
                                         line.wli)
         namespaces, formatted = ftl_image.open_namespaces(image, faults, ftl_options,
                                                           options.reformat, before_format)
+        for ns in namespaces.values():
+            model = _timed(options, lambda: _ftl_model(image, options))
+            if model is not None:
+                ns.timing = FtlTiming(model, ns.ftl.layout, time.monotonic_ns)
     except (ImageError, FaultFileError):
         image.close()
         raise
@@ -359,6 +366,17 @@ def _open_ftl(options: ServeOptions, spec_12: bool) -> OpenedImage:
     return OpenedImage(dict(namespaces), image.sync, close,
                        f"FTL ({what}) over OCSSD {spec}, {len(ftls)} namespace(s) of "
                        f"{ftl_image.summary(ftls)}", idle=idle)
+
+
+def _ftl_model(image: OcssdImage | Ocssd12Image, options: ServeOptions) -> FlashModel:
+    """The timing model of one FTL namespace: the image's times, or the overrides."""
+    if isinstance(image, Ocssd12Image):
+        return model_12(override_12(image.description.geometry, options.trdt, options.tprt,
+                                    options.tbet),
+                        options.channel_mbps, options.write_buffer_sectors)
+    return model_20(override_20(image.description.geometry, options.trdt, options.twrt,
+                                options.tcrst),
+                    options.channel_mbps, options.write_buffer_sectors)
 
 
 def open_ftl20(options: ServeOptions) -> OpenedImage:
@@ -400,16 +418,16 @@ PLAIN = DeviceKind(
     open=open_plain)
 
 FTL_OPTIONS = frozenset({"volatile", "write_fail", "reset_fail", "fault_seed", "op_percent",
-                         "gc_threshold", "gc_policy", "reformat"})
+                         "gc_threshold", "gc_policy", "reformat"}) | TIMING_OPTIONS
 FTL12 = DeviceKind(
     name="FTL over OCSSD 1.2", mode="ftl", recognizes=_is_12, unrecognized=NOT_OCSSD,
     identity=PLAIN_NVME_ID, model="ocssd_vfu FTL NVMe Ctrl", firmware="ftl-1.2",
-    options=FTL_OPTIONS, open=open_ftl12,
+    options=FTL_OPTIONS | {"tprt", "tbet"}, open=open_ftl12,
     auto=lambda path: ftl_image.holds_ftl(path, spec_12=True))
 FTL20 = DeviceKind(
     name="FTL over OCSSD 2.0", mode="ftl", recognizes=_is_20, unrecognized=NOT_OCSSD,
     identity=PLAIN_NVME_ID, model="ocssd_vfu FTL NVMe Ctrl", firmware="ftl-2.0",
-    options=FTL_OPTIONS | {"chunk_state"}, open=open_ftl20,
+    options=FTL_OPTIONS | {"chunk_state", "twrt", "tcrst"}, open=open_ftl20,
     auto=lambda path: not inspect(path).problems and ftl_image.holds_ftl(path, spec_12=False))
 
 # In the order --mode auto tries them: the first that recognizes the image serves it.

@@ -7,6 +7,9 @@ out: too many chunks gone bad for GC to free one) fails with Write Fault. Read a
 Write count in SMART / Health as host reads and writes, so Data Units Written is
 what the host wrote, not what the media programmed (that is in log page C0h).
 
+With --timing (ftlns/timed.py) a command's completion is held until its media work,
+GC moves and erases included, completes in the timing model; refusals complete at once.
+
 Log page C0h (vendor specific): the FTL's figures, `FtlLogPage` in spec/ftl.py.
 """
 
@@ -59,8 +62,15 @@ def read(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Range) -> 
         return (status, 0)
     data = bytearray(ns.ftl.read(slba, nlb))
     status = dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(data)], True)
-    ns.end_command()
+    _hold(ctx, ns)
     return (status, 0)
+
+
+def _hold(ctx: CommandContext, ns: FtlNamespace) -> None:
+    """Hold the completion until the command's media work is done (--timing)."""
+    due = ns.end_command(ctx.now_ns)
+    if due is not None:
+        ctx.hold_until(due)
 
 
 def write(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Range) -> Result:
@@ -72,18 +82,20 @@ def write(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Range) ->
     status = dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(data)], False)
     if status:
         return (status, 0)
-    return _changing(ns, "write", lambda: ns.ftl.write(slba, memoryview(data)))
+    return _changing(ctx, ns, "write", lambda: ns.ftl.write(slba, memoryview(data)))
 
 
-def _changing(ns: FtlNamespace, what: str, change: Callable[[], None]) -> Result:
+def _changing(ctx: CommandContext, ns: FtlNamespace, what: str,
+              change: Callable[[], None]) -> Result:
     """Run a command's change of the FTL: Write Fault if the media is worn out (no chunk
-    can be opened even after GC)."""
+    can be opened even after GC). Its media work is timed either way (GC ran)."""
     try:
         change()
     except NoSpace as exc:
         log.error("namespace %d: %s failed: %s", ns.nsid, what, exc)
+        _hold(ctx, ns)
         return fail_no_retry(Status.WRITE_FAULT)
-    ns.end_command()
+    _hold(ctx, ns)
     return OK
 
 
@@ -93,7 +105,7 @@ def write_zeroes(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Ra
     status = _check_range(ns, slba, nlb)
     if status:
         return (status, 0)
-    return _changing(ns, "write zeroes", lambda: ns.ftl.write_zeroes(slba, nlb))
+    return _changing(ctx, ns, "write zeroes", lambda: ns.ftl.write_zeroes(slba, nlb))
 
 
 def decode_nothing(ctx: CommandContext, ns: FtlNamespace, cmd: Command) -> None:
@@ -113,7 +125,7 @@ def dataset_management(ctx: CommandContext, ns: FtlNamespace, cmd: Command,
     ranges = [(slba, length) for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw) if length]
     if any(_check_range(ns, slba, length) for slba, length in ranges):
         return fail_no_retry(Status.LBA_OUT_OF_RANGE)
-    return _changing(ns, "deallocate", lambda: ns.ftl.deallocate(ranges))
+    return _changing(ctx, ns, "deallocate", lambda: ns.ftl.deallocate(ranges))
 
 
 def statistics(ctx: CommandContext, cmd: Command, offset: int, length: int) -> Result:

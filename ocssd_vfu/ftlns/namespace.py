@@ -6,19 +6,19 @@ Linux's lightnvm does not bind), DLFEAT: deallocated blocks read zeroes and Writ
 Zeroes deallocates. There is no DULBE: the FTL reads unmapped blocks as zeroes.
 
 Each host command's media operations are kept (`media_ops`, cleared when the next
-command starts) for `--trace`, and handed to `media_listener` if one is set: the
-hook through which a timing model (ocssd_vfu.timing) can charge them flash time.
+command starts) for `--trace`; with --timing, `timing` (ftlns/timed.py) charges them
+flash time, and the work outside host commands (Flush padding, background GC) too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import ClassVar
 
 from ocssd_vfu.ftl.core import Ftl
 from ocssd_vfu.ftl.stream import NoSpace
 from ocssd_vfu.ftl.trace import MediaOp
+from ocssd_vfu.ftlns.timed import FtlTiming
 from ocssd_vfu.nvme.kind import NamespaceKind
 from ocssd_vfu.spec.nvme import Dlfeat, IdentifyNamespace, Nsfeat, blank
 
@@ -32,14 +32,13 @@ class FtlNamespace:
     lba_size = FTL_LBA_SIZE
     supports_dulbe = False
 
-    def __init__(self, nsid: int, ftl: Ftl) -> None:
+    def __init__(self, nsid: int, ftl: Ftl, timing: FtlTiming | None = None) -> None:
         self.nsid = nsid
         self.ftl = ftl
         self.nlbas = ftl.logical_blocks
         self.media_ops: list[MediaOp] = []
         ftl.trace = self.media_ops
-        # Called with each host command's media operations after it ran (timing hook).
-        self.media_listener: Callable[[list[MediaOp]], None] | None = None
+        self.timing = timing   # the core then holds completions and waits for it at Flush
 
     def identify(self) -> bytes:
         ident = blank(IdentifyNamespace)
@@ -54,17 +53,22 @@ class FtlNamespace:
     def flush_write_cache(self) -> None:
         """Program the write buffer's partial units (padded): Flush, CC.SHN, reset. Worn-out
         media leaves them staged (durable all the same)."""
+        self.media_ops.clear()
         try:
             self.ftl.flush()
         except NoSpace as exc:
             log.error("namespace %d: flush: %s", self.nsid, exc)
+        if self.timing is not None:
+            self.timing.charge_now(self.media_ops)
 
     def start_command(self) -> None:
         self.media_ops.clear()
 
-    def end_command(self) -> None:
-        if self.media_listener is not None and self.media_ops:
-            self.media_listener(self.media_ops)
+    def end_command(self, now_ns: int) -> int | None:
+        """When the command's media work completes in the timing model (None untimed)."""
+        if self.timing is None:
+            return None
+        return self.timing.charge(self.media_ops, now_ns)
 
     def background_step(self) -> bool:
         """One piece of idle-time work (GC, a due checkpoint); False if none is left."""
@@ -74,6 +78,9 @@ class FtlNamespace:
         except NoSpace as exc:
             log.error("namespace %d: background GC: %s", self.nsid, exc)
             return False
+        finally:
+            if self.timing is not None:
+                self.timing.charge_now(self.media_ops)
 
     def shutdown(self) -> None:
         """Leave the media clean: partial units programmed, a checkpoint of everything."""
