@@ -21,24 +21,32 @@ from __future__ import annotations
 import argparse
 import json
 import mmap
+import os
 import random
 import re
 import shutil
+import socket
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ocssd_vfu.app import ServeOptions, assemble
-from ocssd_vfu.devices import PLAIN_NVME_ID
+from ocssd_vfu.devices import OCSSD_ID, PLAIN_NVME_ID
 from ocssd_vfu.dma import native as dma
 from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
+from ocssd_vfu.media.ocssd_image import create_image
 from ocssd_vfu.nvme.controller import Controller
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.plain import fastpath as plain_fastpath
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import (
     CQE_FORMAT,
@@ -63,6 +71,7 @@ DATA = RAM_IOVA + 0x100000
 ADMIN_ENTRIES = 16
 QUEUE_DEPTHS = (1, 32, 128)
 COPY_BLOCKS_PER_CALL = 128
+FAST_PATH_MODULES = [plain_fastpath]  # modules whose `lib` holds a kind's C fast path
 
 
 @dataclass
@@ -261,6 +270,197 @@ def measure(seconds: float, queue_depths: tuple[int, ...], image_size: int = IMA
             "copy_limit_blocks_per_s": limit, "jobs": [asdict(f) for f in figures]}
 
 
+# -- --breakdown: the parts of one QD1 command's server time ---------------------------------
+BREAKDOWN_GEOMETRY = OcssdGeometry(num_grp=1, num_pu=2, num_chk=4, num_sec=4096)
+
+
+class PartTimer:
+    """Nanoseconds per part per command: wrappers around the entry points of each part."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[int]] = {}
+
+    def add(self, part: str, ns: int) -> None:
+        self.samples.setdefault(part, []).append(ns)
+
+    def wrap(self, part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        clock, add = time.perf_counter_ns, self.add
+
+        def timed(*args: Any) -> Any:
+            started = clock()
+            try:
+                return function(*args)
+            finally:
+                add(part, clock() - started)
+        return timed
+
+
+class TimedLib:
+    """A cffi lib whose fast-path entry point is timed (the rest passes through)."""
+
+    def __init__(self, lib_: Any, timer: PartTimer) -> None:
+        self._lib = lib_
+        self.ocssd_fast_io_run = timer.wrap("  C fast path (native)", lib_.ocssd_fast_io_run)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lib, name)
+
+
+def message_cost(repetitions: int) -> list[int]:
+    """What libvfio-user's socket work costs per doorbell: receive a region-write
+    message (16-byte header, 16-byte region access, 4-byte value) and send the 16-byte
+    reply, on a Unix socket pair (the client's sends are not timed)."""
+    server, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    message, reply = bytes(36), bytes(16)
+    samples = []
+    with server, client:
+        for _ in range(repetitions):
+            client.send(message)
+            started = time.perf_counter_ns()
+            server.recv(16)
+            server.recv(20)
+            server.send(reply)
+            samples.append(time.perf_counter_ns() - started)
+            client.recv(16)
+    return samples
+
+
+def breakdown_run(device: VfuDevice, ram: mmap.mmap, timer: PartTimer, submit: Any,
+                  repetitions: int) -> None:
+    """QD1 on I/O queue pair 1: `submit(sq_offset, slot)` writes one SQE; each part of
+    the server's work is timed through `timer`'s wrappers."""
+    driver = HostDriver(device, ram)
+    driver.enable()
+    entries = 16
+    driver.admin(AdminOpcode.CREATE_IO_CQ, 1 | (entries - 1) << 16, 1 | 1 << 1 | 1 << 16, IO_CQ)
+    driver.admin(AdminOpcode.CREATE_IO_SQ, 1 | (entries - 1) << 16, 1 | 1 << 16, IO_SQ)
+    ctrl = driver.ctrl
+    eventfd = os.eventfd(0, os.EFD_NONBLOCK)
+    ctrl.interrupt = timer.wrap("  interrupt (eventfd write)",
+                                lambda vector: os.eventfd_write(eventfd, 1))
+    sq_doorbell = timer.wrap("SQ doorbell callback", driver.doorbell)
+    cq_doorbell = timer.wrap("CQ doorbell callback", driver.doorbell)
+    process = timer.wrap("controller.process()", ctrl.process)
+    cq, tail, head, phase = driver.offset(IO_CQ), 0, 0, 1
+    try:
+        for n in range(repetitions):
+            submit(driver.offset(IO_SQ), tail)
+            tail = (tail + 1) % entries
+            sq_doorbell(Register.DOORBELLS + 8, tail)
+            process()
+            entry = CQE_FORMAT.unpack_from(ram, cq + head * CQE_SIZE)
+            if entry[5] & 1 != phase or entry[5] >> 1:
+                raise RuntimeError(f"command {n}: no successful completion ({entry})")
+            head += 1
+            if head == entries:
+                head, phase = 0, phase ^ 1
+            cq_doorbell(Register.DOORBELLS + 12, head)
+    finally:
+        os.close(eventfd)
+
+
+def medians(timer: PartTimer) -> dict[str, float]:
+    return {part: statistics.median(ns) / 1000 for part, ns in timer.samples.items()}
+
+
+def breakdown(repetitions: int, seed: int = 1) -> dict[str, dict[str, float]]:
+    """Median µs per part of a QD1 command: plain 4 KiB read and write, OCSSD 2.0
+    1-LBA vector read (and, for scale, the socket work of one doorbell message)."""
+    rng = random.Random(seed)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ocssd-vfu-hostbench-") as tmp:
+        plain_path, ocssd_path = Path(tmp) / "plain.raw", Path(tmp) / "ocssd.img"
+        plain_path.write_bytes(rng.randbytes(64 << 20))
+        create_image(ocssd_path, BREAKDOWN_GEOMETRY)
+        for name, path, mode, identity in (
+                ("plain 4K read", plain_path, "nvme", PLAIN_NVME_ID),
+                ("plain 4K write", plain_path, "nvme", PLAIN_NVME_ID),
+                ("OCSSD 1-LBA vector read", ocssd_path, "ocssd", OCSSD_ID)):
+            timer = PartTimer()
+            sock = Path(tmp) / f"sock{len(results)}"
+            assembled = assemble(ServeOptions(socket=sock, image=path, mode=mode))
+            ram = mmap.mmap(-1, RAM_SIZE)
+            controller = Controller(GuestMemory(), assembled.namespaces, lambda vector: None,
+                                    assembled.config)
+            device = VfuDevice(str(sock), controller, identity)
+            controller.interrupt = lambda vector: None  # until breakdown_run's eventfd
+            namespace = assembled.namespaces[1]
+            saved_libs = {module: module.lib for module in FAST_PATH_MODULES}
+            try:
+                ram_export = map_guest_ram(device, ram)
+                for module in FAST_PATH_MODULES:
+                    module.lib = TimedLib(module.lib, timer)  # type: ignore[attr-defined]
+                if controller.fast_path is not None:
+                    controller.fast_path.run = timer.wrap(  # type: ignore[method-assign]
+                        " fast path (Python + C)", controller.fast_path.run)
+                if isinstance(namespace, OcssdNamespace):
+                    prepare_chunk(namespace, rng)
+                    namespace.read = timer.wrap(  # type: ignore[method-assign]
+                        " Python path: namespace.read", namespace.read)
+                    submit = vector_read_submitter(ram, rng)
+                else:
+                    assert isinstance(namespace, PlainNamespace)
+                    opcode = IoOpcode.READ if "read" in name else IoOpcode.WRITE
+                    submit = plain_submitter(ram, opcode, namespace.nlbas, rng)
+                breakdown_run(device, ram, timer, submit, repetitions)
+                ffi.release(ram_export)
+            finally:
+                for module, saved in saved_libs.items():
+                    module.lib = saved  # type: ignore[attr-defined]
+                # The wrappers out: no cycle left that holds a view of the image.
+                vars(namespace).pop("read", None)
+                if controller.fast_path is not None:
+                    vars(controller.fast_path).pop("run", None)
+                device.destroy()
+                assembled.close()
+            results[name] = medians(timer)
+    results["doorbell message (socket work)"] = {
+        "recv + reply": statistics.median(message_cost(repetitions)) / 1000}
+    return results
+
+
+def plain_submitter(ram: mmap.mmap, opcode: int, nlbas: int,
+                    rng: random.Random) -> Callable[[int, int], None]:
+    lbas = [rng.randrange(nlbas) for _ in range(4096)]
+    counter = iter(range(1 << 62))
+
+    def submit(sq: int, slot: int) -> None:
+        SQE_FORMAT.pack_into(ram, sq + slot * SQE_SIZE, opcode, 0, slot, 1, 0, 0, 0, DATA, 0,
+                             lbas[next(counter) & 4095], 0, 0, 0, 0, 0)
+    return submit
+
+
+def prepare_chunk(namespace: OcssdNamespace, rng: random.Random) -> None:
+    """Chunk 0 written whole (CLOSED, every sector readable), as the Python path would."""
+    g = namespace.geometry
+    namespace.data[:g.num_sec * g.sec_size] = rng.randbytes(g.num_sec * g.sec_size)
+    namespace.chunks.written(0, g.num_sec)
+
+
+def vector_read_submitter(ram: mmap.mmap, rng: random.Random) -> Callable[[int, int], None]:
+    sectors = [rng.randrange(BREAKDOWN_GEOMETRY.num_sec) for _ in range(4096)]
+    counter = iter(range(1 << 62))
+
+    def submit(sq: int, slot: int) -> None:
+        lba = sectors[next(counter) & 4095]  # group 0, PU 0, chunk 0: the sector field
+        SQE_FORMAT.pack_into(ram, sq + slot * SQE_SIZE, IoOpcode.VECTOR_CHUNK_READ, 0, slot, 1,
+                             0, 0, 0, DATA, 0, lba & 0xFFFFFFFF, lba >> 32, 0, 0, 0, 0)
+    return submit
+
+
+def format_breakdown(result: dict[str, dict[str, float]]) -> str:
+    lines = []
+    for name, parts in result.items():
+        lines.append(f"{name}:")
+        total = parts.get("SQ doorbell callback", 0) + parts.get("controller.process()", 0) \
+            + parts.get("CQ doorbell callback", 0)
+        for part, us in parts.items():
+            lines.append(f"  {part:<36}{us:>8.2f} µs")
+        if total:
+            lines.append(f"  {'= server time (doorbells + process)':<36}{total:>8.2f} µs")
+    return "\n".join(lines)
+
+
 def format_table(result: dict[str, Any]) -> str:
     limit = result["copy_limit_blocks_per_s"]
     lines = [f"{'job':<22}{'commands':>10}{'server cmd/s':>14}{'wall cmd/s':>12}"
@@ -330,11 +530,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="queue depths to run (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"),
                         help="where host.json (and the profile) go")
+    parser.add_argument("--breakdown", type=int, metavar="N", default=0,
+                        help="time each part of a QD1 command over N commands (medians)")
     parser.add_argument("--profile", action="store_true",
                         help="run under py-spy and print where the server's time goes")
     args = parser.parse_args(argv)
     if args.profile:
         return profile(args)
+    if args.breakdown:
+        print(f"Host-side QD1 breakdown: median of {args.breakdown} commands per part, µs "
+              "(indented parts are inside the one above; each timing wrapper adds ~0.1 µs)")
+        print(format_breakdown(breakdown(args.breakdown)))
+        return 0
     result = measure(args.seconds, tuple(args.depths))
     print("Host-side: one core, 4 KiB commands on a plain namespace, no QEMU")
     print(format_table(result))
