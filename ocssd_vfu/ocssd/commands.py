@@ -23,6 +23,7 @@ from ocssd_vfu.nvme.kind import (
     to_host,
 )
 from ocssd_vfu.ocssd import timed
+from ocssd_vfu.ocssd.fastpath import FastPath
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.openchannel.vector import decode_vector
 from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
@@ -150,5 +151,6 @@ OCSSD20 = NamespaceKind(
     admin_commands={AdminOpcode.OCSSD_GEOMETRY: AdminCommand(geometry, CommandEffects.CSUPP)},
     log_pages={LogPageId.OCSSD_CHUNK_INFORMATION: chunk_information},
     describe=describe,
+    fast_path=FastPath,
 )
 OcssdNamespace.kind = OCSSD20
