@@ -289,12 +289,11 @@ def vector_figures(tmp: Path, seconds: float, queue_depths: tuple[int, ...],
         driver = HostDriver(device, ram)
         driver.enable()
         workload = VectorWorkload(ram, rng)
+        share = workload.capacity // len(queue_depths)  # each depth writes its share at most
         for depth in queue_depths:
-            left = workload.capacity - workload.written
-            if left:
-                figures.append(driver.keep_deep(
-                    "vector write 64 LBAs", depth, seconds,
-                    workload.submitter(IoOpcode.VECTOR_CHUNK_WRITE, depth, VECTOR_LBAS), left))
+            figures.append(driver.keep_deep(
+                "vector write 64 LBAs", depth, seconds,
+                workload.submitter(IoOpcode.VECTOR_CHUNK_WRITE, depth, VECTOR_LBAS), share))
         for name, sectors in (("vector read 64 LBAs", VECTOR_LBAS), ("vector read 1 LBA", 1)):
             figures += [driver.keep_deep(name, depth, seconds, workload.submitter(
                 IoOpcode.VECTOR_CHUNK_READ, depth, sectors)) for depth in queue_depths]
