@@ -2,7 +2,8 @@
 
 Run by setuptools at `pip install` (setup.py's cffi_modules). It compiles
 native/dma.c (PRP and SGL walks and the copy, the I/O data path) and
-native/fastpath.c (plain Read and Write from SQE to CQE) and links nothing but
+native/fastpath.c (plain Read and Write, OCSSD 2.0 vector Read and Write, from SQE
+to CQE) and links nothing but
 libc: the NVMe controller and all its tests need a C compiler, not libvfio-user.
 """
 
@@ -62,6 +63,15 @@ void ocssd_guard_unwatch(void *start);
 uint64_t ocssd_guard_faults(int kind);
 uint64_t ocssd_guard_patched(int kind);
 int ocssd_guarded_copy(void *dst, const void *src, size_t n);
+struct ocssd_vector_io {
+    struct ocssd_fast_io queue; uint8_t *oob; uint8_t *log; uint32_t md_size;
+    uint32_t num_grp, num_pu, num_chk, num_sec; uint32_t chk_shift, pu_shift, grp_shift;
+    uint64_t sec_mask, chk_mask, pu_mask; uint32_t ws_min, mw_cunits; int writes;
+    uint32_t *touched; uint32_t touched_len, touched_cap;
+};
+long ocssd_vector_io_run(const struct ocssd_dma_region *regions, size_t nregions,
+                         struct ocssd_vector_io *v, struct ocssd_dma_range *scratch,
+                         size_t scratch_len);
 """
 
 ffibuilder = FFI()

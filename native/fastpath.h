@@ -49,4 +49,40 @@ long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
                        struct ocssd_fast_io *io, struct ocssd_dma_range *scratch,
                        size_t scratch_len);
 
+/*
+ * The OCSSD 2.0 vector path: Vector Chunk Read (92h) and Write (91h) of an
+ * OCSSD 2.0 namespace in C, for the common case only (a second implementation
+ * of ocssd_vfu/ocssd/namespace.py's read and write): PRPs (CDW0 flags 0), at
+ * most 64 addresses, every one inside the geometry; a read only of sectors the
+ * Python path certainly finds readable (a CLOSED chunk below its WP, an OPEN one
+ * below WP - MW_CUNITS); a write only of sequential FREE or OPEN chunks, each
+ * chunk in one run of the list, starting at its WP, a multiple of WS_MIN, not
+ * past CNLB, and only while no write failure is injected (`writes` 0 otherwise).
+ * MPTR is a contiguous OOB buffer as on the Python path. A write stores data,
+ * then OOB (erased bytes without MPTR), then the chunk descriptor's WP and
+ * state (OPEN, or CLOSED when the WP reaches CNLB) in the image's chunk log,
+ * and lists the chunk in `touched` so the Python copy of the table follows (a read
+ * lists its chunks too: the per-PU operation counts).
+ * Anything else stays at the head for the Python path, as above.
+ */
+struct ocssd_vector_io {
+    struct ocssd_fast_io queue; /* data, nsid, page size, rings and counters (nlbas unused) */
+    uint8_t *oob;               /* md_size bytes per sector, the image's OOB area */
+    uint8_t *log;               /* the chunk log: 32-byte descriptors */
+    uint32_t md_size;
+    uint32_t num_grp, num_pu, num_chk, num_sec;
+    uint32_t chk_shift, pu_shift, grp_shift; /* the LBA format: sector field lowest */
+    uint64_t sec_mask, chk_mask, pu_mask;
+    uint32_t ws_min, mw_cunits;
+    int writes;                 /* 0: no writes here (an injected write failure); 1: only to
+                                 * OPEN chunks (opening one reserves its space in the image:
+                                 * the Python path's work); 2: to FREE chunks too */
+    uint32_t *touched;          /* out: the chunk of each run read or written */
+    uint32_t touched_len, touched_cap;
+};
+
+long ocssd_vector_io_run(const struct ocssd_dma_region *regions, size_t nregions,
+                         struct ocssd_vector_io *v, struct ocssd_dma_range *scratch,
+                         size_t scratch_len);
+
 #endif

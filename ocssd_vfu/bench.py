@@ -405,6 +405,22 @@ def format_table(table: Table, jobs: tuple[Job, ...], devices: tuple[str, ...],
     return "\n".join(lines)
 
 
+def format_limits(table: Table, jobs: tuple[Job, ...], emulator: str, limit: str) -> str:
+    """One line per figure: the emulator's median and the guest's limit (the same job on
+    `limit`, a device with no emulation behind it), so neither is read for the other."""
+    lines = []
+    for row, unit in rows(jobs):
+        cells = table.get(row, {})
+        ours, theirs = cells.get(emulator), cells.get(limit)
+        mine = f"{ours.median:,.0f} {unit}" if ours else "-"
+        bound = f"{theirs.median:,.0f} {unit}" if theirs else "-"
+        share = ratio(ours, theirs)
+        of = "" if math.isnan(share) else f" ({share:.2f}x)"
+        lines.append(f"{row}: the emulator ({emulator}) {mine}; the guest's limit "
+                     f"({limit}) {bound}{of}")
+    return "\n".join(lines)
+
+
 def chart(summary: dict[str, Any], path: Path) -> None:
     """Medians as bars with min-max whiskers: one panel per table and unit."""
     import matplotlib
@@ -416,8 +432,16 @@ def chart(summary: dict[str, Any], path: Path) -> None:
               for name, jobs, devices in (("NVMe", NVME_JOBS, NVME_DEVICES),
                                           ("pblk", PBLK_JOBS, PBLK_DEVICES))
               for unit in dict.fromkeys(u for _, u in rows(jobs))]
-    figure, axes = pyplot.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
-    for axis, (name, unit, row_names, devices) in zip(axes, panels, strict=True):
+    # At most three panels a row, labels slanted: one panel per unit in a single row
+    # made the labels of its bars overlap.
+    columns = min(3, len(panels))
+    lines = -(-len(panels) // columns)
+    figure, grid = pyplot.subplots(lines, columns, figsize=(5.6 * columns, 4.8 * lines),
+                                   squeeze=False)
+    axes = list(grid.flat)
+    for spare in axes[len(panels):]:
+        spare.set_visible(False)
+    for axis, (name, unit, row_names, devices) in zip(axes, panels, strict=False):
         width = 0.8 / len(devices)
         for i, device in enumerate(devices):
             cells = [summary[name.lower()]["jobs"][row].get(device) for row in row_names]
@@ -426,8 +450,8 @@ def chart(summary: dict[str, Any], path: Path) -> None:
                         [c["high"] - c["median"] if c else 0 for c in cells]]
             positions = [j + i * width for j in range(len(row_names))]
             axis.bar(positions, medians, width, yerr=whiskers, capsize=3, label=device)
-        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(row_names))],
-                        [r.replace(" ", "\n", 1) for r in row_names], fontsize=7)
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(row_names))], row_names,
+                        fontsize=7, rotation=30, ha="right")
         axis.set_title(f"{name}: {unit}", fontsize=9)
         axis.legend(fontsize=7)
     figure.suptitle("make bench: median of the rounds, whiskers min-max "
@@ -672,10 +696,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nNVMe: ocssd_vfu (plain namespace) vs QEMU's NVMe and null_blk, {NVME_SIZE} "
           f"range, {args.runtime} s per job, median (min-max) of {args.rounds} rounds")
     print(format_table(nvme, NVME_JOBS, NVME_DEVICES, ("qemu-nvme", "null_blk")))
+    print(format_limits(nvme, NVME_JOBS, "ocssd_vfu", "null_blk"))
     print(f"\npblk on an OCSSD 2.0 image ({PBLK_GEOMETRY_TEXT}) vs null_blk, {PBLK_SIZE} "
           f"range written first ({fill or 0:.0f} MiB/s), {args.runtime} s per job, "
           f"median (min-max) of {args.rounds} rounds")
     print(format_table(pblk, PBLK_JOBS, PBLK_DEVICES, ("null_blk",)))
+    print(format_limits(pblk, PBLK_JOBS, "pblk", "null_blk"))
     print("(ratios: the first column's median over the baseline's; for latencies, lower is "
           "better)")
     print(f"\nDoorbells: {DOORBELL_IOS} 4K random reads at QD32 on each, doorbell MMIO writes "

@@ -105,7 +105,8 @@ OPTION_USE: dict[str, str] = {
                "geometry sets its metadata size",
     "extended_lba": "--md-size and --extended-lba are for plain namespaces: an OCSSD "
                     "image's geometry sets its metadata size",
-    "fast_path": "--no-fast-path is for plain namespaces (no other kind has a fast path)",
+    "fast_path": "--no-fast-path is for plain and OCSSD 2.0 namespaces (no other kind has a "
+                 "fast path)",
     "volatile": "--volatile is for OCSSD images",
     "early_reset": "--no-early-reset is for OCSSD 2.0 images (MCCAP bit 2; OCSSD 1.2 has "
                    "no such capability)",
@@ -409,7 +410,8 @@ OCSSD20 = DeviceKind(
     name="OCSSD 2.0", mode="ocssd", recognizes=is_ocssd_image, unrecognized=NOT_OCSSD,
     identity=OCSSD_ID, model="ocssd_vfu OCSSD 2.0 Ctrl", firmware="2.0",
     options=frozenset({"volatile", "early_reset", "chunk_state", "write_fail", "reset_fail",
-                       "fault_seed", "reformat", "twrt", "tcrst", "pe_cycles"}) | TIMING_OPTIONS,
+                       "fault_seed", "reformat", "twrt", "tcrst", "pe_cycles", "fast_path"})
+                      | TIMING_OPTIONS,
     open=open_ocssd20)
 PLAIN = DeviceKind(
     name="plain NVMe", mode="nvme", recognizes=lambda path: True, unrecognized="",

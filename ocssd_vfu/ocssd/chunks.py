@@ -176,6 +176,17 @@ class ChunkTable:
             self.readable[index] = max(self.readable[index], wp - self.geometry.mw_cunits)
         self.store(index)
 
+    def written_natively(self, index: int) -> None:
+        """The C fast path wrote the chunk and stored its WP and state in the log
+        (ocssd/fastpath.py): the Python copy follows, as `written` would leave it."""
+        self.state[index], self.wp[index] = CHUNK_DESCRIPTOR_FORMAT.unpack_from(
+            self.log, index * CHUNK_DESCRIPTOR_SIZE)[::5]
+        wp = self.wp[index]
+        if self.state[index] == CLOSED:
+            self.readable[index] = wp
+        else:
+            self.readable[index] = max(self.readable[index], wp - self.geometry.mw_cunits)
+
     def close_early(self, index: int, wp: int) -> None:
         """A write failure at `wp`: the chunk is CLOSED there."""
         self.wp[index] = wp

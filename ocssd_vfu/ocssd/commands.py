@@ -25,6 +25,7 @@ from ocssd_vfu.nvme.kind import (
     to_host,
 )
 from ocssd_vfu.ocssd import timed
+from ocssd_vfu.ocssd.fastpath import FastPath
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.wear import CHUNK_NOTIFICATION_AEN
 from ocssd_vfu.openchannel.vector import decode_vector
@@ -174,5 +175,6 @@ OCSSD20 = NamespaceKind(
     log_pages={LogPageId.OCSSD_CHUNK_INFORMATION: chunk_information,
                CHUNK_NOTIFICATION_LID: chunk_notifications},
     describe=describe,
+    fast_path=FastPath,
 )
 OcssdNamespace.kind = OCSSD20

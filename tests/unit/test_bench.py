@@ -144,6 +144,26 @@ def test_pblk_table() -> None:
     ]
 
 
+def test_one_line_per_figure_names_the_emulators_figure_and_the_guests_limit() -> None:
+    text = bench.format_limits({
+        "4k-randread-qd32": {"pblk": Stats.of([7100.0, 7000.0, 7300.0]),
+                             "null_blk": Stats.of([17750.0])},
+        "4k-randwrite-qd32": {"pblk": Stats.of([14200.0]), "null_blk": None},
+        "4k-randread-qd1 p50 us": {"pblk": Stats.of([120.0]), "null_blk": Stats.of([60.0])},
+    }, PBLK_JOBS, "pblk", "null_blk")
+    assert text.splitlines() == [
+        "4k-randread-qd32: the emulator (pblk) 7,100 IOPS; the guest's limit (null_blk) "
+        "17,750 IOPS (0.40x)",
+        "4k-randwrite-qd32: the emulator (pblk) 14,200 IOPS; the guest's limit (null_blk) -",
+        "128k-seqwrite-qd32: the emulator (pblk) -; the guest's limit (null_blk) -",
+        "4k-randread-qd1 p50 us: the emulator (pblk) 120 us; the guest's limit (null_blk) "
+        "60 us (2.00x)",
+        "4k-randread-qd1 p99 us: the emulator (pblk) -; the guest's limit (null_blk) -",
+        "4k-randwrite-qd1 p50 us: the emulator (pblk) -; the guest's limit (null_blk) -",
+        "4k-randwrite-qd1 p99 us: the emulator (pblk) -; the guest's limit (null_blk) -",
+    ]
+
+
 def test_chart_is_a_png(tmp_path: Path) -> None:
     stats = {"median": 2.0, "low": 1.0, "high": 3.0, "runs": [1.0, 2.0, 3.0]}
     summary = {name: {"jobs": {row: {device: stats for device in devices}

@@ -67,7 +67,7 @@ def test_each_kind_names_its_controller(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kind", "options", "message"), [
     ("1.2", dict(early_reset=False), "--no-early-reset is for OCSSD 2.0 images"),
-    ("1.2", dict(fast_path=False), "--no-fast-path is for plain namespaces"),
+    ("1.2", dict(fast_path=False), "--no-fast-path is for plain and OCSSD 2.0 namespaces"),
     ("1.2", dict(sec_size=512), "--sec-size is for plain namespaces"),
     ("2.0", dict(read_fail=Path("rf")), "--read-fail is for OCSSD 1.2 images"),
     ("plain", dict(volatile=True), "--volatile is for OCSSD images"),

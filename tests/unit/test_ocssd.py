@@ -28,6 +28,9 @@ from ocssd_vfu.spec.ocssd import (
 from ocssd_vfu.spec.status import DNR, Status
 from tests.unit.fakehost import DATA, FakeHost
 
+# Every test once with vector Reads and Writes on the C fast path, once on the Python path.
+pytestmark = pytest.mark.usefixtures("both_io_paths")
+
 GEOMETRY = OcssdGeometry(num_grp=2, num_pu=2, num_chk=12, num_sec=32, mw_cunits=8)
 LBAL = DATA - 0x1000    # LBA lists
 MPTR = DATA - 0x2000    # OOB buffers

@@ -1,0 +1,84 @@
+"""The OCSSD 2.0 kind's fast path: native/fastpath.c runs an I/O queue's vector
+Reads and Writes from SQE to CQE for the common case (fastpath.h says which
+commands); the controller falls back to the Python path (namespace.py) for the
+first command it leaves at the head, then tries again, as with the plain kind's
+fast path (plain/fastpath.py, which says when the controller uses one).
+
+The chunk table is shared through the image's chunk log: the C side reads each
+chunk's state and WP there and a write stores the new WP and state there, as
+ChunkTable.written does; the chunk of each run it read or wrote comes back in
+`touched` (the per-PU operation counts the control socket reports), and
+`ChunkTable.written_natively` brings the table's Python copy (and the readable
+limit, which only Python keeps) up to date. Writes stay in Python while a write
+failure is injected (--write-fail).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocssd_vfu.dma.native import ffi, lib
+from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
+from ocssd_vfu.nvme.kind import FastPathContext
+from ocssd_vfu.nvme.queues import SubmissionQueue
+from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
+
+_BYTES = ffi.typeof("uint8_t[]")
+TOUCHED_CAPACITY = 4 * MAX_VECTOR_LBAS  # chunks one call may write (it stops before more)
+
+
+class FastPath:
+    def __init__(self, namespace: OcssdNamespace) -> None:
+        self.namespace = namespace
+        g, a = namespace.geometry, namespace.address
+        self.touched = ffi.new("uint32_t[]", TOUCHED_CAPACITY)
+        v: Any = ffi.new("struct ocssd_vector_io *")
+        v.queue.nsid, v.queue.lba_shift = namespace.nsid, g.sec_size.bit_length() - 1
+        v.md_size = g.md_size
+        v.num_grp, v.num_pu, v.num_chk, v.num_sec = g.num_grp, g.num_pu, g.num_chk, g.num_sec
+        v.chk_shift, v.pu_shift, v.grp_shift = a.chk_shift, a.pu_shift, a.grp_shift
+        v.sec_mask, v.chk_mask, v.pu_mask = a.sec_mask, a.chk_mask, a.pu_mask
+        v.ws_min, v.mw_cunits = g.ws_min, g.mw_cunits
+        v.touched, v.touched_cap = self.touched, TOUCHED_CAPACITY
+        self.v = v
+
+    def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
+        """Commands completed from the head of `sq` (0: the head is for Python)."""
+        ns, v = self.namespace, self.v
+        io, cq, memory = v.queue, sq.cq, ctrl.memory
+        io.page_size, io.max_transfer = ctrl.page_size, ctrl.max_transfer
+        io.sq_base, io.sq_size, io.sqid, io.sq_head, io.sq_tail = \
+            sq.base, sq.size, sq.qid, sq.head, sq.tail
+        io.cq_base, io.cq_size, io.cq_head, io.cq_tail, io.cq_phase = \
+            cq.base, cq.size, cq.head, cq.tail, cq.phase
+        io.reads = io.writes = io.blocks_read = io.blocks_written = 0
+        # Opening a chunk reserves its space in the image (a full disk is a status): the
+        # Python path's work, so with a reserver C writes only to OPEN chunks.
+        v.writes = 0 if ns.faults.has("write") else 1 if ns.reserve is not None else 2
+        v.touched_len = 0
+        # Exported for the call only: the image's mmap must stay closable.
+        data = ffi.from_buffer(_BYTES, ns.data, True)
+        oob = ffi.from_buffer(_BYTES, ns.oob, True)
+        log = ffi.from_buffer(_BYTES, ns.chunks.log, True)
+        try:
+            io.data, v.oob, v.log = data, oob, log
+            table, scratch = memory.dma_table, memory.dma_scratch
+            done: int = lib.ocssd_vector_io_run(table, len(table), v, scratch, len(scratch))
+        finally:
+            ffi.release(data)
+            ffi.release(oob)
+            ffi.release(log)
+        num_chk = ns.geometry.num_chk
+        for chunk in self.touched[0:v.touched_len]:  # a read leaves its chunk as it was
+            ns.chunks.written_natively(chunk)
+            ns.pu_operations[chunk // num_chk] += 1
+        if done <= 0:
+            return 0
+        sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
+        health = ctrl.health
+        health.commands[HOST_READ] += io.reads
+        health.commands[HOST_WRITE] += io.writes
+        health.transferred[HOST_READ] += io.blocks_read << io.lba_shift
+        health.transferred[HOST_WRITE] += io.blocks_written << io.lba_shift
+        return done
