@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from ocssd_vfu.dma.native import ffi, lib
-from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.kind import FastPathContext
+from ocssd_vfu.nvme.native_run import load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
@@ -46,13 +46,8 @@ class FastPath:
     def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
         """Commands completed from the head of `sq` (0: the head is for Python)."""
         ns, v = self.namespace, self.v
-        io, cq, memory = v.queue, sq.cq, ctrl.memory
-        io.page_size, io.max_transfer = ctrl.page_size, ctrl.max_transfer
-        io.sq_base, io.sq_size, io.sqid, io.sq_head, io.sq_tail = \
-            sq.base, sq.size, sq.qid, sq.head, sq.tail
-        io.cq_base, io.cq_size, io.cq_head, io.cq_tail, io.cq_phase = \
-            cq.base, cq.size, cq.head, cq.tail, cq.phase
-        io.reads = io.writes = io.blocks_read = io.blocks_written = 0
+        io, memory = v.queue, ctrl.memory
+        load_rings(io, ctrl, sq)
         # Opening a chunk reserves its space in the image (a full disk is a status): the
         # Python path's work, so with a reserver C writes only to OPEN chunks.
         v.writes = 0 if ns.faults.has("write") else 1 if ns.reserve is not None else 2
@@ -73,12 +68,4 @@ class FastPath:
         for chunk in self.touched[0:v.touched_len]:  # a read leaves its chunk as it was
             ns.chunks.written_natively(chunk)
             ns.pu_operations[chunk // num_chk] += 1
-        if done <= 0:
-            return 0
-        sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
-        health = ctrl.health
-        health.commands[HOST_READ] += io.reads
-        health.commands[HOST_WRITE] += io.writes
-        health.transferred[HOST_READ] += io.blocks_read << io.lba_shift
-        health.transferred[HOST_WRITE] += io.blocks_written << io.lba_shift
-        return done
+        return take_run(io, ctrl, sq, done)

@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from ocssd_vfu.dma.native import ffi, lib
-from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.kind import FastPathContext
+from ocssd_vfu.nvme.native_run import load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.plain.namespace import PlainNamespace
 
@@ -38,14 +38,9 @@ class FastPath:
         ns = self.namespace
         if ns.md_size or ns.uncorrectable or ctrl.features.dulbe:
             return 0
-        io, cq, memory = self.io, sq.cq, ctrl.memory
+        io, memory = self.io, ctrl.memory
         io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift
-        io.page_size, io.max_transfer = ctrl.page_size, ctrl.max_transfer
-        io.sq_base, io.sq_size, io.sqid, io.sq_head, io.sq_tail = \
-            sq.base, sq.size, sq.qid, sq.head, sq.tail
-        io.cq_base, io.cq_size, io.cq_head, io.cq_tail, io.cq_phase = \
-            cq.base, cq.size, cq.head, cq.tail, cq.phase
-        io.reads = io.writes = io.blocks_read = io.blocks_written = 0
+        load_rings(io, ctrl, sq)
         # Exported for the call only: the image's mmap must stay closable.
         data = ffi.from_buffer(_BYTES, ns.storage, True)
         try:
@@ -54,13 +49,5 @@ class FastPath:
             done: int = lib.ocssd_fast_io_run(table, len(table), io, scratch, len(scratch))
         finally:
             ffi.release(data)
-        if done <= 0:
-            return 0
-        sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
-        health = ctrl.health
-        health.commands[HOST_READ] += io.reads
-        health.commands[HOST_WRITE] += io.writes
-        health.transferred[HOST_READ] += io.blocks_read << io.lba_shift
-        health.transferred[HOST_WRITE] += io.blocks_written << io.lba_shift
-        return done
+        return take_run(io, ctrl, sq, done)
 

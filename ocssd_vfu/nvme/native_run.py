@@ -1,0 +1,38 @@
+"""What every kind's native fast path hands to and takes back from the C side
+(native/fastpath.h's `struct ocssd_fast_io`): the queue pair's rings before a run,
+the new head, tail and phase after it, and the SMART / Health counts of what it ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
+from ocssd_vfu.nvme.kind import FastPathContext
+from ocssd_vfu.nvme.queues import SubmissionQueue
+
+
+def load_rings(io: Any, ctx: FastPathContext, sq: SubmissionQueue) -> None:
+    """The queue pair and transfer limits as the C side reads them; counters zeroed."""
+    cq = sq.cq
+    io.page_size, io.max_transfer = ctx.page_size, ctx.max_transfer
+    io.sq_base, io.sq_size, io.sqid, io.sq_head, io.sq_tail = \
+        sq.base, sq.size, sq.qid, sq.head, sq.tail
+    io.cq_base, io.cq_size, io.cq_head, io.cq_tail, io.cq_phase = \
+        cq.base, cq.size, cq.head, cq.tail, cq.phase
+    io.reads = io.writes = io.blocks_read = io.blocks_written = 0
+
+
+def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int) -> int:
+    """The commands a run completed (0: none, the head is for Python), with the queue
+    pair moved on and counted in SMART as io.dispatch counts them."""
+    if done <= 0:
+        return 0
+    cq = sq.cq
+    sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
+    health = ctx.health
+    health.commands[HOST_READ] += io.reads
+    health.commands[HOST_WRITE] += io.writes
+    health.transferred[HOST_READ] += io.blocks_read << io.lba_shift
+    health.transferred[HOST_WRITE] += io.blocks_written << io.lba_shift
+    return done
