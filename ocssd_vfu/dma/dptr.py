@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from ocssd_vfu.dma import prp
 from ocssd_vfu.dma.memory import DmaError, GuestMemory, TransferError
 from ocssd_vfu.dma.native import ffi, lib
-from ocssd_vfu.spec.nvme import SGL_DESCRIPTOR_FORMAT
+from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, SGL_DESCRIPTOR_FORMAT
 from ocssd_vfu.spec.status import DNR, Status
 
 PSDT_PRP = 0
@@ -185,3 +185,14 @@ def move_data(memory: GuestMemory, pointer: DataPointer, page_size: int,
     except TransferError as err:
         return err.status
     return Status.SUCCESS
+
+
+def read_dsm_ranges(memory: GuestMemory, pointer: DataPointer, page_size: int,
+                    count: int) -> tuple[int, list[tuple[int, int]]]:
+    """Dataset Management's `count` ranges from its data: (status, [(slba, length)]),
+    zero-length ranges included; no ranges unless the status is 0."""
+    raw = bytearray(count * DSM_RANGE_FORMAT.size)
+    status = move_data(memory, pointer, page_size, [memoryview(raw)], to_guest=False)
+    if status:
+        return status, []
+    return 0, [(slba, length) for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw)]

@@ -27,7 +27,7 @@ from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.kind import CommandContext, IoCommand, NamespaceKind, to_host
 from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
 from ocssd_vfu.spec.ftl import FTL_LOG_PAGE_ID
-from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, CommandEffects, IoOpcode
+from ocssd_vfu.spec.nvme import CommandEffects, IoOpcode
 from ocssd_vfu.spec.status import DNR, Status
 
 log = logging.getLogger("ocssd_vfu.ftl")
@@ -118,11 +118,11 @@ def dataset_management(ctx: CommandContext, ns: FtlNamespace, cmd: Command,
     """Deallocate every range (all checked first); other attributes are hints, ignored."""
     if not cmd.cdw11 & DSM_DEALLOCATE:
         return OK
-    raw = bytearray(dsm_ranges(cmd.cdw10) * DSM_RANGE_FORMAT.size)
-    status = dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(raw)], to_guest=False)
+    status, listed = dptr.read_dsm_ranges(ctx.memory, cmd, ctx.page_size,
+                                          dsm_ranges(cmd.cdw10))
     if status:
         return (status, 0)
-    ranges = [(slba, length) for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw) if length]
+    ranges = [(slba, length) for slba, length in listed if length]
     if any(_check_range(ns, slba, length) for slba, length in ranges):
         return fail_no_retry(Status.LBA_OUT_OF_RANGE)
     return _changing(ctx, ns, "deallocate", lambda: ns.ftl.deallocate(ranges))

@@ -30,7 +30,7 @@ from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.wear import CHUNK_NOTIFICATION_AEN
 from ocssd_vfu.openchannel.vector import decode_vector
 from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
-from ocssd_vfu.spec.nvme import DSM_RANGE_FORMAT, AdminOpcode, CommandEffects, IoOpcode, LogPageId
+from ocssd_vfu.spec.nvme import AdminOpcode, CommandEffects, IoOpcode, LogPageId
 from ocssd_vfu.spec.ocssd import CHUNK_NOTIFICATION_LID
 from ocssd_vfu.spec.status import DNR, Status
 
@@ -101,12 +101,12 @@ def dataset_management(ctx: CommandContext, ns: OcssdNamespace, cmd: Command,
     """Deallocate of whole chunks resets them (as qemu-nvme); other hints are ignored."""
     if not cmd.cdw11 & DSM_DEALLOCATE:
         return (Status.SUCCESS, 0)
-    raw = bytearray(dsm_ranges(cmd.cdw10) * DSM_RANGE_FORMAT.size)
-    status = dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(raw)], to_guest=False)
+    status, ranges = dptr.read_dsm_ranges(ctx.memory, cmd, ctx.page_size,
+                                          dsm_ranges(cmd.cdw10))
     if status:
         return (status, 0)
     starts = []
-    for _, length, slba in DSM_RANGE_FORMAT.iter_unpack(raw):
+    for slba, length in ranges:
         where = ns.address.locate(slba)
         if where is None or where[1] != 0 or length != ns.chunks.cnlb[where[0]]:
             return fail_no_retry(Status.INVALID_FIELD)  # only whole chunks can be deallocated
