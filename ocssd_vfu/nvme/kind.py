@@ -50,6 +50,7 @@ failed transfers arrive as `TransferError` only inside the dma layer:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
@@ -96,6 +97,9 @@ class FastPathContext(CommandContext, Protocol):
 
     @property
     def health(self) -> Health: ...
+    @property
+    def opcode_counts(self) -> Counter[tuple[bool, int]]:
+        """Commands per (admin queue?, opcode), as the Python path counts them."""
 
 
 class CommandError(Exception):

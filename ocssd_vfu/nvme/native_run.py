@@ -23,9 +23,11 @@ def load_rings(io: Any, ctx: FastPathContext, sq: SubmissionQueue) -> None:
     io.reads = io.writes = io.blocks_read = io.blocks_written = 0
 
 
-def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int) -> int:
+def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int,
+             opcodes: tuple[int, int]) -> int:
     """The commands a run completed (0: none, the head is for Python), with the queue
-    pair moved on and counted in SMART as io.dispatch counts them."""
+    pair moved on and counted in SMART and per opcode (`opcodes`: the kind's read and
+    write) as the Python path counts them."""
     if done <= 0:
         return 0
     cq = sq.cq
@@ -35,4 +37,7 @@ def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int) -> i
     health.commands[HOST_WRITE] += io.writes
     health.transferred[HOST_READ] += io.blocks_read << io.lba_shift
     health.transferred[HOST_WRITE] += io.blocks_written << io.lba_shift
+    read, write = opcodes
+    ctx.opcode_counts[(False, read)] += io.reads
+    ctx.opcode_counts[(False, write)] += io.writes
     return done

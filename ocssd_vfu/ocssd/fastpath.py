@@ -22,6 +22,7 @@ from ocssd_vfu.nvme.kind import FastPathContext
 from ocssd_vfu.nvme.native_run import load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
+from ocssd_vfu.spec.nvme import IoOpcode
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 
 _BYTES = ffi.typeof("uint8_t[]")
@@ -68,4 +69,5 @@ class FastPath:
         for chunk in self.touched[0:v.touched_len]:  # a read leaves its chunk as it was
             ns.chunks.written_natively(chunk)
             ns.pu_operations[chunk // num_chk] += 1
-        return take_run(io, ctrl, sq, done)
+        return take_run(io, ctrl, sq, done,
+                        (IoOpcode.VECTOR_CHUNK_READ, IoOpcode.VECTOR_CHUNK_WRITE))

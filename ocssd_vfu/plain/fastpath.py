@@ -23,6 +23,7 @@ from ocssd_vfu.nvme.kind import FastPathContext
 from ocssd_vfu.nvme.native_run import load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.plain.namespace import PlainNamespace
+from ocssd_vfu.spec.nvme import IoOpcode
 
 _BYTES = ffi.typeof("uint8_t[]")
 
@@ -49,5 +50,5 @@ class FastPath:
             done: int = lib.ocssd_fast_io_run(table, len(table), io, scratch, len(scratch))
         finally:
             ffi.release(data)
-        return take_run(io, ctrl, sq, done)
+        return take_run(io, ctrl, sq, done, (IoOpcode.READ, IoOpcode.WRITE))
 

@@ -74,6 +74,16 @@ def test_plain_reads_and_writes_never_reach_the_python_handlers(
     assert host.ram_read(DATA + 0x20000, PAGE) == payload
 
 
+
+def test_commands_the_fast_path_runs_count_per_opcode(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = hosts_with(True, 1)
+    monkeypatch.setattr(io, "dispatch", lambda *args: pytest.fail("Python path used"))
+    host.command(1, 0x01, nsid=1, prp1=DATA, cdw10=9)
+    host.command(1, 0x02, nsid=1, prp1=DATA, cdw10=9)
+    host.command(1, 0x02, nsid=1, prp1=DATA, cdw10=9)
+    assert (host.ctrl.opcode_counts[(False, 0x01)], host.ctrl.opcode_counts[(False, 0x02)]) \
+        == (1, 2)
+
 def test_the_first_command_it_does_not_serve_goes_to_python_and_the_rest_follow(
         monkeypatch: pytest.MonkeyPatch) -> None:
     host = hosts_with(True, 2)

@@ -169,3 +169,12 @@ def test_the_fast_path_counts_each_chunk_it_reads_or_writes_per_pu() -> None:
     host.submit(1, VECTOR_WRITE, nsid=1, prp1=DATA, prp2=PRP_LIST, cdw10=LBAL, cdw12=7)
     assert host.ctrl.fast_path.run(host.ctrl, sq) == 1
     assert ns.pu_operations == [1, 1]
+
+
+def test_commands_the_fast_path_runs_count_per_opcode() -> None:
+    host, ns = device(True, 1)
+    sq = host.ctrl.sqs[1]
+    host.ram_write(LBAL, struct.pack("<4Q", *range(4)))
+    host.submit(1, VECTOR_WRITE, nsid=1, prp1=DATA, prp2=PRP_LIST, cdw10=LBAL, cdw12=3)
+    assert host.ctrl.fast_path.run(host.ctrl, sq) == 1
+    assert host.ctrl.opcode_counts[(False, VECTOR_WRITE)] == 1
