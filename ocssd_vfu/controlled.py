@@ -7,15 +7,16 @@ Notification entry, a guest error) into control-socket events. It runs on the de
 loop's trio thread (the control server is a task of the same nursery), so it reads and
 changes the device between two commands, never during one.
 
-Chunk queries and set-chunk-state address namespace 1 (every namespace of an image has
-the same geometry); the faults are the device's (its namespaces share one FaultBook).
+Chunk queries, set-chunk-state and notify-chunk take the namespace (`nsid`, default 1:
+every namespace of an image has the same geometry, and its chunks its own table); the
+faults are the device's (its namespaces share one FaultBook).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +24,8 @@ import trio
 
 from ocssd_vfu.control.device import ChunkStateChange, CommandError, DeviceEvents
 from ocssd_vfu.devices import DeviceKind, ServeOptions
+from ocssd_vfu.ftl.stats import collect
+from ocssd_vfu.ftlns.namespace import FtlNamespace
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.trace import make_tracer, opcode_name
@@ -33,6 +36,7 @@ from ocssd_vfu.ocssd.wear import CHUNK_NOTIFICATION_AEN
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook
 from ocssd_vfu.spec.ocssd import NotificationState
+from ocssd_vfu.timing.model import FlashModel
 
 STATE_NAMES = {FREE: "FREE", OPEN: "OPEN", CLOSED: "CLOSED", OFFLINE: "OFFLINE"}
 TYPE_NAMES = {value: name for name, value in TYPES.items()}
@@ -73,13 +77,21 @@ class DeviceControl:
 
     def _chunk_offline_20(self, chunk: int, reason: str) -> None:
         assert self.events is not None and isinstance(self.namespace, OcssdNamespace)
-        grp, pu, chk = self.namespace.geometry.chunk_position(chunk)
+        grp, pu, chk = self.namespace.geometry.chunk_position(chunk)  # one geometry for all
         self.events.chunk_offline({"grp": grp, "pu": pu, "chk": chk}, reason)
 
     def _block_offline_12(self, block: int, reason: str) -> None:
         assert self.events is not None and isinstance(self.namespace, Ocssd12Namespace)
         ch, lun, blk = self.namespace.geometry.block_position(block)
         self.events.chunk_offline({"ch": ch, "lun": lun, "blk": blk}, reason)
+
+    def _namespace(self, arguments: dict[str, Any]) -> object:
+        nsid = arguments.pop("nsid", 1)
+        ns = self.controller.namespaces.get(nsid)
+        if ns is None:
+            raise CommandError(f"Parameter 'nsid': there is no namespace {nsid} (namespaces: "
+                               f"{', '.join(map(str, sorted(self.controller.namespaces)))})")
+        return ns
 
     def _notification(self, entry: dict[str, Any]) -> None:
         assert self.events is not None
@@ -120,7 +132,8 @@ class DeviceControl:
         return described
 
     def query_chunks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        ns = self.namespace
+        filters = dict(filters)
+        ns = self._namespace(filters)
         if isinstance(ns, OcssdNamespace):
             return self._chunks_20(ns, filters)
         if isinstance(ns, Ocssd12Namespace):
@@ -187,6 +200,19 @@ class DeviceControl:
             stats["pus"] = [{"grp": i // g.num_pu, "pu": i % g.num_pu, "operations": n}
                             for i, n in enumerate(ns.pu_operations)]
             stats["notifications"] = ns.notifications.count
+            _add_busy_time(stats["pus"], ns.timing)
+        elif isinstance(ns, Ocssd12Namespace) and ns.timing is not None:
+            g12 = ns.geometry
+            stats["luns"] = [{"ch": i // g12.num_lun, "lun": i % g12.num_lun}
+                             for i in range(g12.num_ch * g12.num_lun)]
+            _add_busy_time(stats["luns"], ns.timing)
+        elif isinstance(ns, FtlNamespace):
+            found = collect(ns.ftl)
+            stats["ftl"] = {**asdict(found), "valid_histogram": list(found.valid_histogram),
+                            "waf": round(found.waf, 3)}
+            if ns.timing is not None:
+                stats["pus"] = [{"pu": pu} for pu in range(ns.timing.model.layout.pus)]
+                _add_busy_time(stats["pus"], ns.timing.model)
         return stats
 
     # -- faults -----------------------------------------------------------------------------
@@ -202,7 +228,7 @@ class DeviceControl:
 
     # -- chunk states and notifications (2.0) ------------------------------------------------
     def set_chunk_state(self, change: ChunkStateChange) -> None:
-        ns = self.namespace
+        ns = self._namespace({"nsid": change.nsid})
         if not isinstance(ns, OcssdNamespace):
             raise CommandError("this device has no chunk states to set")
         chunk = ns.geometry.chunk_index(change.grp, change.pu, change.chk)
@@ -211,9 +237,10 @@ class DeviceControl:
             ns.went_offline(chunk, "set-chunk-state")
             self._announce(ns)
 
-    def notify_chunk(self, unit: tuple[int, ...], state: str) -> dict[str, Any]:
+    def notify_chunk(self, unit: tuple[int, ...], state: str, nsid: int = 1
+                     ) -> dict[str, Any]:
         """A media-feedback event: a Chunk Notification entry and its AER."""
-        ns = self.namespace
+        ns = self._namespace({"nsid": nsid})
         if not isinstance(ns, OcssdNamespace):
             raise CommandError("this device has no Chunk Notification log")
         ns.notify(ns.chunks.slba[ns.geometry.chunk_index(*unit)], NotificationState[state])
@@ -251,3 +278,10 @@ class DeviceControl:
     def quit(self) -> None:
         self._stop()
 
+
+def _add_busy_time(units: list[dict[str, Any]], model: FlashModel | None) -> None:
+    """Under --timing, each PU's (LUN's) modelled busy time, in ns (timing/model.py)."""
+    if model is None:
+        return
+    for unit, modelled in zip(units, model.pus, strict=True):
+        unit["busy_ns"] = modelled.busy_ns

@@ -53,6 +53,9 @@ class FakeDevice:
                 "image": "/fake.img"}
 
     def query_chunks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        filters = dict(filters)
+        if filters.pop("nsid") != 1:
+            raise CommandError("Parameter 'nsid': there is no namespace 2 (namespaces: 1)")
         return [dict(chunk) for chunk in self.chunks
                 if all(chunk[key] == value for key, value in filters.items())]
 

@@ -126,19 +126,21 @@ def _add_chunk_commands(add: AddFunction, device: ControlledDevice) -> None:
     space = device.address_space
     if space is None:
         return
+    nsid = Arg("nsid", int, optional=True, default=1, low=1, high=0xFFFFFFFE,
+               help="the namespace (each has its own chunks)")
     filters = tuple(Arg(f.name, int, optional=True, low=0, high=f.count - 1, help=f.help)
                     for f in space.unit_fields[:-1])
-    filters += (Arg("state", str, optional=True, choices=CHUNK_STATES),)
+    filters += (Arg("state", str, optional=True, choices=CHUNK_STATES), nsid)
     add(f"query-{space.unit}s", f"the {space.unit}s, optionally only some",
         device.query_chunks, filters)
     if space.notifications:
         add("notify-chunk", "post a media-feedback event on a chunk (D0h entry and AER)",
             lambda a: device.notify_chunk(tuple(a[f.name] for f in space.unit_fields),
-                                          a["state"]),
+                                          a["state"], a["nsid"]),
             tuple(Arg(f.name, int, low=0, high=f.count - 1, help=f.help)
                   for f in space.unit_fields)
             + (Arg("state", str, choices=space.notifications,
-                   help="what the media reports (Chunk Notification state)"),))
+                   help="what the media reports (Chunk Notification state)"), nsid))
     if space.state_rules is None:
         return
     address = tuple(Arg(f.name, int, low=0, high=f.count - 1, help=f.help)
@@ -148,7 +150,7 @@ def _add_chunk_commands(add: AddFunction, device: ControlledDevice) -> None:
         address + (Arg("state", str, choices=CHUNK_STATES),
                    Arg("type", str, optional=True, default="W_SEQ", choices=CHUNK_TYPES),
                    Arg("wp", int, optional=True, default=0, low=0, high=(1 << 64) - 1),
-                   Arg("wi", int, optional=True, default=0, low=0, high=255)))
+                   Arg("wi", int, optional=True, default=0, low=0, high=255), nsid))
 
 
 def chunk_state_change(space: AddressSpace, arguments: dict[str, Any]) -> ChunkStateChange:

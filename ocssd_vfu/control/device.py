@@ -39,6 +39,7 @@ class ChunkStateChange:
     type: str         # W_SEQ, W_RAN
     wp: int
     wi: int
+    nsid: int = 1
 
 
 class ControlledDevice(Protocol):
@@ -56,14 +57,16 @@ class ControlledDevice(Protocol):
 
     def query_chunks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Chunks (2.0: grp, pu, chk, state, type, wp, wli, cnlb) or blocks (1.2: ch, lun,
-        blk, state, pages, bbt, erases) matching `filters` (the unit's leading address
-        fields and `state`, each present only when given)."""
+        blk, state, pages, bbt, erases) of namespace `nsid` (default 1) matching `filters`
+        (the unit's leading address fields and `state`, each present only when given); an
+        unknown nsid is a CommandError."""
         ...
 
     def query_stats(self) -> dict[str, Any]:
         """Counters: `commands` {opcode name: n}, `read_bytes`, `written_bytes`,
-        `guest_errors` {name: n}, `doorbell_writes`, `smart` {...}, `pus` [...], and
-        `ftl` {"waf": x, ...} when an FTL serves."""
+        `guest_errors` {name: n}, `doorbell_writes`, `smart` {...}, `pus` [...] (2.0:
+        operations per PU), `ftl` {"waf": x, ...} when an FTL serves, and under --timing
+        each PU's (1.2: `luns`, each LUN's) modelled `busy_ns`."""
         ...
 
     def inject_fault(self, fault: Fault) -> None: ...
@@ -76,9 +79,11 @@ class ControlledDevice(Protocol):
 
     def set_chunk_state(self, change: ChunkStateChange) -> None: ...
 
-    def notify_chunk(self, unit: tuple[int, ...], state: str) -> dict[str, Any]:
-        """Post a media-feedback event on a unit (a Chunk Notification entry and its
-        AER); offered where the address space names `notifications`."""
+    def notify_chunk(self, unit: tuple[int, ...], state: str, nsid: int = 1
+                     ) -> dict[str, Any]:
+        """Post a media-feedback event on a unit of namespace `nsid` (a Chunk
+        Notification entry and its AER); offered where the address space names
+        `notifications`."""
         ...
 
     def trace_start(self, path: str, trace_format: str) -> None: ...

@@ -20,6 +20,9 @@ Rules (README "Timing model" says why):
   hold the space, the oldest is programmed padded. A read of a page whose unit is still in
   the buffer costs no read_ns and no channel time. `flush` programs every partly filled
   unit and returns when the last program ends.
+- Each PU adds up the time it is busy (`busy_ns`: sensing and its transfer out, a unit's
+  transfer in and programming, erasing), scheduled work included: the control socket's
+  query-stats reports it per PU.
 
 How a kind times its media operations (the hook; OCSSD 2.0 and 1.2 in ocssd/timed.py and
 ocssd12/timed.py, the device-side FTL the same way):
@@ -98,6 +101,7 @@ class Channel:
 @dataclass(slots=True)
 class ParallelUnit:
     busy_until: int = 0
+    busy_ns: int = 0                   # modelled time it was or will be busy, all told
     admit_after: int = 0               # the last write's admission into the buffer
     units: list[BufferedUnit] = field(default_factory=list)       # held, oldest first
     filling: dict[tuple[FlashPage, ...], BufferedUnit] = field(default_factory=dict)
@@ -158,10 +162,11 @@ class FlashModel:
         channel = self.channels[self.layout.channel_of(pu)]
         p = self.parameters
         for sectors in groups.values():
-            sensed = max(now, unit.busy_until) + p.read_ns
+            start = max(now, unit.busy_until)
             transfer = p.transfer_ns(sectors)
-            done = channel.reserve(sensed, transfer) + transfer
+            done = channel.reserve(start + p.read_ns, transfer) + transfer
             unit.busy_until = done
+            unit.busy_ns += done - start
         return done
 
     def program(self, now: int, pu: int, pages: Iterable[tuple[FlashPage, int]],
@@ -185,6 +190,7 @@ class FlashModel:
         now = self._settle(now, pu)
         unit = self.pus[pu]
         unit.busy_until = max(now, unit.busy_until) + self.parameters.erase_ns
+        unit.busy_ns += self.parameters.erase_ns
         return unit.busy_until
 
     def flush(self, now: int) -> int:
@@ -284,8 +290,10 @@ class FlashModel:
         p = self.parameters
         transfer = p.transfer_ns(held.capacity)
         channel = self.channels[self.layout.channel_of(pu)]
-        start = channel.reserve(max(at, unit.busy_until), transfer)
+        free = max(at, unit.busy_until)
+        start = channel.reserve(free, transfer)
         unit.busy_until = start + transfer + p.program_ns
+        unit.busy_ns += unit.busy_until - free
         held.release_ns = unit.busy_until
 
     def _write_through(self, now: int, pu: int, groups: dict[tuple[FlashPage, ...], int]

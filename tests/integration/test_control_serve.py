@@ -93,6 +93,9 @@ def test_query_chunks_filters(qmp: QEMUMonitorProtocol) -> None:
         "GenericError", "Parameter 'grp' out of range: 1 is not in 0..0")
     assert error(qmp, "query-chunks", state="BROKEN") == (
         "GenericError", "Parameter 'state' does not accept value 'BROKEN'")
+    assert qmp.cmd("query-chunks", nsid=1, pu=0, state="FREE")[0] == chunk(0, 0)
+    assert error(qmp, "query-chunks", nsid=2) == (
+        "GenericError", "Parameter 'nsid': there is no namespace 2 (namespaces: 1)")
 
 
 def test_faults_are_injected_listed_and_cleared(qmp: QEMUMonitorProtocol) -> None:

@@ -234,3 +234,20 @@ def test_a_buffered_multi_plane_unit_needs_all_its_planes() -> None:
     assert m.program(0, 0, [(page(0, 0, 0), 2), (page(0, 0, 1), 2)], multi_plane=True) == 0
     assert m.read(1_000, 0, [(page(0, 0, 1), 2)]) == 1_000     # served from the buffer
     assert m.flush(1_000) == 520_480
+
+
+def test_each_pu_adds_up_its_busy_time() -> None:
+    flash = model()
+    # PU 0: sense 50 µs, then 2 sectors cross (10,240 ns); then an erase of 1 ms after it.
+    assert flash.read(0, 0, [(page(0), 2)]) == 60_240
+    assert flash.pus[0].busy_ns == 60_240
+    assert flash.erase(0, 0) == 1_060_240
+    assert flash.pus[0].busy_ns == 1_060_240
+    # PU 1 shares channel 0: its page crosses in the gap before PU 0's transfer, then programs.
+    assert flash.program(0, 1, [(page(0), 4)]) == 0
+    assert flash.pus[1].busy_until == 520_480
+    assert flash.pus[1].busy_ns == 520_480
+    # Waiting for a busy PU is not busy time: PU 1 is free again at 520,480.
+    flash.program(100_000, 1, [(page(0, 1), 4)])
+    assert flash.pus[1].busy_ns == 1_040_960
+    assert flash.pus[2].busy_ns == flash.pus[3].busy_ns == 0
