@@ -13,6 +13,8 @@ import io
 import json
 import struct
 
+import pytest
+
 from ocssd_vfu.geometry.ocssd12 import Ocssd12Geometry
 from ocssd_vfu.geometry.ocssd20 import OcssdGeometry
 from ocssd_vfu.media.ocssd_image import fresh_chunk_log
@@ -304,3 +306,29 @@ def test_1_2_multi_plane_read_senses_both_planes_at_once() -> None:
     # one tRD + 2 sectors per plane, in turn
     assert dev.at(now + 1_020_479) == []
     assert dev.at(now + 1_020_480) == [(single, Status.SUCCESS)]
+
+
+def test_held_completions_are_coalesced_like_any_other() -> None:
+    """Interrupt Coalescing (THR 1: two entries; TIME 10: 1 ms) over completions held until
+    their modelled time: the pair posted together gives one interrupt, a lone one waits for
+    the deadline, which counts from its posting, not from its command's arrival."""
+    dev = ocssd20()
+    seconds = Clock()
+    dev.host.ctrl.clock = lambda: seconds.now / 1e9
+    assert dev.host.command(0, 0x09, cdw10=0x08, cdw11=0x0A01)[5] == Status.SUCCESS
+    dev.host.interrupts.clear()
+    dev.submit(VECTOR_READ, [lba(0, 0, 0)])
+    dev.submit(VECTOR_READ, [lba(1, 0, 0)])
+    assert dev.process() == []
+    seconds.now = T0 + 505_120
+    assert dev.at(T0 + 505_120) == [(1, Status.SUCCESS), (2, Status.SUCCESS)]
+    assert dev.host.interrupts == [1]
+    lone = dev.submit(VECTOR_READ, [lba(0, 1, 0)])
+    dev.process()
+    seconds.now = T0 + 1_010_240
+    assert dev.at(T0 + 1_010_240) == [(lone, Status.SUCCESS)]
+    assert dev.host.interrupts == [1]
+    assert dev.host.ctrl.interrupt_deadline() == pytest.approx((T0 + 2_010_240) / 1e9)
+    seconds.now = T0 + 2_010_240
+    dev.host.ctrl.expire_interrupts()
+    assert dev.host.interrupts == [1, 1]
