@@ -27,6 +27,7 @@ CDEF = """
 #define OCSSD_STATUS_DNR ...
 #define OCSSD_DMA_EINVAL ...
 #define OCSSD_DMA_ESCRATCH ...
+#define MAP_NORESERVE ...
 struct ocssd_dma_region { uint64_t start; uint64_t length; void *host; int writable; };
 struct ocssd_dma_segment { void *ptr; size_t len; };
 struct ocssd_dma_range { uint8_t *host; uint64_t len; };
@@ -78,7 +79,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.dma._native",
-    '#include "dma.h"\n#include "fastpath.h"\n#include "guard.h"\n',
+    '#include <sys/mman.h>\n#include "dma.h"\n#include "fastpath.h"\n#include "guard.h"\n',
     # setuptools wants source paths relative to the directory it runs in.
     sources=[os.path.relpath(NATIVE / name) for name in ("dma.c", "fastpath.c", "guard.c")],
     depends=[os.path.relpath(NATIVE / name) for name in ("dma.h", "fastpath.h", "guard.h")],

@@ -25,6 +25,7 @@ import mmap
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from ocssd_vfu.dma import native
 from ocssd_vfu.ftl import stats
 from ocssd_vfu.ftl.capacity import CapacityError
 from ocssd_vfu.ftl.core import Ftl, FtlOptions
@@ -41,12 +42,16 @@ from ocssd_vfu.spec.ocssd import ChunkState
 
 class _ReadOnly:
     """The file as it is, copy-on-write: never extended, loaded or written (a recovery
-    run on it to report the figures programs staged sectors in private pages only)."""
+    run on it to report the figures programs staged sectors in private pages only).
+    MAP_NORESERVE: a private writable mapping is otherwise charged in full against the
+    commit limit, and an image larger than RAM (a sparse 64 GiB one) could not be probed,
+    so could not be served; only the few pages a recovery writes take memory."""
 
     fd: int
 
     def _map(self, size: int, file_size: int) -> mmap.mmap:
-        return mmap.mmap(self.fd, min(size, file_size), mmap.MAP_PRIVATE,
+        return mmap.mmap(self.fd, min(size, file_size),
+                         mmap.MAP_PRIVATE | native.lib.MAP_NORESERVE,
                          mmap.PROT_READ | mmap.PROT_WRITE)
 
 

@@ -278,7 +278,11 @@ class MappedImage:
 
     def _map(self, size: int, file_size: int) -> mmap.mmap:
         if self.volatile:
-            memory = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            try:
+                memory = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            except OSError as exc:  # refused up front rather than killed when RAM runs out
+                raise ImageError(f"{self.path}: --volatile keeps the image in memory, and "
+                                 f"{size} bytes do not fit ({exc.strerror})") from None
             _load_extents(self.fd, memory, min(size, file_size))
             return memory
         if file_size < size:
