@@ -6,7 +6,8 @@ totals belong to one depth. In the guest, fio runs 4K random reads and writes on
 the modes interleaved round by round. Per job and mode: IOPS and the p50/p99 completion
 latency (median over the rounds); per server: doorbell MMIO writes (each one a
 vfio-user message, the total it logs) and its CPU time (user + system, from wait4),
-both per I/O (the guest's boot and probing included, a few hundred commands).
+both per I/O, less those of a server of the same mode that served no job (start-up,
+the guest's probing).
 
 The machine's cores are shared by the guest's vCPUs (QEMU TCG) and the servers: a
 polling server takes one of them while I/O comes. Figures only: nothing is asserted.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -34,7 +36,11 @@ QD1_JOBS = (("4k-randread-qd1", "randread", 1), ("4k-randwrite-qd1", "randwrite"
 QD32_JOBS = (("4k-randread-qd32", "randread", 32), ("4k-randwrite-qd32", "randwrite", 32))
 SERVERS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str, int], ...]]] = {
     "poll-qd1": (("--poll",), QD1_JOBS), "default-qd1": ((), QD1_JOBS),
-    "poll-qd32": (("--poll",), QD32_JOBS), "default-qd32": ((), QD32_JOBS)}
+    "poll-qd32": (("--poll",), QD32_JOBS), "default-qd32": ((), QD32_JOBS),
+    "poll-idle": (("--poll",), ()), "default-idle": ((), ())}
+# Served no job: their totals (start-up, the guest's probing) are taken off the others'.
+BASELINE = {"poll-qd1": "poll-idle", "poll-qd32": "poll-idle",
+            "default-qd1": "default-idle", "default-qd32": "default-idle"}
 SIZE = "128M"
 TOTAL = re.compile(r"doorbell writes so far: (\d+)")
 
@@ -106,19 +112,22 @@ def summarize(results: Path, servers: dict[str, Served], rounds: int) -> dict[st
     """serial -> job title -> median figures, and serial -> per-I/O totals."""
     jobs: dict[str, dict[str, dict[str, float]]] = {}
     totals: dict[str, dict[str, float]] = {}
-    for serial, (_, served_jobs) in SERVERS.items():
+    def used(serial: str) -> tuple[float, float]:
+        found = TOTAL.findall(servers[serial].log.read_text(errors="replace"))
+        return (int(found[-1]) if found else math.nan), servers[serial].cpu_s
+
+    for serial, baseline in BASELINE.items():
         ios = 0.0
-        for title, _, _ in served_jobs:
+        for title, _, _ in SERVERS[serial][1]:
             runs = [fio_figures(results / f"{serial}-{title}-r{r}.json")
                     for r in range(1, rounds + 1)]
             ios += sum(run["ios"] for run in runs)
             jobs.setdefault(serial, {})[title] = {
                 key: statistics.median(run[key] for run in runs) for key in ("iops", "p50", "p99")}
-        server = servers[serial]
-        found = TOTAL.findall(server.log.read_text(errors="replace"))
-        writes = int(found[-1]) if found else float("nan")
-        totals[serial] = {"ios": ios, "doorbells_per_io": writes / ios,
-                          "cpu_us_per_io": server.cpu_s * 1e6 / ios}
+        (writes, cpu_s), (idle_writes, idle_cpu_s) = used(serial), used(baseline)
+        totals[serial] = {"ios": ios, "doorbells_per_io": (writes - idle_writes) / ios,
+                          "cpu_us_per_io": (cpu_s - idle_cpu_s) * 1e6 / ios,
+                          "baseline_cpu_s": idle_cpu_s}
     return {"jobs": jobs, "totals": totals}
 
 
@@ -127,7 +136,8 @@ def format_summary(summary: dict[str, Any]) -> str:
              f"{'doorbells/IO':>14}{'server CPU us/IO':>18}"]
     for jobs in (QD1_JOBS, QD32_JOBS):
         for title, _, _ in jobs:
-            for serial, (flags, served) in SERVERS.items():
+            for serial in BASELINE:
+                flags, served = SERVERS[serial]
                 if served is not jobs:
                     continue
                 figures = summary["jobs"][serial][title]
@@ -195,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         script = work / "pollbench.sh"
         script.write_text(guest_script(args.runtime, args.rounds))
         servers = start_servers(work)
+        load_before = os.getloadavg()
         try:
             status = run_guest(GuestRun(
                 script=script, sockets=[server.socket for server in servers.values()],
@@ -209,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError, IndexError, ZeroDivisionError) as exc:
             print(f"pollbench: a result is missing or unreadable: {exc}", file=sys.stderr)
             return 1
-    summary.update(runtime_s=args.runtime, rounds=args.rounds)
+    summary.update(runtime_s=args.runtime, rounds=args.rounds, load_before=load_before,
+                   load_after=os.getloadavg())
     print(f"\n4K random I/O on plain namespaces, {SIZE} range, {args.runtime} s per job, "
-          f"median of {args.rounds} rounds; per-I/O totals over each server's jobs")
+          f"median of {args.rounds} rounds; per-I/O totals over each server's jobs; host "
+          f"load average {load_before[0]:.1f} before, {summary['load_after'][0]:.1f} after")
     print(format_summary(summary))
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"pollbench: {args.out / 'summary.json'}")
