@@ -215,9 +215,9 @@ class Server:
         while True:
             if polling:
                 # The core to a runnable thread first (the guest's vCPUs, where the host
-                # has fewer cores than busy threads: make pollbench measured 1.3-1.5x the
-                # IOPS at QD1 with it), then to the other tasks (control socket, held
-                # completions, syncs).
+                # has fewer cores than busy threads: without it, polling lost to the
+                # default mode at every job of make pollbench on a loaded 2-core host),
+                # then to the other tasks (control socket, held completions, syncs).
                 os.sched_yield()
                 await trio.lowlevel.checkpoint()
                 self._expire_due_interrupts()
