@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench hostbench timingbench ftlbench profile lint fuzz soak clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench timingbench ftlbench pollbench profile lint fuzz soak clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: setup
 	$(PY) -m ocssd_vfu.bench
 	$(PY) -m ocssd_vfu.ftlbench
 	$(PY) -m ocssd_vfu.ftlbench --timing
+
+# serve --poll against the default mode in one guest boot (~3 min): bench/results/poll/.
+pollbench: setup
+	$(PY) -m ocssd_vfu.pollbench $(POLLBENCH_ARGS)
 
 hostbench: setup
 	$(PY) -m ocssd_vfu.hostbench

@@ -94,7 +94,7 @@ def controller_config(kind: DeviceKind, options: ServeOptions) -> ControllerConf
                             serial=options.serial or default_serial(options.image),
                             model=kind.model, firmware=kind.firmware, sgl=options.sgl,
                             shadow_doorbells=options.shadow_doorbells,
-                            fast_path=options.fast_path)
+                            fast_path=options.fast_path, poll_idle_us=options.poll_idle_us)
 
 
 def assemble(options: ServeOptions) -> Assembled:
@@ -140,7 +140,8 @@ def serve(options: ServeOptions) -> int:
                                         queue=controller.held)
         try:
             server = Server(device, controller, assembled.sync, options.once,
-                            options.sync_interval, scheduler, idle=assembled.image.idle)
+                            options.sync_interval, scheduler, idle=assembled.image.idle,
+                            poll=options.poll)
             if control_listener is not None:
                 server.companions = control_companions(assembled, options, controller, server,
                                                        control_listener)

@@ -4,7 +4,7 @@ A record says how the kind is recognised (for `--mode auto`) or insisted on
 (`--mode`), its PCI identity and controller model, which kind-specific serve
 options it takes, and how it opens its image into namespaces. app.py builds the
 controller configuration from the record and the options in one place, so an
-option that applies to every kind (--no-sgl, --no-shadow-doorbells) reaches
+option that applies to every kind (--no-sgl, --no-shadow-doorbells, --poll) reaches
 every kind, and an option a kind does not take is refused with one line
 (`refuse_options`) before any image is opened.
 
@@ -34,6 +34,7 @@ from ocssd_vfu.media.ocssd12_image import SPEC_12, Ocssd12Image, spec_version
 from ocssd_vfu.media.ocssd_image import OcssdImage, is_ocssd_image
 from ocssd_vfu.media.raw import ImageError, RawImage
 from ocssd_vfu.nvme.kind import Namespace
+from ocssd_vfu.nvme.polling import DEFAULT_IDLE_US, MAX_IDLE_US
 from ocssd_vfu.ocssd.faults import faults_from_files_20, ocssd20_space, parse_chunk_states
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.wear import NotificationLog
@@ -78,6 +79,8 @@ class ServeOptions:
     sgl: bool = True
     shadow_doorbells: bool = True
     fast_path: bool = True
+    poll: bool = False             # poll the shadow doorbells (every kind; nvme/polling.py)
+    poll_idle_us: int = DEFAULT_IDLE_US
     op_percent: int | None = None  # --mode ftl; None: DEFAULT_OP_PERCENT when formatting
     gc_threshold: int | None = None  # --mode ftl; None: the plan's default
     gc_policy: str = "greedy"      # --mode ftl: greedy | cost-benefit
@@ -164,11 +167,25 @@ class DeviceKind:
 
 
 def refuse_options(kind: DeviceKind, options: ServeOptions) -> None:
-    """ImageError, one line, for the first given option the kind does not take."""
+    """ImageError, one line, for the first given option the kind does not take (or that
+    another given option rules out)."""
     defaults = {field.name: field.default for field in fields(ServeOptions)}
+    refuse_poll(options)
     for name, use in OPTION_USE.items():
         if name not in kind.options and getattr(options, name) != defaults[name]:
             raise ImageError(use)
+
+
+def refuse_poll(options: ServeOptions) -> None:
+    """--poll takes every kind (each has shadow doorbells); only options rule it out."""
+    if options.poll and not options.shadow_doorbells:
+        raise ImageError("--poll polls the shadow doorbells: it cannot go with "
+                         "--no-shadow-doorbells")
+    if options.poll_idle_us != DEFAULT_IDLE_US and not options.poll:
+        raise ImageError("--poll-idle-us is for --poll")
+    if not 1 <= options.poll_idle_us <= MAX_IDLE_US:
+        raise ImageError(f"--poll-idle-us must be 1 to {MAX_IDLE_US} (µs), "
+                         f"not {options.poll_idle_us}")
 
 
 def _faults(options: ServeOptions, space: AddressSpace, faults: list[Fault]) -> FaultBook:

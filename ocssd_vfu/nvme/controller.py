@@ -32,6 +32,7 @@ from ocssd_vfu.nvme.command import DEFERRED, Command, SyncRequest
 from ocssd_vfu.nvme.doorbells import EVENTIDX_NEVER
 from ocssd_vfu.nvme.feature_values import Features
 from ocssd_vfu.nvme.kind import FastPath, Namespace
+from ocssd_vfu.nvme.polling import polling_eventidx
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.nvme.state import LOGGED_PER_CATEGORY, ControllerConfig, ControllerState, Registers
 from ocssd_vfu.spec.bitfields import fields_mask
@@ -220,10 +221,19 @@ class Controller(ControllerState):
 
     def _rearm(self) -> bool:
         """Arm every I/O queue's EventIdx, then tell whether the host moved a shadow
-        value meanwhile (it may then have skipped the MMIO write)."""
+        value meanwhile (it may then have skipped the MMIO write). While polling, keep
+        each one where the host does not ring instead (polling.py)."""
         shadow, memory = self.shadow, self.memory
         assert shadow is not None
         try:
+            if self.polling:
+                for qid, sq in self.sqs.items():
+                    if qid:
+                        shadow.arm(memory, qid, False, polling_eventidx(sq.tail, sq.size))
+                for qid, cq in self.cqs.items():
+                    if qid:
+                        shadow.arm(memory, qid, True, polling_eventidx(cq.head, cq.size))
+                return False  # the next pass reads them again
             waiting = [cq for qid, cq in self.cqs.items()
                        if qid and cq.full() and any(not sq.empty() for sq in cq.sqs)]
             for qid, sq in self.sqs.items():
@@ -272,6 +282,34 @@ class Controller(ControllerState):
                 if status != DEFERRED:
                     self._complete(sq, cmd.cid, status, result)
                     touched.add(sq.cq)
+
+    # -- polling mode (serve --poll; polling.py) -------------------------------------------
+    def start_polling(self) -> None:
+        """A message came: poll (again), the idle time counted from now."""
+        self.backoff.worked(self.clock_ns())
+        self.polling = True
+
+    def poll(self) -> bool:
+        """One pass of polling mode: run what is new, as process() does, with each
+        EventIdx kept where the host does not ring. Once the idle time passed with no new
+        command, stop polling: EventIdx armed to ring (process()'s re-arm race check
+        included). Whether to poll on."""
+        now = self.clock_ns()
+        if self._process_ran_commands():
+            self.backoff.worked(now)
+        if self.shadow is None:  # never configured, or a reset: every doorbell rings
+            self.polling = False
+        elif self.backoff.idle(now):
+            self.polling = False
+            if self._process_ran_commands():  # the re-arm race caught a late command
+                self.backoff.worked(now)
+                self.polling = self.shadow is not None
+        return self.polling
+
+    def _process_ran_commands(self) -> bool:
+        heads = [sq.head for sq in self.sqs.values()]
+        self.process()
+        return heads != [sq.head for sq in self.sqs.values()]
 
     # -- completions held until a modelled time (kind.py: Time) ---------------------------
     def _hold(self, sq: SubmissionQueue, cmd: Command, status: int, result: int,

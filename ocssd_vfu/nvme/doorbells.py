@@ -23,6 +23,8 @@ Rules here:
   read of the shadow values: a host that wrote between our read and our EventIdx
   saw the old EventIdx and may have skipped the MMIO (the re-arm race), so a
   moved value means processing again.
+- While the server polls (serve --poll), EventIdx is kept where the host does not
+  ring instead, and the arming above comes when polling stops: polling.py.
 - A controller reset (CC.EN 1->0) forgets the configuration. Before forgetting,
   it zeroes the shadow value and EventIdx of every queue it ever wrote there (deleted
   queues too: the host may re-create them in the same slots): Linux 5.10.223 re-attaches

@@ -22,6 +22,7 @@ from ocssd_vfu.nvme.feature_values import Features
 from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
 from ocssd_vfu.nvme.kind import AdminCommand, FastPath, LogPage, Namespace, NamespaceKind
+from ocssd_vfu.nvme.polling import DEFAULT_IDLE_US, Backoff
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.spec.nvme import Csts, IoOpcode
 
@@ -51,6 +52,7 @@ class ControllerConfig:
     sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
     shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
     fast_path: bool = True         # plain Reads and Writes in C (fastpath.py)
+    poll_idle_us: int = DEFAULT_IDLE_US  # polling mode's back-off (polling.py)
 
 
 @dataclass
@@ -101,6 +103,9 @@ class ControllerState:
         self.shadow: ShadowDoorbells | None = None
         self.coalescing = self._new_coalescing()
         self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
+        # Polling mode (serve --poll; polling.py): the shell polls, EventIdx does not ring.
+        self.polling = False
+        self.backoff = Backoff(self.config.poll_idle_us * 1000)
         # What the namespaces' kinds register (nvme/kind.py), gathered once: the
         # namespaces of a controller do not change while it lives.
         self.kinds: list[NamespaceKind] = list(dict.fromkeys(

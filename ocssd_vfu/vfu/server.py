@@ -12,6 +12,14 @@ if no message came in between (a step is short, so a new command waits at most o
 step). Image syncs
 (Flush, shutdown) run in worker threads: a register read blocks the guest's vCPU,
 so the trio thread never waits on the disk.
+
+With --poll (nvme/polling.py), a wake-up by a message starts polling: the loop then
+runs pass after pass without sleeping, each one handling the messages there are
+(without blocking) and one `controller.poll()`, then yielding the core (sched_yield)
+and to the other tasks (trio's checkpoint, which also looks at every file descriptor
+without waiting),
+until the controller says it went idle; then it sleeps as above. Idle-time work
+starts IDLE_AFTER after that.
 """
 
 from __future__ import annotations
@@ -116,7 +124,7 @@ class Server:
     def __init__(self, device: VfuDevice, controller: Controller, sync: Callable[[], None],
                  once: bool, sync_interval: float, scheduler: CompletionScheduler,
                  idle: Callable[[], bool] | None = None,
-                 companions: Companions | None = None) -> None:
+                 companions: Companions | None = None, poll: bool = False) -> None:
         self.device = device
         self.controller = controller
         self.sync = sync
@@ -128,6 +136,8 @@ class Server:
         # Wakes the loop when a held completion is due (its queue: controller.held).
         self.scheduler = scheduler
         self.companions = companions or Companions()
+        self.poll = poll          # serve --poll (nvme/polling.py)
+        self.hung_up = False      # the connection was shut down from this side
         self._scope: trio.CancelScope | None = None
         self.monitor = Monitor()
 
@@ -200,31 +210,59 @@ class Server:
                 log.warning("vfio-user negotiation failed: %s", os.strerror(err))
 
     async def _run_connection(self, nursery: trio.Nursery) -> None:
-        hung_up = False
+        self.hung_up = False
+        polling = False
         while True:
-            if not await self._wake_up():
+            if polling:
+                # The core to a runnable thread first (the guest's vCPUs, where the host
+                # has fewer cores than busy threads: without it, polling lost to the
+                # default mode at every job of make pollbench on a loaded 2-core host),
+                # then to the other tasks (control socket, held completions, syncs).
+                os.sched_yield()
+                await trio.lowlevel.checkpoint()
+                self._expire_due_interrupts()
+            elif not await self._wake_up():
                 self.controller.expire_interrupts()
                 continue
-            while True:
-                handled = lib.vfu_run_ctx(self.device.ctx)
-                if handled > 0:
-                    continue
-                if handled == 0:
-                    break
-                err = ffi.errno
-                if err == errno.ENOTCONN:
-                    return
-                if err in (errno.EBUSY, errno.EINTR, errno.EAGAIN):
-                    break
-                log.error("vfu_run_ctx failed: %s; dropping the connection", os.strerror(err))
-                if hung_up:
-                    return
-                # libvfio-user keeps a client until it sees it go: hang up, and the next
-                # vfu_run_ctx resets the device and reports ENOTCONN.
-                self._hang_up()
-                hung_up = True
-            self.controller.process()
+            handled = self._handle_messages()
+            if handled is None:
+                return
+            if self.poll and (polling or handled):
+                if handled:
+                    self.controller.start_polling()
+                polling = self.controller.poll()
+            else:
+                self.controller.process()
             self._start_syncs(nursery)
+
+    def _handle_messages(self) -> int | None:
+        """Every pending vfio-user message (vfu_run_ctx until none is left, without
+        blocking): how many, or None once the client is gone."""
+        total = 0
+        while True:
+            handled = lib.vfu_run_ctx(self.device.ctx)
+            if handled > 0:
+                total += handled
+                continue
+            if handled == 0:
+                return total
+            err = ffi.errno
+            if err == errno.ENOTCONN:
+                return None
+            if err in (errno.EBUSY, errno.EINTR, errno.EAGAIN):
+                return total
+            log.error("vfu_run_ctx failed: %s; dropping the connection", os.strerror(err))
+            if self.hung_up:
+                return None
+            # libvfio-user keeps a client until it sees it go: hang up, and the next
+            # vfu_run_ctx resets the device and reports ENOTCONN.
+            self._hang_up()
+            self.hung_up = True
+
+    def _expire_due_interrupts(self) -> None:
+        deadline = self.controller.interrupt_deadline()
+        if deadline is not None and deadline <= self.controller.clock():
+            self.controller.expire_interrupts()
 
     def _start_syncs(self, nursery: trio.Nursery) -> None:
         self._check_memory()

@@ -59,6 +59,16 @@ def test_no_sgl_and_no_shadow_doorbells_reach_every_kind(kind: str, tmp_path: Pa
     assert sgls == SGLS and not oacs & OACS_DOORBELL_BUFFER_CONFIG
 
 
+@pytest.mark.parametrize("kind", ["1.2", "2.0", "plain"])
+def test_poll_reaches_every_kind(kind: str, tmp_path: Path) -> None:
+    assembled = assemble(ServeOptions(socket=tmp_path / "s.sock", image=image_of(kind, tmp_path),
+                                      poll=True, poll_idle_us=250))
+    try:
+        assert assembled.config.poll_idle_us == 250
+    finally:
+        assembled.close()
+
+
 def test_each_kind_names_its_controller(tmp_path: Path) -> None:
     assert identify(image_of("1.2", tmp_path))[2] == "ocssd_vfu OCSSD 1.2 Ctrl"
     assert identify(image_of("2.0", tmp_path))[2] == "ocssd_vfu OCSSD 2.0 Ctrl"
@@ -74,6 +84,10 @@ def test_each_kind_names_its_controller(tmp_path: Path) -> None:
     ("plain", dict(early_reset=False), "--no-early-reset is for OCSSD 2.0 images"),
     ("plain", dict(write_fail=Path("wf")), "--write-fail needs an OCSSD image"),
     ("plain", dict(fault_seed=3), "--fault-seed needs an OCSSD image"),
+    ("2.0", dict(poll=True, shadow_doorbells=False), "--poll polls the shadow doorbells: "
+     "it cannot go with --no-shadow-doorbells"),
+    ("plain", dict(poll_idle_us=50), "--poll-idle-us is for --poll"),
+    ("plain", dict(poll=True, poll_idle_us=0), "--poll-idle-us must be 1 to 1000000"),
 ])
 def test_an_option_a_kind_does_not_take_is_refused(kind: str, options: dict[str, object],
                                                    message: str, tmp_path: Path) -> None:
