@@ -26,7 +26,8 @@ unit: setup
 e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-# The long campaigns (issue 7): the controller fuzzer, then SIGKILLs and reboots in guests.
+# The long campaigns (issue 7): both fuzzers (the controller one and the vanishing-memory
+# one, tests/fuzz/campaign.py), then SIGKILLs and reboots in guests (make soak).
 FUZZ_SECONDS ?= 600
 fuzz: setup
 	$(PY) -m tests.fuzz.campaign --seconds $(FUZZ_SECONDS)
