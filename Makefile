@@ -5,7 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench hostbench timingbench ftlbench profile lint fuzz soak clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench timingbench ftlbench latency profile lint fuzz soak \
+        clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,11 @@ timingbench: setup
 # QEMU, ~10 s): bench/results/ftl-timing-throughput.png with GC's start marked, and the WAF.
 ftlbench: setup
 	$(PY) -m ocssd_vfu.ftlbench --timing
+
+# The guest-side QD1 latency breakdown (one boot, ~2 min): fio clat on null_blk, QEMU's
+# NVMe and ocssd_vfu, the server's share from its JSON trace, QEMU's system calls.
+latency: setup
+	$(PY) -m ocssd_vfu.latencybench
 
 # Where the server's time goes per command (py-spy samples the host-side bench at QD32).
 profile: setup
