@@ -5,7 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e bench hostbench timingbench ftlbench pollbench profile lint fuzz soak clean clean-cache
+.PHONY: setup demo test unit e2e bench hostbench timingbench ftlbench pollbench latency profile \
+        lint fuzz soak clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,8 @@ unit: setup
 e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-# The long campaigns (issue 7): the controller fuzzer, then SIGKILLs and reboots in guests.
+# The long campaigns (issue 7): both fuzzers (the controller one and the vanishing-memory
+# one, tests/fuzz/campaign.py), then SIGKILLs and reboots in guests (make soak).
 FUZZ_SECONDS ?= 600
 fuzz: setup
 	$(PY) -m tests.fuzz.campaign --seconds $(FUZZ_SECONDS)
@@ -59,6 +61,11 @@ timingbench: setup
 # QEMU, ~10 s): bench/results/ftl-timing-throughput.png with GC's start marked, and the WAF.
 ftlbench: setup
 	$(PY) -m ocssd_vfu.ftlbench --timing
+
+# The guest-side QD1 latency breakdown (one boot, ~2 min): fio clat on null_blk, QEMU's
+# NVMe and ocssd_vfu, the server's share from its JSON trace, QEMU's system calls.
+latency: setup
+	$(PY) -m ocssd_vfu.latencybench
 
 # Where the server's time goes per command (py-spy samples the host-side bench at QD32).
 profile: setup

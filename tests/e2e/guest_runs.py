@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tests.conftest import Completed, RunCli
 
-PATTERN_16M_MD5 = "4aaa6d94deae3b1bfcdafca57d8e8580"   # yes "ocssd-vfu test pattern ..." 16 MiB
+PATTERN_16M_MD5 = "4aaa6d94deae3b1bfcdafca57d8e8580"   # WRITE_PATTERN's 16 MiB
+WRITE_PATTERN = 'yes "ocssd-vfu test pattern 0123456789" | head -c 16777216'
 NUMBERS_2M_MD5 = "0976217c454e8f18bd98be2eed851939"    # seq 1 400000 | head -c 2097152
 
 # Files are read back with O_DIRECT through pblk (the page cache would answer otherwise).

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from tests.integration.server_process import listening
+
 STOP_TIMEOUT = 30.0  # seconds a process has to end after SIGTERM before SIGKILL
 
 
@@ -46,7 +48,7 @@ class Owned:
                                  str(sock), "--image", str(image), *serve_args], stdout=log,
                                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
-        while not sock.exists():
+        while not listening(sock):
             assert server.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the server did not listen within 30 s"
             time.sleep(0.05)

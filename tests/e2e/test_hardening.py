@@ -93,7 +93,7 @@ yes "ocssd-vfu pblk disk full" | head -c 100663296 > /tmp/p
 dd if=/tmp/p of=/dev/disk bs=1M count=8 oflag=direct 2>&1 | tail -n 1 | sed 's/^/first: /'
 sync
 dd if=/tmp/p of=/dev/disk bs=1M count=88 seek=8 oflag=direct >/tmp/full.log 2>&1 &
-sleep 20
+for i in $(seq 60); do dmesg | grep -q 'error:16513' && break; sleep 1; done
 dd if=/dev/disk bs=1M count=8 iflag=direct 2>/dev/null | md5sum | sed 's/-/read-back/'
 head -c 8388608 /tmp/p | md5sum | sed 's/-/written/'
 echo "capacity exceeded: $(dmesg | grep -c 'error:16513')"

@@ -1,6 +1,6 @@
 """One long-running server through a guest's life: reboots, a second QEMU, SIGTERM.
 
-Run 1 boots the guest BOOTS times in one QEMU (5 here, 20 with OCSSD_VFU_SOAK=1, as
+Run 1 boots the guest BOOTS times in one QEMU (3 here, 20 with OCSSD_VFU_SOAK=1, as
 `make soak` sets it); every boot writes its own 1 MiB with O_DIRECT and reads back what
 every earlier boot wrote. The server's open fds are counted at the end of each boot (never
 more than after boot 1: libvfio-user 0b28d205 kept an fd per repeated DMA map) and once
@@ -28,7 +28,7 @@ from tests.e2e.owned_processes import Console, Owned, guest_argv
 pytestmark = pytest.mark.e2e
 
 SOAK = os.environ.get("OCSSD_VFU_SOAK") == "1"
-BOOTS = 20 if SOAK else 5
+BOOTS = 20 if SOAK else 3
 MIB = 1 << 20
 
 REBOOTING = """\

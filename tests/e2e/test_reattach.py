@@ -1,6 +1,6 @@
 """A long-running server outlives its QEMU: SIGKILL mid-I/O, a new QEMU attaches and reads back.
 
-The server runs without --once. Guest run 1 writes the 64 MiB pattern, syncs, then keeps
+The server runs without --once. Guest run 1 writes the 16 MiB pattern, syncs, then keeps
 direct writes in flight (fio at queue depth 16 plus a dd loop, both beyond the pattern) until
 its QEMU is SIGKILLed. Guest run 2 attaches a new QEMU to the same socket and reads the pattern
 back with O_DIRECT.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.guest_runs import PATTERN_16M_MD5, WRITE_PATTERN
 from tests.e2e.owned_processes import Console, Owned, guest_argv, start_time
-from tests.e2e.test_guest_runner import PATTERN_64M_MD5, WRITE_PATTERN
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ done
 """
 READ_BACK = """\
 nvme list
-dd if=/dev/nvme0n1 bs=1M count=64 iflag=direct | md5sum
+dd if=/dev/nvme0n1 bs=1M count=16 iflag=direct | md5sum
 """
 
 
@@ -93,7 +93,7 @@ def test_qemu_killed_mid_io_then_new_qemu_reads_back(workdir: Path, owned: Owned
     assert runner2.returncode == 0, err2
     assert re.search(r"^/dev/nvme0n1\s+ocssd-vfu-[0-9a-f]{8}\s+ocssd_vfu NVMe Ctrl", out2,
                      re.M), out2
-    assert PATTERN_64M_MD5 in out2, out2
+    assert PATTERN_16M_MD5 in out2, out2
 
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=30) == 0, server_log.read_text()

@@ -1,22 +1,33 @@
-"""`make fuzz`: a bounded campaign of the plain random driver, seed after seed.
+"""`make fuzz`: a bounded campaign of both fuzzers, seed after seed.
 
     python -m tests.fuzz.campaign [--seconds S] [--steps N] [--seed FIRST]
 
-Each seed builds a fresh target and runs N actions; a failure prints the seed (rerun it
-with --seed SEED --seconds 0) and the message, and exits 1. At the end: commands fuzzed
-and the statuses they completed with.
+Each seed runs the controller fuzzer (a fresh target, N random actions; harness.py's
+properties) and then the vanishing-memory fuzzer (guest memory shrinking and the image
+truncated under 20-80 commands; vanishing.py's properties). A failure prints the fuzzer and
+the seed (rerun it with --seed SEED --seconds 0) and the message, and exits 1. At the end:
+seeds and commands fuzzed, and the statuses the controller fuzzer's commands completed with.
 """
 
 from __future__ import annotations
 
 import argparse
 import faulthandler
+import logging
 import random
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from tests.fuzz.actions import step
-from tests.fuzz.harness import Stats, Target
+# Before anything imports ocssd_vfu: the SIGBUS/SIGSEGV guard (native/guard.h) must sit on
+# top of faulthandler and chain to it (tests/conftest.py), so that a fault in guest memory
+# or the image fails a command while a stray access in the C shim still dies with a traceback.
+faulthandler.enable()
+
+from tests.fuzz.actions import step  # noqa: E402
+from tests.fuzz.harness import Stats, Target  # noqa: E402
+from tests.fuzz.vanishing import run_vanishing  # noqa: E402
 
 
 def run_seed(seed: int, steps: int, stats: Stats) -> None:
@@ -37,23 +48,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=400, help="actions per seed")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     args = parser.parse_args(argv)
-    faulthandler.enable()  # a stray access in the C shim hits a guard page: show where
+    # The warnings the fuzzers provoke by design (guest errors, a truncated image refusing
+    # I/O) would be thousands of lines: a broken property is what fails the campaign.
+    logging.disable(logging.WARNING)
     stats = Stats()
+    vanishing_commands = 0
     deadline = time.monotonic() + args.seconds
     seed = args.seed
-    while True:
-        try:
-            run_seed(seed, args.steps, stats)
-        except AssertionError as exc:
-            print(f"fuzz: seed {seed} FAILED: {exc}", file=sys.stderr)
-            return 1
-        seed += 1
-        if time.monotonic() >= deadline:
-            break
-    print(f"fuzz: {seed - args.seed} seeds x {args.steps} actions, {stats.commands} commands "
+    with tempfile.TemporaryDirectory(prefix="ocssd-vfu-fuzz-") as workdir:
+        while True:
+            fuzzer = "controller"
+            try:
+                run_seed(seed, args.steps, stats)
+                fuzzer = "vanishing-memory"
+                vanishing_commands += run_vanishing(random.Random(seed), Path(workdir))
+            except AssertionError as exc:
+                print(f"fuzz: {fuzzer} fuzzer, seed {seed} FAILED: {exc}", file=sys.stderr)
+                return 1
+            seed += 1
+            if time.monotonic() >= deadline:
+                break
+    seeds = seed - args.seed
+    print(f"fuzz: controller: {seeds} seeds x {args.steps} actions, {stats.commands} commands "
           f"fuzzed, no failure")
     print("fuzz: statuses: " + ", ".join(f"{name} {count}" for name, count in
                                           sorted(stats.statuses.items(), key=lambda x: -x[1])))
+    print(f"fuzz: vanishing memory: {seeds} seeds, {vanishing_commands} commands fuzzed, "
+          f"no failure")
     return 0
 
 

@@ -14,7 +14,7 @@ from tests.fuzz.harness import FuzzFailure, Target
 from tests.fuzz.model import lba
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False), st.integers(min_value=50, max_value=400))
 def test_random_actions_keep_every_property(rng: random.Random, steps: int) -> None:
