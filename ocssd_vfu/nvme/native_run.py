@@ -1,12 +1,16 @@
 """What every kind's native fast path hands to and takes back from the C side
 (native/fastpath.h's `struct ocssd_fast_io`): the queue pair's rings before a run,
-the new head, tail and phase after it, and the SMART / Health counts of what it ran.
+the new head, tail and phase after it, and the SMART / Health counts of what it ran
+(`count_runs`: after one run, or after the C doorbell path's runs, which the
+struct accumulates until Python folds them: native_doorbells.py).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+from ocssd_vfu.dma.native import ffi
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.kind import FastPathContext
 from ocssd_vfu.nvme.queues import SubmissionQueue
@@ -32,6 +36,19 @@ def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int,
         return 0
     cq = sq.cq
     sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
+    count_runs(io, ctx, opcodes)
+    return done
+
+
+def arm_limits(io: Any, ctx: FastPathContext) -> None:
+    """The transfer limits for the C doorbell path's runs; counters zeroed."""
+    io.page_size, io.max_transfer = ctx.page_size, ctx.max_transfer
+    io.reads = io.writes = io.blocks_read = io.blocks_written = 0
+
+
+def count_runs(io: Any, ctx: FastPathContext, opcodes: tuple[int, int]) -> None:
+    """What the runs counted, into SMART and per opcode (`opcodes`: the kind's read and
+    write) as the Python path counts them; the counters zeroed."""
     health = ctx.health
     health.commands[HOST_READ] += io.reads
     health.commands[HOST_WRITE] += io.writes
@@ -40,4 +57,28 @@ def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int,
     read, write = opcodes
     ctx.opcode_counts[(False, read)] += io.reads
     ctx.opcode_counts[(False, write)] += io.writes
-    return done
+    io.reads = io.writes = io.blocks_read = io.blocks_written = 0
+
+
+class Exports:
+    """Image buffers exported to C (cffi from_buffer) until `release`, for the C doorbell
+    path. If their owner is collected first, they are released then: a garbage cycle
+    must never free a buffer that still has an export (a crash in the collector)."""
+
+    def __init__(self, owner: object) -> None:
+        self.held: list[Any] = []
+        weakref.finalize(owner, _release_all, self.held)
+
+    def export(self, buffer: Any) -> Any:
+        pointer = ffi.from_buffer("uint8_t[]", buffer, True)
+        self.held.append(pointer)
+        return pointer
+
+    def release(self) -> None:
+        _release_all(self.held)
+
+
+def _release_all(held: list[Any]) -> None:
+    for pointer in held:
+        ffi.release(pointer)
+    held.clear()

@@ -20,7 +20,7 @@ from typing import Any
 
 from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.nvme.kind import FastPathContext
-from ocssd_vfu.nvme.native_run import load_rings, take_run
+from ocssd_vfu.nvme.native_run import Exports, arm_limits, count_runs, load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import IoOpcode
@@ -33,11 +33,16 @@ class FastPath:
         self.namespace = namespace
         self.io: Any = ffi.new("struct ocssd_fast_io *")
         self.io.nsid = namespace.nsid
+        self.exports = Exports(self)  # the image, while the C doorbell path may run
+
+    def _servable(self, ctrl: FastPathContext) -> bool:
+        ns = self.namespace
+        return not (ns.md_size or ns.uncorrectable or ctrl.features.dulbe)
 
     def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
         """Commands completed from the head of `sq` (0: the head is for Python)."""
         ns = self.namespace
-        if ns.md_size or ns.uncorrectable or ctrl.features.dulbe:
+        if not self._servable(ctrl):
             return 0
         io, memory = self.io, ctrl.memory
         io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift
@@ -52,3 +57,20 @@ class FastPath:
             ffi.release(data)
         return take_run(io, ctrl, sq, done, (IoOpcode.READ, IoOpcode.WRITE))
 
+
+    def arm(self, ctrl: FastPathContext) -> tuple[int, Any] | None:
+        """The runner and io struct for the C doorbell path, with the image exported
+        until `disarm`; None while the namespace has what only Python knows of."""
+        if not self._servable(ctrl):
+            return None
+        ns, io = self.namespace, self.io
+        io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift
+        arm_limits(io, ctrl)
+        io.data = self.exports.export(ns.storage)
+        return (lib.OCSSD_RUNNER_PLAIN, io)
+
+    def disarm(self, ctrl: FastPathContext) -> None:
+        """What the C doorbell path ran, counted; the image's export released."""
+        count_runs(self.io, ctrl, (IoOpcode.READ, IoOpcode.WRITE))
+        self.io.data = ffi.NULL
+        self.exports.release()

@@ -2,7 +2,9 @@
 
 One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
 returns 0), then one `controller.process()` that drains every rung SQ and
-raises one interrupt per CQ; or, with Interrupt Coalescing on, the controller's
+raises one interrupt per CQ (skipped when the C doorbell path took every
+message of the wake-up whole: `needs_processing`; the image and memory checks
+and the syncs still run); or, with Interrupt Coalescing on, the controller's
 interrupt deadline passing (`expire_interrupts`); or a completion held until a
 modelled time (serve --timing) coming due: the CompletionScheduler's timerfd wakes
 its task, which posts them (`controller.held`) without any busy-wait; or, for a
@@ -168,6 +170,7 @@ class Server:
 
     def _log_totals(self) -> None:
         controller = self.controller
+        controller.pause_native()  # C's counts folded in
         log.info("doorbell writes so far: %d", controller.doorbell_writes)
         if controller.guest_errors:
             log.info("guest errors so far: %s", ", ".join(
@@ -223,7 +226,8 @@ class Server:
                 # vfu_run_ctx resets the device and reports ENOTCONN.
                 self._hang_up()
                 hung_up = True
-            self.controller.process()
+            if self.controller.needs_processing():
+                self.controller.process()
             self._start_syncs(nursery)
 
     def _start_syncs(self, nursery: trio.Nursery) -> None:

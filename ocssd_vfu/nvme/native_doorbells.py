@@ -1,0 +1,117 @@
+"""I/O queue doorbells handled in C (native/doorbell.h): the table C reads, and the
+rules that keep what C does equal to what the Python path would do.
+
+The C side takes a doorbell write of an I/O queue (from the libvfio-user BAR0
+callback, or the unit tests' fake host) and runs the kind's fast path on it, with
+no Python at all, while the table is `enabled`. Eligibility is Python's, kept
+here, never re-checked per write:
+- Whenever Python runs for the controller (a BAR0 write C did not take, a DMA
+  map or unmap, a reset, `process()`, a control-socket command, held
+  completions, a media failure), `pause()` comes first: C disabled (one store),
+  what C counted folded into Python's counters (SMART, opcode_counts,
+  doorbell_writes, an OCSSD namespace's chunk table and per-PU counts;
+  undelivered interrupts as `irq_fd` guest errors), the image exports released
+  (the image's mmap stays closable), and the SQs C left at a command it does not
+  serve put in `pending`. Every reader of those counters runs after a pause.
+- At the end of `process()`, `arm()` enables C again only if the kind's fast path
+  may run (fast path present, no tracer, no media failure, no held completions,
+  the controller ready and not failed, the namespace's own conditions: the kind's
+  FastPath.arm) and for each I/O SQ only if its CQ is its alone, has no reserved
+  slots and no coalescing on its vector.
+- Queue positions are shared (queues.py), the DMA table is read through
+  GuestMemory.dma_map, and the shadow doorbell pages are resolved per write: a
+  map change cannot leave C a stale pointer.
+`ControllerConfig.native_doorbells` (off with --no-fast-path, or alone in tests)
+leaves every doorbell to Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ocssd_vfu.dma.native import ffi, lib
+from ocssd_vfu.nvme.kind import FastPath
+
+if TYPE_CHECKING:
+    from ocssd_vfu.nvme.state import ControllerState
+
+SCRATCH_RANGES = 1024  # PRP ranges of one transfer (MDTS 512 KiB at 4 KiB: 129)
+
+
+class NativeDoorbells:
+    def __init__(self, fast_path: FastPath) -> None:
+        self.fast_path = fast_path
+        self.table: Any = ffi.new("struct ocssd_doorbell_table *")
+        self.scratch = ffi.new("struct ocssd_dma_range[]", SCRATCH_RANGES)
+        self.table.scratch, self.table.scratch_len = self.scratch, SCRATCH_RANGES
+        self.armed = False  # exports held, counters to fold
+        # For the BAR0 callback (another cffi module): the handler and its table.
+        self.handler = int(ffi.cast("uintptr_t", ffi.addressof(lib, "ocssd_doorbell_write")))
+        self.address = int(ffi.cast("uintptr_t", self.table))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.table.enabled)
+
+    def write(self, offset: int, value: int) -> int:
+        """A doorbell write through C: lib.OCSSD_DOORBELL_PYTHON (not taken),
+        lib.OCSSD_DOORBELL_QUIET, or the vector to interrupt."""
+        result: int = lib.ocssd_doorbell_write(self.table, offset, value)
+        return result
+
+    def pause(self, ctrl: ControllerState) -> None:
+        """C off, its work folded into Python's state (module docstring)."""
+        table = self.table
+        table.enabled = 0
+        if not self.armed:
+            return
+        self.armed = False
+        ctrl.python_doorbell_writes += table.doorbell_writes
+        table.doorbell_writes = 0
+        errors, table.irq_errors = table.irq_errors, 0
+        for _ in range(errors):
+            ctrl.guest_error("irq_fd", "interrupt not delivered: "
+                             f"{os.strerror(table.irq_errno)}")
+        self.fast_path.disarm(ctrl)
+        for qid, sq in ctrl.sqs.items():
+            if sq.state.python:
+                sq.state.python = 0
+                ctrl.pending.add(qid)
+
+    def arm(self, ctrl: ControllerState, allowed: bool) -> None:
+        """C on again, if `allowed` (the controller's conditions: module docstring) and
+        it may serve any I/O SQ."""
+        table = self.table
+        table.enabled = 0
+        if self.armed or not allowed:
+            return
+        coalesced: Callable[[int, int], bool] = ctrl.coalescing.applies
+        eligible = [(qid, sq) for qid, sq in ctrl.sqs.items()
+                    if qid and len(sq.cq.sqs) == 1 and not sq.held and not sq.cq.reserved
+                    and not coalesced(sq.cq.qid, sq.cq.vector)]
+        if not eligible:
+            return
+        runner = self.fast_path.arm(ctrl)
+        if runner is None:
+            return
+        table.runner, io = runner
+        if table.runner == lib.OCSSD_RUNNER_VECTOR:
+            table.vector_io = io
+        else:
+            table.fast_io = io
+        for i in range(lib.OCSSD_DOORBELL_QUEUES):
+            table.sqs[i] = table.cqs[i] = ffi.NULL
+        for qid, sq in eligible:
+            table.sqs[qid], table.cqs[sq.cq.qid] = sq.state, sq.cq.state
+            table.cq_of_sq[qid], table.sq_of_cq[sq.cq.qid] = sq.cq.qid, qid
+        shadow = ctrl.shadow
+        if shadow is None:
+            table.shadow = table.eventidx = table.shadow_entries = 0
+        else:
+            table.shadow, table.eventidx = shadow.shadow, shadow.eventidx
+            table.shadow_entries = shadow.size // 4
+        table.map = ctrl.memory.dma_map
+        self.armed = True
+        table.enabled = 1
