@@ -94,7 +94,7 @@ int vfu_device_quiesced(vfu_ctx_t *vfu_ctx, int quiesce_errno);
 void vfu_destroy_ctx(vfu_ctx_t *vfu_ctx);
 void *vfu_get_private(vfu_ctx_t *vfu_ctx);
 
-struct ocssd_bar0 { void *python; uintptr_t handler; uintptr_t table; };
+struct ocssd_bar0 { void *python; uintptr_t handler; uintptr_t table; int irq_fd; };
 ssize_t ocssd_bar0_access(vfu_ctx_t *, char *, size_t, long, bool);
 extern "Python" ssize_t ocssd_bar0_access_python(vfu_ctx_t *, char *, size_t, long, bool);
 extern "Python" ssize_t ocssd_msix_bar_access(vfu_ctx_t *, char *, size_t, long, bool);
@@ -113,10 +113,25 @@ static const char LIBVFIO_USER_DIR[];
 # private pointer is the struct ocssd_bar0, which also holds Python's handle.
 BAR0_SOURCE = r"""
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 #include "doorbell.h"
 
-struct ocssd_bar0 { void *python; uintptr_t handler; uintptr_t table; };
+struct ocssd_bar0 {
+    void *python;      /* the VfuDevice's handle */
+    uintptr_t handler; /* ocssd_doorbell_write, or 0: every access is Python's */
+    uintptr_t table;   /* its struct ocssd_doorbell_table */
+    int irq_fd;        /* -1, or an eventfd for the benches with no client (vfu/host.py) */
+};
+
+static int trigger(vfu_ctx_t *ctx, const struct ocssd_bar0 *bar0, uint32_t vector)
+{
+    if (bar0->irq_fd < 0)
+        return vfu_irq_trigger(ctx, vector);
+    uint64_t one = 1; /* what vfu_irq_trigger writes to the client's eventfd */
+    return write(bar0->irq_fd, &one, sizeof one) == sizeof one ? 0 : -1;
+}
 
 static ssize_t ocssd_bar0_access_python(vfu_ctx_t *, char *, size_t, long, bool);
 
@@ -131,7 +146,7 @@ ssize_t ocssd_bar0_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t offset
         int result = ((ocssd_doorbell_handler)bar0->handler)(table, (uint64_t)offset, value);
         if (result != OCSSD_DOORBELL_PYTHON) {
             /* ENOENT: the guest has not set up the vector yet (device.py's trigger). */
-            if (result >= 0 && vfu_irq_trigger(ctx, (uint32_t)result) < 0 && errno != ENOENT) {
+            if (result >= 0 && trigger(ctx, bar0, (uint32_t)result) < 0 && errno != ENOENT) {
                 table->irq_errors++;
                 table->irq_errno = errno;
             }

@@ -28,14 +28,25 @@ leaves every doorbell to Python.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ocssd_vfu.dma.native import ffi, lib
-from ocssd_vfu.nvme.kind import FastPath
+from ocssd_vfu.nvme.doorbells import ShadowDoorbells
+from ocssd_vfu.nvme.interrupts import Coalescing
+from ocssd_vfu.nvme.kind import FastPath, FastPathContext
+from ocssd_vfu.nvme.queues import SubmissionQueue
 
-if TYPE_CHECKING:
-    from ocssd_vfu.nvme.state import ControllerState
+
+class DoorbellOwner(FastPathContext, Protocol):
+    """What the table needs of its controller (ControllerState has it all)."""
+
+    sqs: dict[int, SubmissionQueue]
+    pending: set[int]
+    python_doorbell_writes: int
+    coalescing: Coalescing
+    shadow: ShadowDoorbells | None
+
+    def guest_error(self, category: str, message: str) -> None: ...
 
 SCRATCH_RANGES = 1024  # PRP ranges of one transfer (MDTS 512 KiB at 4 KiB: 129)
 
@@ -61,7 +72,7 @@ class NativeDoorbells:
         result: int = lib.ocssd_doorbell_write(self.table, offset, value)
         return result
 
-    def pause(self, ctrl: ControllerState) -> None:
+    def pause(self, ctrl: DoorbellOwner) -> None:
         """C off, its work folded into Python's state (module docstring)."""
         table = self.table
         table.enabled = 0
@@ -80,14 +91,14 @@ class NativeDoorbells:
                 sq.state.python = 0
                 ctrl.pending.add(qid)
 
-    def arm(self, ctrl: ControllerState, allowed: bool) -> None:
+    def arm(self, ctrl: DoorbellOwner, allowed: bool) -> None:
         """C on again, if `allowed` (the controller's conditions: module docstring) and
         it may serve any I/O SQ."""
         table = self.table
         table.enabled = 0
         if self.armed or not allowed:
             return
-        coalesced: Callable[[int, int], bool] = ctrl.coalescing.applies
+        coalesced = ctrl.coalescing.applies
         eligible = [(qid, sq) for qid, sq in ctrl.sqs.items()
                     if qid and len(sq.cq.sqs) == 1 and not sq.held and not sq.cq.reserved
                     and not coalesced(sq.cq.qid, sq.cq.vector)]

@@ -50,7 +50,7 @@ class VfuDevice:
         controller.interrupt = self.trigger  # the device is the controller's interrupt line
         self._handle = ffi.new_handle(self)
         self._private = ffi.new("struct ocssd_bar0 *")
-        self._private.python = self._handle
+        self._private.python, self._private.irq_fd = self._handle, -1
         native = controller.native
         if native is not None:  # addresses: the handler is in the DMA module
             self._private.handler, self._private.table = native.handler, native.address
@@ -115,6 +115,12 @@ class VfuDevice:
             # that does not read its interrupt fd; counted and logged rate-limited.
             self.controller.guest_error("irq_fd", f"interrupt vector {vector} not "
                                         f"delivered: {os.strerror(ffi.errno)}")
+
+    def interrupt_to(self, eventfd: int) -> None:
+        """For the benches with no client (vfu/host.py): every interrupt, C's and Python's,
+        goes to `eventfd` (as vfu_irq_trigger writes a client's) instead of libvfio-user."""
+        self._private.irq_fd = eventfd
+        self.controller.interrupt = lambda vector: os.eventfd_write(eventfd, 1)
 
     def destroy(self) -> None:
         self.controller.pause_native()  # nothing of C's left unfolded; the image let go
