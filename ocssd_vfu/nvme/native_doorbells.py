@@ -58,6 +58,7 @@ class NativeDoorbells:
         self.scratch = ffi.new("struct ocssd_dma_range[]", SCRATCH_RANGES)
         self.table.scratch, self.table.scratch_len = self.scratch, SCRATCH_RANGES
         self.armed = False  # exports held, counters to fold
+        self.listed: list[tuple[int, int]] = []  # (SQ, CQ) in the table
         # For the BAR0 callback (another cffi module): the handler and its table.
         self.handler = int(ffi.cast("uintptr_t", ffi.addressof(lib, "ocssd_doorbell_write")))
         self.address = int(ffi.cast("uintptr_t", self.table))
@@ -96,7 +97,12 @@ class NativeDoorbells:
         it may serve any I/O SQ."""
         table = self.table
         table.enabled = 0
-        if self.armed or not allowed:
+        if self.armed:
+            return
+        for sqid, cqid in self.listed:  # none left from before (the queues may be freed)
+            table.sqs[sqid] = table.cqs[cqid] = ffi.NULL
+        self.listed = []
+        if not allowed:
             return
         coalesced = ctrl.coalescing.applies
         eligible = [(qid, sq) for qid, sq in ctrl.sqs.items()
@@ -112,11 +118,10 @@ class NativeDoorbells:
             table.vector_io = io
         else:
             table.fast_io = io
-        for i in range(lib.OCSSD_DOORBELL_QUEUES):
-            table.sqs[i] = table.cqs[i] = ffi.NULL
         for qid, sq in eligible:
             table.sqs[qid], table.cqs[sq.cq.qid] = sq.state, sq.cq.state
             table.cq_of_sq[qid], table.sq_of_cq[sq.cq.qid] = sq.cq.qid, qid
+            self.listed.append((qid, sq.cq.qid))
         shadow = ctrl.shadow
         if shadow is None:
             table.shadow = table.eventidx = table.shadow_entries = 0
