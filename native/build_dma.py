@@ -93,6 +93,10 @@ struct ocssd_doorbell_table {
     uint16_t cq_of_sq[...]; uint16_t sq_of_cq[...];
     uint64_t doorbell_writes; uint64_t irq_errors; int irq_errno;
 };
+void ocssd_fast_io_load(struct ocssd_fast_io *io, const struct ocssd_queue *sq,
+                        const struct ocssd_queue *cq);
+void ocssd_fast_io_store(const struct ocssd_fast_io *io, struct ocssd_queue *sq,
+                         struct ocssd_queue *cq);
 int ocssd_doorbell_write(struct ocssd_doorbell_table *table, uint64_t offset, uint32_t value);
 """
 

@@ -14,11 +14,9 @@ static uint32_t *page(const struct ocssd_doorbell_table *t, uint64_t address)
     return (uint32_t *)((uint8_t *)r->host + (address - r->start));
 }
 
-/* The fast path on the queue pair, from the head: commands completed, or -1. */
-static long run(struct ocssd_doorbell_table *t, struct ocssd_queue *sq, struct ocssd_queue *cq)
+void ocssd_fast_io_load(struct ocssd_fast_io *io, const struct ocssd_queue *sq,
+                        const struct ocssd_queue *cq)
 {
-    struct ocssd_fast_io *io =
-        t->runner == OCSSD_RUNNER_VECTOR ? &t->vector_io->queue : t->fast_io;
     io->sq_base = sq->base;
     io->sq_size = sq->size;
     io->sqid = sq->qid;
@@ -29,16 +27,29 @@ static long run(struct ocssd_doorbell_table *t, struct ocssd_queue *sq, struct o
     io->cq_head = cq->head;
     io->cq_tail = cq->tail;
     io->cq_phase = cq->phase;
+}
+
+void ocssd_fast_io_store(const struct ocssd_fast_io *io, struct ocssd_queue *sq,
+                         struct ocssd_queue *cq)
+{
+    sq->head = io->sq_head;
+    cq->tail = io->cq_tail;
+    cq->phase = io->cq_phase;
+}
+
+/* The fast path on the queue pair, from the head: commands completed, or -1. */
+static long run(struct ocssd_doorbell_table *t, struct ocssd_queue *sq, struct ocssd_queue *cq)
+{
+    struct ocssd_fast_io *io =
+        t->runner == OCSSD_RUNNER_VECTOR ? &t->vector_io->queue : t->fast_io;
+    ocssd_fast_io_load(io, sq, cq);
     const struct ocssd_dma_map *map = t->map;
     long done = t->runner == OCSSD_RUNNER_VECTOR
         ? ocssd_vector_io_run(map->regions, map->count, t->vector_io, t->scratch, t->scratch_len)
         : ocssd_fast_io_run(map->regions, map->count, io, t->scratch, t->scratch_len);
     if (done < 0)
         return -1; /* a ring not mapped: nothing done */
-    /* Also after a fault (guard.h): what completed before it stands. */
-    sq->head = io->sq_head;
-    cq->tail = io->cq_tail;
-    cq->phase = io->cq_phase;
+    ocssd_fast_io_store(io, sq, cq); /* also after a fault (guard.h): what completed stands */
     return done;
 }
 

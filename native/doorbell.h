@@ -78,6 +78,13 @@ struct ocssd_doorbell_table {
     int irq_errno;               /* the last one's errno */
 };
 
+/* The queue pair into `io` before a run (counters untouched), and where the run left
+ * it back into the queues: the Python-driven runs use them too (nvme/native_run.py). */
+void ocssd_fast_io_load(struct ocssd_fast_io *io, const struct ocssd_queue *sq,
+                        const struct ocssd_queue *cq);
+void ocssd_fast_io_store(const struct ocssd_fast_io *io, struct ocssd_queue *sq,
+                         struct ocssd_queue *cq);
+
 /* OCSSD_DOORBELL_PYTHON, OCSSD_DOORBELL_QUIET, or the vector to interrupt. */
 int ocssd_doorbell_write(struct ocssd_doorbell_table *table, uint64_t offset, uint32_t value);
 

@@ -33,7 +33,12 @@ Rules here:
   device reset (guest reboot, FLR) writes nothing: the memory may be another's by then.
 
 The pages are here; admin.py has the 7Ch command and the queue creation rule,
-controller.py the reads, re-arming and reset.
+controller.py the reads, re-arming and reset. The C doorbell path
+(native/doorbell.c, native_doorbells.py) keeps the same rules for the queue pair
+it runs: it reads the SQ's shadow tail and its CQ's shadow head first, and once
+the SQ is empty arms the SQ's EventIdx at the tail and the CQ's at "never" (the
+CQ is that SQ's alone), then a barrier and the re-read of the shadow tail; an
+invalid shadow value, or an SQ it cannot empty, goes to Python's processing.
 """
 
 from __future__ import annotations

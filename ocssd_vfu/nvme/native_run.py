@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from ocssd_vfu.dma.native import ffi
+from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.kind import FastPathContext
 from ocssd_vfu.nvme.queues import SubmissionQueue
@@ -18,12 +18,8 @@ from ocssd_vfu.nvme.queues import SubmissionQueue
 
 def load_rings(io: Any, ctx: FastPathContext, sq: SubmissionQueue) -> None:
     """The queue pair and transfer limits as the C side reads them; counters zeroed."""
-    cq = sq.cq
     io.page_size, io.max_transfer = ctx.page_size, ctx.max_transfer
-    io.sq_base, io.sq_size, io.sqid, io.sq_head, io.sq_tail = \
-        sq.base, sq.size, sq.qid, sq.head, sq.tail
-    io.cq_base, io.cq_size, io.cq_head, io.cq_tail, io.cq_phase = \
-        cq.base, cq.size, cq.head, cq.tail, cq.phase
+    lib.ocssd_fast_io_load(io, sq.state, sq.cq.state)
     io.reads = io.writes = io.blocks_read = io.blocks_written = 0
 
 
@@ -34,8 +30,7 @@ def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int,
     write) as the Python path counts them."""
     if done <= 0:
         return 0
-    cq = sq.cq
-    sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
+    lib.ocssd_fast_io_store(io, sq.state, sq.cq.state)
     count_runs(io, ctx, opcodes)
     return done
 

@@ -10,7 +10,9 @@ ChunkTable.written does; the chunk of each run it read or wrote comes back in
 `touched` (the per-PU operation counts the control socket reports), and
 `ChunkTable.written_natively` brings the table's Python copy (and the readable
 limit, which only Python keeps) up to date. Writes stay in Python while a write
-failure is injected (--write-fail).
+failure is injected (--write-fail). `arm` and `disarm` serve the C doorbell path
+(nvme/native_doorbells.py): there `touched` collects the chunks of every run until
+Python folds them in.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class FastPath:
         v.ws_min, v.mw_cunits = g.ws_min, g.mw_cunits
         v.touched, v.touched_cap = self.touched, TOUCHED_CAPACITY
         self.v = v
+        self.io: Any = ffi.addressof(v, "queue")  # the queue part, as C's pointer
         self.exports = Exports(self)  # image areas, while the C doorbell path may run
 
     def _writes(self) -> int:
@@ -58,7 +61,7 @@ class FastPath:
     def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
         """Commands completed from the head of `sq` (0: the head is for Python)."""
         ns, v = self.namespace, self.v
-        io, memory = v.queue, ctrl.memory
+        io, memory = self.io, ctrl.memory
         load_rings(io, ctrl, sq)
         v.writes = self._writes()
         v.touched_len = 0
@@ -89,7 +92,7 @@ class FastPath:
         """The runner and io struct for the C doorbell path, with the image exported
         until `disarm`."""
         ns, v = self.namespace, self.v
-        arm_limits(v.queue, ctrl)
+        arm_limits(self.io, ctrl)
         v.writes = self._writes()
         v.touched_len = 0
         v.queue.data, v.oob, v.log = (self.exports.export(area)
@@ -100,7 +103,7 @@ class FastPath:
         """What the C doorbell path ran, counted (chunk table, per-PU and SMART counts);
         the image's exports released."""
         self._take_touched()
-        count_runs(self.v.queue, ctrl, OPCODES)
+        count_runs(self.io, ctrl, OPCODES)
         v = self.v
         v.queue.data = v.oob = v.log = ffi.NULL
         self.exports.release()

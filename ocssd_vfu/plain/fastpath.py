@@ -12,6 +12,8 @@ dma layer's module. Worth keeping: it completes successful commands only (every
 error status comes from the one Python path), and every command test runs on
 both paths (tests/unit/conftest.py's both_io_paths). `ControllerConfig.fast_path`
 (serve --no-fast-path) turns it off, for comparisons and for those tests.
+`arm` and `disarm` serve the C doorbell path (nvme/native_doorbells.py), which runs
+the same C function from the BAR0 callback.
 """
 
 from __future__ import annotations
