@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import errno
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from ocssd_vfu.app import ServeOptions
+from ocssd_vfu.control.commands import build_registry
+from ocssd_vfu.control.qmp import Request
+from ocssd_vfu.controlled import DeviceControl
+from ocssd_vfu.devices import PLAIN
 from ocssd_vfu.dma.native import ffi
 from ocssd_vfu.nvme import io
 from ocssd_vfu.nvme.controller import ControllerConfig
@@ -200,3 +207,20 @@ def test_the_c_doorbell_path_can_be_turned_off(config: ControllerConfig) -> None
     finally:
         FakeHost.fast_path = FakeHost.native_doorbells = True
     assert host.ctrl.native is None and host.ctrl.needs_processing()
+
+
+def test_a_control_command_sees_what_c_ran() -> None:
+    host = ready_host()
+    for _ in range(3):
+        host.submit(1, READ, nsid=1, prp1=DATA)
+        host.completions(1)
+    control = DeviceControl(PLAIN, ServeOptions(socket=Path("unused"), image=Path("unused")),
+                            host.ctrl, sync=lambda: None, stop=lambda: None)
+
+    async def query() -> dict[str, Any]:
+        reply, _ = await build_registry(control).execute(Request("query-stats", {}))
+        return reply
+    stats = trio.run(query)["return"]
+    assert (stats["smart"]["host_read_commands"], stats["read_bytes"],
+            stats["doorbell_writes"]) == (3, 12288, 10)
+    assert host.ctrl.native is not None and not host.ctrl.native.enabled
