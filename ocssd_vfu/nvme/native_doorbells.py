@@ -10,9 +10,10 @@ here, never re-checked per write:
   completions, a media failure), `pause()` comes first: C disabled (one store),
   what C counted folded into Python's counters (SMART, opcode_counts,
   doorbell_writes, an OCSSD namespace's chunk table and per-PU counts;
-  undelivered interrupts as `irq_fd` guest errors), the image exports released
-  (the image's mmap stays closable), and the SQs C left at a command it does not
-  serve put in `pending`. Every reader of those counters runs after a pause.
+  undelivered interrupts as `irq_fd` guest errors), and the SQs C left at a
+  command it does not serve put in `pending`. Every reader of those counters runs
+  after a pause. The image stays exported to C until `release` (teardown, a
+  media failure): only then is its mmap closable.
 - At the end of `process()`, `arm()` enables C again only if the kind's fast path
   may run (fast path present, no tracer, no media failure, no held completions,
   the controller ready and not failed, the namespace's own conditions: the kind's
@@ -58,7 +59,10 @@ class NativeDoorbells:
         self.scratch = ffi.new("struct ocssd_dma_range[]", SCRATCH_RANGES)
         self.table.scratch, self.table.scratch_len = self.scratch, SCRATCH_RANGES
         self.armed = False  # exports held, counters to fold
-        self.listed: list[tuple[int, int]] = []  # (SQ, CQ) in the table
+        # The SQs in the table (each with its CQ); holding them keeps their structs alive.
+        self.listed: list[tuple[int, SubmissionQueue]] = []
+        table = self.table
+        self.arrays = (table.sqs, table.cqs, table.cq_of_sq, table.sq_of_cq)
         # For the BAR0 callback (another cffi module): the handler and its table.
         self.handler = int(ffi.cast("uintptr_t", ffi.addressof(lib, "ocssd_doorbell_write")))
         self.address = int(ffi.cast("uintptr_t", self.table))
@@ -80,34 +84,37 @@ class NativeDoorbells:
         if not self.armed:
             return
         self.armed = False
+        if not table.doorbell_writes and not table.irq_errors:
+            return  # C took no write since `arm`: nothing ran, nothing to fold
         ctrl.python_doorbell_writes += table.doorbell_writes
         table.doorbell_writes = 0
         errors, table.irq_errors = table.irq_errors, 0
         for _ in range(errors):
             ctrl.guest_error("irq_fd", "interrupt not delivered: "
                              f"{os.strerror(table.irq_errno)}")
-        self.fast_path.disarm(ctrl)
+        self.fast_path.fold(ctrl)
         for qid, sq in ctrl.sqs.items():
             if sq.state.python:
                 sq.state.python = 0
                 ctrl.pending.add(qid)
+
+    def release(self, ctrl: DoorbellOwner) -> None:
+        """Paused, and the image's exports released (teardown, a media failure)."""
+        self.pause(ctrl)
+        self.fast_path.release()
 
     def arm(self, ctrl: DoorbellOwner, allowed: bool) -> None:
         """C on again, if `allowed` (the controller's conditions: module docstring) and
         it may serve any I/O SQ."""
         table = self.table
         table.enabled = 0
-        if self.armed:
+        if self.armed or not allowed:
             return
-        for sqid, cqid in self.listed:  # none left from before (the queues may be freed)
-            table.sqs[sqid] = table.cqs[cqid] = ffi.NULL
-        self.listed = []
-        if not allowed:
-            return
-        coalesced = ctrl.coalescing.applies
+        coalescing = ctrl.coalescing
         eligible = [(qid, sq) for qid, sq in ctrl.sqs.items()
-                    if qid and len(sq.cq.sqs) == 1 and not sq.held and not sq.cq.reserved
-                    and not coalesced(sq.cq.qid, sq.cq.vector)]
+                    if qid and len(sq.cq.sqs) == 1 and not sq.held
+                    and not sq.cq.state.reserved
+                    and not (coalescing.time and coalescing.applies(sq.cq.qid, sq.cq.vector))]
         if not eligible:
             return
         runner = self.fast_path.arm(ctrl)
@@ -118,10 +125,8 @@ class NativeDoorbells:
             table.vector_io = io
         else:
             table.fast_io = io
-        for qid, sq in eligible:
-            table.sqs[qid], table.cqs[sq.cq.qid] = sq.state, sq.cq.state
-            table.cq_of_sq[qid], table.sq_of_cq[sq.cq.qid] = sq.cq.qid, qid
-            self.listed.append((qid, sq.cq.qid))
+        if eligible != self.listed:  # the queues themselves (identity), kept alive here
+            self._list(eligible)
         shadow = ctrl.shadow
         if shadow is None:
             table.shadow = table.eventidx = table.shadow_entries = 0
@@ -131,3 +136,13 @@ class NativeDoorbells:
         table.map = ctrl.memory.dma_map
         self.armed = True
         table.enabled = 1
+
+    def _list(self, eligible: list[tuple[int, SubmissionQueue]]) -> None:
+        sqs, cqs, cq_of_sq, sq_of_cq = self.arrays
+        for qid, sq in self.listed:
+            sqs[qid] = cqs[sq.cq.qid] = ffi.NULL
+        for qid, sq in eligible:
+            cq = sq.cq
+            sqs[qid], cqs[cq.qid] = sq.state, cq.state
+            cq_of_sq[qid], sq_of_cq[cq.qid] = cq.qid, qid
+        self.listed = eligible

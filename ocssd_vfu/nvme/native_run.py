@@ -56,18 +56,20 @@ def count_runs(io: Any, ctx: FastPathContext, opcodes: tuple[int, int]) -> None:
 
 
 class Exports:
-    """Image buffers exported to C (cffi from_buffer) until `release`, for the C doorbell
-    path. If their owner is collected first, they are released then: a garbage cycle
-    must never free a buffer that still has an export (a crash in the collector)."""
+    """Image buffers exported to C (cffi from_buffer) for the C doorbell path, from the
+    first `of` until `release` (the image's mmap is closable only then). If their owner
+    is collected first, they are released then: a garbage cycle must never free a
+    buffer that still has an export (a crash in the collector)."""
 
     def __init__(self, owner: object) -> None:
         self.held: list[Any] = []
         weakref.finalize(owner, _release_all, self.held)
 
-    def export(self, buffer: Any) -> Any:
-        pointer = ffi.from_buffer("uint8_t[]", buffer, True)
-        self.held.append(pointer)
-        return pointer
+    def of(self, *buffers: Any) -> list[Any]:
+        """Pointers to `buffers` (always the same ones until `release`)."""
+        if not self.held:
+            self.held.extend(ffi.from_buffer("uint8_t[]", buffer, True) for buffer in buffers)
+        return self.held
 
     def release(self) -> None:
         _release_all(self.held)

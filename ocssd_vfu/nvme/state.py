@@ -201,10 +201,15 @@ class ControllerState:
         if self.native is not None:
             self.native.pause(self)
 
+    def release_native(self) -> None:
+        """pause_native, and the image's exports to C released: before the image closes."""
+        if self.native is not None:
+            self.native.release(self)
+
     def fail_media(self, reason: str) -> None:
         """The image went away under the server (media/watch.py): every later I/O command
         fails with a media error (with DNR); said once."""
-        self.pause_native()
+        self.release_native()
         if self.media_failure is None:
             log.error("%s", reason)
             self.media_failure = reason

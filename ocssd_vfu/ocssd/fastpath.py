@@ -10,7 +10,7 @@ ChunkTable.written does; the chunk of each run it read or wrote comes back in
 `touched` (the per-PU operation counts the control socket reports), and
 `ChunkTable.written_natively` brings the table's Python copy (and the readable
 limit, which only Python keeps) up to date. Writes stay in Python while a write
-failure is injected (--write-fail). `arm` and `disarm` serve the C doorbell path
+failure is injected (--write-fail). `arm`, `fold` and `release` serve the C doorbell path
 (nvme/native_doorbells.py): there `touched` collects the chunks of every run until
 Python folds them in.
 """
@@ -90,20 +90,22 @@ class FastPath:
 
     def arm(self, ctrl: FastPathContext) -> tuple[int, Any] | None:
         """The runner and io struct for the C doorbell path, with the image exported
-        until `disarm`."""
+        until `release`."""
         ns, v = self.namespace, self.v
         arm_limits(self.io, ctrl)
         v.writes = self._writes()
         v.touched_len = 0
-        v.queue.data, v.oob, v.log = (self.exports.export(area)
-                                      for area in (ns.data, ns.oob, ns.chunks.log))
+        v.queue.data, v.oob, v.log = self.exports.of(ns.data, ns.oob, ns.chunks.log)
         return (lib.OCSSD_RUNNER_VECTOR, v)
 
-    def disarm(self, ctrl: FastPathContext) -> None:
-        """What the C doorbell path ran, counted (chunk table, per-PU and SMART counts);
-        the image's exports released."""
+    def fold(self, ctrl: FastPathContext) -> None:
+        """What the C doorbell path ran since `arm`, counted (chunk table, per-PU and
+        SMART counts)."""
         self._take_touched()
         count_runs(self.io, ctrl, OPCODES)
+
+    def release(self) -> None:
+        """The image's exports released."""
         v = self.v
         v.queue.data = v.oob = v.log = ffi.NULL
         self.exports.release()

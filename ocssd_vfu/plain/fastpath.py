@@ -12,7 +12,7 @@ dma layer's module. Worth keeping: it completes successful commands only (every
 error status comes from the one Python path), and every command test runs on
 both paths (tests/unit/conftest.py's both_io_paths). `ControllerConfig.fast_path`
 (serve --no-fast-path) turns it off, for comparisons and for those tests.
-`arm` and `disarm` serve the C doorbell path (nvme/native_doorbells.py), which runs
+`arm`, `fold` and `release` serve the C doorbell path (nvme/native_doorbells.py), which runs
 the same C function from the BAR0 callback.
 """
 
@@ -62,17 +62,20 @@ class FastPath:
 
     def arm(self, ctrl: FastPathContext) -> tuple[int, Any] | None:
         """The runner and io struct for the C doorbell path, with the image exported
-        until `disarm`; None while the namespace has what only Python knows of."""
+        until `release`; None while the namespace has what only Python knows of."""
         if not self._servable(ctrl):
             return None
         ns, io = self.namespace, self.io
-        io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift
+        io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift  # a Format NVM may change them
         arm_limits(io, ctrl)
-        io.data = self.exports.export(ns.storage)
+        io.data, = self.exports.of(ns.storage)
         return (lib.OCSSD_RUNNER_PLAIN, io)
 
-    def disarm(self, ctrl: FastPathContext) -> None:
-        """What the C doorbell path ran, counted; the image's export released."""
+    def fold(self, ctrl: FastPathContext) -> None:
+        """What the C doorbell path ran since `arm`, counted."""
         count_runs(self.io, ctrl, (IoOpcode.READ, IoOpcode.WRITE))
+
+    def release(self) -> None:
+        """The image's export released."""
         self.io.data = ffi.NULL
         self.exports.release()

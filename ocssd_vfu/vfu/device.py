@@ -123,7 +123,7 @@ class VfuDevice:
         self.controller.interrupt = lambda vector: os.eventfd_write(eventfd, 1)
 
     def destroy(self) -> None:
-        self.controller.pause_native()  # nothing of C's left unfolded; the image let go
+        self.controller.release_native()  # nothing of C's left unfolded; the image let go
         if self.ctx is not None:
             lib.vfu_destroy_ctx(self.ctx)
             self.ctx = None

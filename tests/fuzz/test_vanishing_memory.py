@@ -123,7 +123,7 @@ def test_memory_and_image_vanishing_fail_commands_only(tmp_path: Path,
             else:
                 assert status == 0, hex(status)
     finally:
-        host.ctrl.pause_native()  # C lets go of the image before it closes
+        host.ctrl.release_native()  # C lets go of the image before it closes
         lib.ocssd_guard_unwatch(client.address)
         host.memory.remove(D)
         image.close()
