@@ -5,7 +5,8 @@ controller's state and return (the run loop calls `controller.process()` once
 per wake-up). BAR0 is a C callback (native/build_ffi.py): an I/O queue doorbell
 the controller's C doorbell path takes whole (nvme/native_doorbells.py) never
 enters Python, and its interrupt is raised there; everything else comes to the
-Python callback, and every Python callback pauses the C doorbell path first.
+Python callback, and every Python callback that changes state (a register write,
+DMA map or unmap, a reset) pauses the C doorbell path first.
 The device is reached through the context's private pointer (a struct
 ocssd_bar0 holding its handle).
 Workarounds for libvfio-user 0b28d205 (vfio-user.md §3): ERR and REQ IRQ
