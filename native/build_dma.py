@@ -88,7 +88,7 @@ struct ocssd_doorbell_table {
     struct ocssd_fast_io *fast_io; struct ocssd_vector_io *vector_io;
     const struct ocssd_dma_map *map;
     struct ocssd_dma_range *scratch; size_t scratch_len;
-    uint64_t shadow, eventidx; uint32_t shadow_entries;
+    uint64_t shadow, eventidx; uint32_t shadow_entries; int rearm;
     struct ocssd_queue *sqs[...]; struct ocssd_queue *cqs[...];
     uint16_t cq_of_sq[...]; uint16_t sq_of_cq[...];
     uint64_t doorbell_writes; uint64_t irq_errors; int irq_errno;
@@ -98,6 +98,8 @@ void ocssd_fast_io_load(struct ocssd_fast_io *io, const struct ocssd_queue *sq,
 void ocssd_fast_io_store(const struct ocssd_fast_io *io, struct ocssd_queue *sq,
                          struct ocssd_queue *cq);
 int ocssd_doorbell_write(struct ocssd_doorbell_table *table, uint64_t offset, uint32_t value);
+uint32_t ocssd_doorbell_finish(struct ocssd_doorbell_table *table, uint32_t *vectors,
+                               uint32_t max);
 """
 
 ffibuilder = FFI()

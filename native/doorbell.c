@@ -59,8 +59,8 @@ static void to_python(struct ocssd_doorbell_table *t, struct ocssd_queue *sq)
     t->enabled = 0;
 }
 
-/* Run the SQ until it is empty and its EventIdx armed, or it is Python's; the
- * commands completed. */
+/* Run the SQ until it is empty (and, with `eventidx`, its EventIdx armed and the
+ * re-arm race checked), or it is Python's; the commands completed. */
 static long drain(struct ocssd_doorbell_table *t, struct ocssd_queue *sq, struct ocssd_queue *cq,
                   uint32_t *shadow, uint32_t *eventidx)
 {
@@ -87,7 +87,7 @@ static long drain(struct ocssd_doorbell_table *t, struct ocssd_queue *sq, struct
             to_python(t, sq); /* a command C does not serve, or the CQ full */
             break;
         }
-        if (!shadow)
+        if (!eventidx)
             break;
         __atomic_store_n(&eventidx[sq_slot], sq->tail, __ATOMIC_RELAXED);
         __atomic_store_n(&eventidx[cq_slot], OCSSD_EVENTIDX_NEVER, __ATOMIC_RELAXED);
@@ -121,14 +121,13 @@ int ocssd_doorbell_write(struct ocssd_doorbell_table *t, uint64_t offset, uint32
     }
     if (sq == NULL || cq == NULL || value >= (is_cq ? cq->size : sq->size))
         return OCSSD_DOORBELL_PYTHON;
-    uint32_t *shadow = NULL, *eventidx = NULL;
+    uint32_t *shadow = NULL;
     if (t->shadow) {
         uint32_t top = sq->qid > cq->qid ? sq->qid : cq->qid;
         if (2 * top + 1 >= t->shadow_entries)
             return OCSSD_DOORBELL_PYTHON;
         shadow = page(t, t->shadow);
-        eventidx = page(t, t->eventidx);
-        if (shadow == NULL || eventidx == NULL)
+        if (shadow == NULL)
             return OCSSD_DOORBELL_PYTHON; /* Python falls back to MMIO doorbells */
     }
     t->doorbell_writes++;
@@ -139,8 +138,37 @@ int ocssd_doorbell_write(struct ocssd_doorbell_table *t, uint64_t offset, uint32
     } else {
         sq->tail = value;
     }
-    long posted = drain(t, sq, cq, shadow, eventidx);
+    if (shadow)
+        t->rearm = 1; /* EventIdx: ocssd_doorbell_finish, once the wake-up's messages are done */
+    long posted = drain(t, sq, cq, shadow, NULL);
     if (posted > 0 && cq->interrupts_enabled && cq->head != cq->tail)
         return (int)cq->vector;
     return OCSSD_DOORBELL_QUIET;
+}
+
+uint32_t ocssd_doorbell_finish(struct ocssd_doorbell_table *t, uint32_t *vectors, uint32_t max)
+{
+    if (!t->enabled || !t->rearm || !t->shadow)
+        return 0;
+    t->rearm = 0;
+    uint32_t *shadow = page(t, t->shadow), *eventidx = page(t, t->eventidx);
+    if (shadow == NULL || eventidx == NULL) {
+        t->enabled = 0; /* Python's processing falls back to MMIO doorbells */
+        return 0;
+    }
+    uint32_t count = 0;
+    for (uint32_t qid = 1; qid < OCSSD_DOORBELL_QUEUES && t->enabled; qid++) {
+        struct ocssd_queue *sq = t->sqs[qid];
+        if (sq == NULL)
+            continue;
+        struct ocssd_queue *cq = t->cqs[t->cq_of_sq[qid]];
+        if (2 * (sq->qid > cq->qid ? sq->qid : cq->qid) + 1 >= t->shadow_entries) {
+            to_python(t, sq);
+            break;
+        }
+        long posted = drain(t, sq, cq, shadow, eventidx);
+        if (posted > 0 && cq->interrupts_enabled && cq->head != cq->tail && count < max)
+            vectors[count++] = cq->vector;
+    }
+    return count;
 }

@@ -13,10 +13,15 @@
  * ocssd_doorbell_write() takes a doorbell write of an I/O queue in the table:
  * - an SQ tail: the fast path runs the SQ from its head (with shadow doorbells,
  *   after reading the SQ's shadow tail and its CQ's shadow head, as Python's
- *   processing does); when the SQ ends empty its EventIdx is armed at the tail
- *   (its CQ's at "never"), then, after a full barrier, the shadow tail is read
- *   again (the re-arm race, doorbells.py) and a moved one runs again;
+ *   processing does);
  * - a CQ head: the head moves, and an SQ that waited for room runs as above.
+ * With shadow doorbells the EventIdx is left as it is until the wake-up's
+ * messages are all handled: the host's next submissions meanwhile ring nothing,
+ * as they rang nothing while Python's processing waited for the end of the
+ * wake-up. Then ocssd_doorbell_finish() (the server loop, once per wake-up) runs
+ * what the shadow tails brought, arms each SQ's EventIdx at its tail (its CQ's at
+ * "never"), and after a full barrier reads the shadow tails again (the re-arm
+ * race, doorbells.py): a moved one runs again.
  * When the fast path leaves a command at the head (one it does not serve, a CQ
  * full, a fault), the SQ is marked `python`, the table disabled, and the write is
  * still handled: Python's processing takes the queue from there. Anything else
@@ -68,6 +73,7 @@ struct ocssd_doorbell_table {
     size_t scratch_len;
     uint64_t shadow, eventidx;   /* guest addresses of the pages; 0: no shadow doorbells */
     uint32_t shadow_entries;     /* dwords of each page in use */
+    int rearm;                   /* a write was taken: ocssd_doorbell_finish has work */
     /* The I/O queues C may serve: each SQ with its CQ, whose only SQ it is. */
     struct ocssd_queue *sqs[OCSSD_DOORBELL_QUEUES];
     struct ocssd_queue *cqs[OCSSD_DOORBELL_QUEUES];
@@ -87,6 +93,12 @@ void ocssd_fast_io_store(const struct ocssd_fast_io *io, struct ocssd_queue *sq,
 
 /* OCSSD_DOORBELL_PYTHON, OCSSD_DOORBELL_QUIET, or the vector to interrupt. */
 int ocssd_doorbell_write(struct ocssd_doorbell_table *table, uint64_t offset, uint32_t value);
+
+/* After a wake-up's messages, with shadow doorbells (see above): the vectors to
+ * interrupt are stored in `vectors` (at most `max`), their count returned. An SQ it
+ * cannot empty is left to Python as in ocssd_doorbell_write. */
+uint32_t ocssd_doorbell_finish(struct ocssd_doorbell_table *table, uint32_t *vectors,
+                               uint32_t max);
 
 typedef int (*ocssd_doorbell_handler)(struct ocssd_doorbell_table *, uint64_t, uint32_t);
 

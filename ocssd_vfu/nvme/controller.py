@@ -2,9 +2,9 @@
 
 Inputs: BAR0 register reads/writes (`mmio_read`, `mmio_write`), `process()`,
 which the shell calls once per wake-up after all doorbells of that wake-up
-arrived unless `needs_processing()` says C took them all (I/O doorbells the C
-side handled whole: native_doorbells.py, whose `write` is the other doorbell
-input, and whose rules say when the shell must call `pause_native()`),
+arrived (`after_wake_up()`, which skips it when C took them all: I/O doorbells
+the C side handled whole, native_doorbells.py, whose `write` is the other
+doorbell input, and whose rules say when the shell must call `pause_native()`),
 `expire_interrupts()` once `interrupt_deadline()` (a `clock()` time) has come,
 and `complete_due(now)` once `held.next_due()` (a `clock_ns()` time) has come:
 completions a timed kind held until a modelled time (kind.py).
@@ -212,6 +212,17 @@ class Controller(ControllerState):
         """Whether `process()` has work after a wake-up: not when C took every doorbell
         of it whole (no Python entry paused it, and it left no queue to Python)."""
         return self.native is None or not self.native.enabled
+
+    def after_wake_up(self) -> None:
+        """What the shell calls once a wake-up's messages are handled: `process()`, or,
+        when C took them all, C's own end of the wake-up (with shadow doorbells: the
+        commands the host submitted meanwhile, the EventIdx armed; native/doorbell.h)."""
+        native = self.native
+        if native is not None and native.enabled:
+            native.finish(self)
+            if native.enabled:
+                return
+        self.process()
 
     def _read_shadow_doorbells(self) -> None:
         assert self.shadow is not None

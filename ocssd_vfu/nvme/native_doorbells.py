@@ -29,6 +29,7 @@ leaves every doorbell to Python.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ocssd_vfu.dma.native import ffi, lib
@@ -44,12 +45,16 @@ class DoorbellOwner(FastPathContext, Protocol):
     sqs: dict[int, SubmissionQueue]
     pending: set[int]
     python_doorbell_writes: int
+
+    @property
+    def interrupt(self) -> Callable[[int], None]: ...
     coalescing: Coalescing
     shadow: ShadowDoorbells | None
 
     def guest_error(self, category: str, message: str) -> None: ...
 
 SCRATCH_RANGES = 1024  # PRP ranges of one transfer (MDTS 512 KiB at 4 KiB: 129)
+VECTORS = 65           # interrupts one `finish` may ask for: one per CQ at most
 
 
 class NativeDoorbells:
@@ -58,6 +63,7 @@ class NativeDoorbells:
         self.table: Any = ffi.new("struct ocssd_doorbell_table *")
         self.scratch = ffi.new("struct ocssd_dma_range[]", SCRATCH_RANGES)
         self.table.scratch, self.table.scratch_len = self.scratch, SCRATCH_RANGES
+        self.vectors = ffi.new("uint32_t[]", VECTORS)
         self.armed = False  # exports held, counters to fold
         # The SQs in the table (each with its CQ); holding them keeps their structs alive.
         self.listed: list[tuple[int, SubmissionQueue]] = []
@@ -76,6 +82,16 @@ class NativeDoorbells:
         lib.OCSSD_DOORBELL_QUIET, or the vector to interrupt."""
         result: int = lib.ocssd_doorbell_write(self.table, offset, value)
         return result
+
+    def finish(self, ctrl: DoorbellOwner) -> None:
+        """Once a wake-up's messages are handled and C took them all: with shadow
+        doorbells, what the host submitted meanwhile run and the EventIdx armed
+        (native/doorbell.h), the interrupts that asks for raised through `ctrl.interrupt`."""
+        if not self.table.rearm:
+            return
+        vectors = self.vectors
+        for i in range(lib.ocssd_doorbell_finish(self.table, vectors, VECTORS)):
+            ctrl.interrupt(vectors[i])
 
     def pause(self, ctrl: DoorbellOwner) -> None:
         """C off, its work folded into Python's state (module docstring)."""
@@ -107,7 +123,7 @@ class NativeDoorbells:
         """C on again, if `allowed` (the controller's conditions: module docstring) and
         it may serve any I/O SQ."""
         table = self.table
-        table.enabled = 0
+        table.enabled = table.rearm = 0  # process() armed every EventIdx itself
         if self.armed or not allowed:
             return
         coalescing = ctrl.coalescing

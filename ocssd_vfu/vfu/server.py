@@ -2,8 +2,8 @@
 
 One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
 returns 0), then one `controller.process()` that drains every rung SQ and
-raises one interrupt per CQ (skipped when the C doorbell path took every
-message of the wake-up whole: `needs_processing`; the image and memory checks
+raises one interrupt per CQ (`after_wake_up`: only C's end of the wake-up when
+the C doorbell path took every message of it whole; the image and memory checks
 and the syncs still run); or, with Interrupt Coalescing on, the controller's
 interrupt deadline passing (`expire_interrupts`); or a completion held until a
 modelled time (serve --timing) coming due: the CompletionScheduler's timerfd wakes
@@ -226,8 +226,7 @@ class Server:
                 # vfu_run_ctx resets the device and reports ENOTCONN.
                 self._hang_up()
                 hung_up = True
-            if self.controller.needs_processing():
-                self.controller.process()
+            self.controller.after_wake_up()
             self._start_syncs(nursery)
 
     def _start_syncs(self, nursery: trio.Nursery) -> None:

@@ -124,35 +124,69 @@ def test_a_command_that_waits_for_cq_room_runs_at_the_cq_doorbell_in_c(
     assert [(e[2], e[4]) for e in host.completions(1)] == [(0, 4)]
 
 
-def test_the_rearm_race_is_caught_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cid 1 reads LBA 0 into the shadow doorbell page: a shadow SQ tail of 2 lands while
-    # C runs, before it arms EventIdx, as a host CPU's write without MMIO would.
+def shadow_host() -> FakeHost:
     host = FakeHost()
     host.enable()
     assert host.command(0, DBBUF, prp1=SHADOW, prp2=EVENTIDX)[5] == 0
     host.create_io_queues()
-    host.storage[0:16] = struct.pack("<4I", 0, 0, 2, 0)
-    python_never_runs(monkeypatch, host)
-    queue(host, 1, READ, prp1=SHADOW)
-    queue(host, 2, READ, prp1=DATA, cdw10=1)
-    host.ram_write(SHADOW + 8, struct.pack("<I", 1))
-    host.doorbell(SQ1_TAIL, 1)
-    assert [e[4] for e in host.completions(1)] == [1, 2]
-    assert struct.unpack("<2I", host.ram_read(EVENTIDX + 8, 8)) == (2, 0xFFFFFFFF)
+    return host
+
+
+def eventidx(host: FakeHost) -> tuple[int, int]:
+    """SQ 1's and CQ 1's EventIdx."""
+    sq, cq = struct.unpack("<2I", host.ram_read(EVENTIDX + 8, 8))
+    return sq, cq
 
 
 def test_with_shadow_doorbells_c_takes_the_shadow_tail(monkeypatch: pytest.MonkeyPatch) -> None:
-    host = FakeHost()
-    host.enable()
-    assert host.command(0, DBBUF, prp1=SHADOW, prp2=EVENTIDX)[5] == 0
-    host.create_io_queues()
+    host = shadow_host()
     python_never_runs(monkeypatch, host)
     queue(host, 1, READ)
     queue(host, 2, READ)
     host.ram_write(SHADOW + 8, struct.pack("<I", 2))
     host.doorbell(SQ1_TAIL, 1)          # the MMIO value is older than the shadow's
     assert [e[4] for e in host.completions(1)] == [1, 2]
-    assert struct.unpack("<I", host.ram_read(EVENTIDX + 8, 4)) == (2,)
+    host.ctrl.after_wake_up()
+    assert eventidx(host) == (2, 0xFFFFFFFF)
+
+
+def test_submissions_during_the_wake_up_ring_nothing_and_run_at_its_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # As with Python's processing at the end of a wake-up: the EventIdx stays where it
+    # was until the wake-up's messages are done, so the host's next submissions meanwhile
+    # need no MMIO (Linux: nvme_dbbuf_need_event), and the end of the wake-up runs them.
+    host = shadow_host()
+    python_never_runs(monkeypatch, host)
+    queue(host, 1, READ)
+    host.ram_write(SHADOW + 8, struct.pack("<I", 1))
+    host.doorbell(SQ1_TAIL, 1)
+    assert eventidx(host) == (0, 0xFFFFFFFF)  # 0: where the last processing left it
+    queue(host, 2, READ)
+    queue(host, 3, READ)
+    host.ram_write(SHADOW + 8, struct.pack("<I", 3))  # 0 is not in [1, 3): no MMIO
+    host.interrupts.clear()
+    host.ctrl.after_wake_up()
+    assert host.interrupts == [1]
+    assert [e[4] for e in host.completions(1)] == [1, 2, 3]
+    assert eventidx(host) == (3, 0xFFFFFFFF)
+
+
+def test_the_rearm_race_is_caught_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cid 2 reads LBA 0 into the shadow doorbell page: a shadow SQ tail of 3 lands while
+    # C runs at the end of the wake-up, before it arms EventIdx, as a host CPU's write
+    # without MMIO would.
+    host = shadow_host()
+    host.storage[0:16] = struct.pack("<4I", 0, 0, 3, 0)
+    python_never_runs(monkeypatch, host)
+    queue(host, 1, READ)
+    host.ram_write(SHADOW + 8, struct.pack("<I", 1))
+    host.doorbell(SQ1_TAIL, 1)
+    queue(host, 2, READ, prp1=SHADOW)
+    queue(host, 3, READ, cdw10=1)
+    host.ram_write(SHADOW + 8, struct.pack("<I", 2))
+    host.ctrl.after_wake_up()
+    assert [e[4] for e in host.completions(1)] == [1, 2, 3]
+    assert eventidx(host) == (3, 0xFFFFFFFF)
 
 
 def test_coalescing_leaves_the_queue_to_python() -> None:
