@@ -34,11 +34,13 @@ Rules here:
 
 The pages are here; admin.py has the 7Ch command and the queue creation rule,
 controller.py the reads, re-arming and reset. The C doorbell path
-(native/doorbell.c, native_doorbells.py) keeps the same rules for the queue pair
-it runs: it reads the SQ's shadow tail and its CQ's shadow head first, and once
-the SQ is empty arms the SQ's EventIdx at the tail and the CQ's at "never" (the
-CQ is that SQ's alone), then a barrier and the re-read of the shadow tail; an
-invalid shadow value, or an SQ it cannot empty, goes to Python's processing.
+(native/doorbell.c, native_doorbells.py) keeps the same rules for the queue pairs
+it serves: a doorbell write runs the SQ after reading its shadow tail and its CQ's
+shadow head; at the end of the wake-up (Controller.after_wake_up, as Python's
+processing would come then) each SQ's shadow values are read again and run, its
+EventIdx armed at the tail and its CQ's at "never" (the CQ is that SQ's alone),
+then a barrier and the re-read of the shadow tail. An invalid shadow value, or an
+SQ it cannot empty, goes to Python's processing.
 """
 
 from __future__ import annotations

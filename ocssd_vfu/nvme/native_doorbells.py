@@ -19,6 +19,9 @@ here, never re-checked per write:
   the controller ready and not failed, the namespace's own conditions: the kind's
   FastPath.arm) and for each I/O SQ only if its CQ is its alone, has no reserved
   slots and no coalescing on its vector.
+- With shadow doorbells the EventIdx is armed at the end of the wake-up (`finish`,
+  from Controller.after_wake_up), not at each write: the host's submissions
+  meanwhile ring nothing, as while Python's processing waited for that moment.
 - Queue positions are shared (queues.py), the DMA table is read through
   GuestMemory.dma_map, and the shadow doorbell pages are resolved per write: a
   map change cannot leave C a stale pointer.
