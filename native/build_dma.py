@@ -3,7 +3,7 @@
 Run by setuptools at `pip install` (setup.py's cffi_modules). It compiles
 native/dma.c (PRP and SGL walks and the copy, the I/O data path) and
 native/fastpath.c (plain Read and Write, OCSSD 2.0 vector Read and Write, from SQE
-to CQE) and links nothing but
+to CQE), native/doorbell.c (I/O queue doorbells that run the fast path) and links nothing but
 libc: the NVMe controller and all its tests need a C compiler, not libvfio-user.
 """
 
@@ -73,16 +73,47 @@ struct ocssd_vector_io {
 long ocssd_vector_io_run(const struct ocssd_dma_region *regions, size_t nregions,
                          struct ocssd_vector_io *v, struct ocssd_dma_range *scratch,
                          size_t scratch_len);
+
+#define OCSSD_DOORBELL_QUEUES ...
+#define OCSSD_DOORBELL_PYTHON ...
+#define OCSSD_DOORBELL_QUIET ...
+#define OCSSD_RUNNER_PLAIN ...
+#define OCSSD_RUNNER_VECTOR ...
+struct ocssd_queue {
+    uint64_t base; uint32_t qid, size; uint32_t head, tail; uint32_t phase; uint32_t reserved;
+    uint32_t vector; uint32_t interrupts_enabled; uint32_t python;
+};
+struct ocssd_dma_map { const struct ocssd_dma_region *regions; size_t count; };
+struct ocssd_doorbell_table {
+    int enabled; int runner;
+    struct ocssd_fast_io *fast_io; struct ocssd_vector_io *vector_io;
+    const struct ocssd_dma_map *map;
+    struct ocssd_dma_range *scratch; size_t scratch_len;
+    uint64_t shadow, eventidx; uint32_t shadow_entries; int rearm;
+    struct ocssd_queue *sqs[...]; struct ocssd_queue *cqs[...];
+    uint16_t cq_of_sq[...]; uint16_t sq_of_cq[...];
+    uint64_t doorbell_writes; uint64_t irq_errors; int irq_errno;
+};
+void ocssd_fast_io_load(struct ocssd_fast_io *io, const struct ocssd_queue *sq,
+                        const struct ocssd_queue *cq);
+void ocssd_fast_io_store(const struct ocssd_fast_io *io, struct ocssd_queue *sq,
+                         struct ocssd_queue *cq);
+int ocssd_doorbell_write(struct ocssd_doorbell_table *table, uint64_t offset, uint32_t value);
+uint32_t ocssd_doorbell_finish(struct ocssd_doorbell_table *table, uint32_t *vectors,
+                               uint32_t max);
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.dma._native",
-    '#include <sys/mman.h>\n#include "dma.h"\n#include "fastpath.h"\n#include "guard.h"\n',
+    '#include <sys/mman.h>\n'
+    '#include "dma.h"\n#include "fastpath.h"\n#include "guard.h"\n#include "doorbell.h"\n',
     # setuptools wants source paths relative to the directory it runs in.
-    sources=[os.path.relpath(NATIVE / name) for name in ("dma.c", "fastpath.c", "guard.c")],
-    depends=[os.path.relpath(NATIVE / name) for name in ("dma.h", "fastpath.h", "guard.h")],
+    sources=[os.path.relpath(NATIVE / name)
+             for name in ("dma.c", "fastpath.c", "guard.c", "doorbell.c")],
+    depends=[os.path.relpath(NATIVE / name)
+             for name in ("dma.h", "fastpath.h", "guard.h", "doorbell.h")],
     include_dirs=[str(NATIVE)],
 )
 

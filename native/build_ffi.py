@@ -94,7 +94,9 @@ int vfu_device_quiesced(vfu_ctx_t *vfu_ctx, int quiesce_errno);
 void vfu_destroy_ctx(vfu_ctx_t *vfu_ctx);
 void *vfu_get_private(vfu_ctx_t *vfu_ctx);
 
-extern "Python" ssize_t ocssd_bar0_access(vfu_ctx_t *, char *, size_t, long, bool);
+struct ocssd_bar0 { void *python; uintptr_t handler; uintptr_t table; int irq_fd; };
+ssize_t ocssd_bar0_access(vfu_ctx_t *, char *, size_t, long, bool);
+extern "Python" ssize_t ocssd_bar0_access_python(vfu_ctx_t *, char *, size_t, long, bool);
 extern "Python" ssize_t ocssd_msix_bar_access(vfu_ctx_t *, char *, size_t, long, bool);
 extern "Python" void ocssd_dma_register(vfu_ctx_t *, vfu_dma_info_t *);
 extern "Python" void ocssd_dma_unregister(vfu_ctx_t *, vfu_dma_info_t *);
@@ -104,13 +106,64 @@ extern "Python" void ocssd_log(vfu_ctx_t *, int, const char *);
 static const char LIBVFIO_USER_DIR[];
 """
 
+# BAR0 in C: an I/O queue doorbell goes to the DMA module's ocssd_doorbell_write
+# (native/doorbell.h; the other cffi module, so reached through an address Python
+# sets), which may take it whole; this callback then raises the interrupt it asks
+# for. Everything else goes to the Python callback, as before. libvfio-user's
+# private pointer is the struct ocssd_bar0, which also holds Python's handle.
+BAR0_SOURCE = r"""
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include "doorbell.h"
+
+struct ocssd_bar0 {
+    void *python;      /* the VfuDevice's handle */
+    uintptr_t handler; /* ocssd_doorbell_write, or 0: every access is Python's */
+    uintptr_t table;   /* its struct ocssd_doorbell_table */
+    int irq_fd;        /* -1, or an eventfd for the benches with no client (vfu/host.py) */
+};
+
+static int trigger(vfu_ctx_t *ctx, const struct ocssd_bar0 *bar0, uint32_t vector)
+{
+    if (bar0->irq_fd < 0)
+        return vfu_irq_trigger(ctx, vector);
+    uint64_t one = 1; /* what vfu_irq_trigger writes to the client's eventfd */
+    return write(bar0->irq_fd, &one, sizeof one) == sizeof one ? 0 : -1;
+}
+
+static ssize_t ocssd_bar0_access_python(vfu_ctx_t *, char *, size_t, long, bool);
+
+ssize_t ocssd_bar0_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t offset,
+                          bool is_write)
+{
+    struct ocssd_bar0 *bar0 = vfu_get_private(ctx);
+    if (is_write && count == 4 && bar0->handler) {
+        struct ocssd_doorbell_table *table = (struct ocssd_doorbell_table *)bar0->table;
+        uint32_t value;
+        memcpy(&value, buf, sizeof value); /* little-endian hosts only (queues.py) */
+        int result = ((ocssd_doorbell_handler)bar0->handler)(table, (uint64_t)offset, value);
+        if (result != OCSSD_DOORBELL_PYTHON) {
+            /* ENOENT: the guest has not set up the vector yet (device.py's trigger). */
+            if (result >= 0 && trigger(ctx, bar0, (uint32_t)result) < 0 && errno != ENOENT) {
+                table->irq_errors++;
+                table->irq_errno = errno;
+            }
+            return (ssize_t)count;
+        }
+    }
+    return ocssd_bar0_access_python(ctx, buf, count, offset, is_write);
+}
+"""
+
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "ocssd_vfu.vfu._libvfio_user",
     '#include <sys/uio.h>\n#include <linux/pci_regs.h>\n#include "libvfio-user.h"\n'
-    f'static const char LIBVFIO_USER_DIR[] = "{LIB_DIR}";\n',
-    include_dirs=[str(LIB_DIR / "include")],
+    f'static const char LIBVFIO_USER_DIR[] = "{LIB_DIR}";\n' + BAR0_SOURCE,
+    include_dirs=[str(LIB_DIR / "include"), str(REPO / "native")],
     library_dirs=[str(LIB_DIR / "lib")],
     libraries=["vfio-user"],
     extra_link_args=[f"-Wl,-rpath,{LIB_DIR / 'lib'}"],

@@ -127,8 +127,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    f"command (default {DEFAULT_IDLE_US})")
     p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
                    help="plain Reads and Writes and OCSSD 2.0 vector Reads and Writes through "
-                   "the Python path too, not the C fast path (for comparisons; --trace does "
-                   "the same)")
+                   "the Python path too, not the C fast path, and every doorbell through "
+                   "Python, not the C doorbell path (for comparisons; --trace does the same)")
     ocssd = p.add_argument_group("OCSSD devices")
     ocssd.add_argument("--volatile", action="store_true",
                        help="keep every change in RAM; the image file is never written")

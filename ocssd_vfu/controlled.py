@@ -62,6 +62,9 @@ class DeviceControl:
         self.trace_file: TextIO | None = None
         self.events: DeviceEvents | None = None
 
+    def settle(self) -> None:
+        self.controller.pause_native()
+
     # -- events -----------------------------------------------------------------------------
     def watch(self, events: DeviceEvents) -> None:
         """Report the kinds' changes and the guest's errors as events."""

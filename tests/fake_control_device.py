@@ -46,6 +46,9 @@ class FakeDevice:
         self.quit_requested = trio.Event()
         self.events: DeviceEvents | None = None
 
+    def settle(self) -> None:
+        """Nothing of this device runs outside Python."""
+
     def query_device(self) -> dict[str, Any]:
         return {"kind": "ocssd", "spec": "2.0",
                 "geometry": {"num_grp": NUM_GRP, "num_pu": NUM_PU, "num_chk": NUM_CHK,

@@ -47,8 +47,9 @@ class Command:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, settle: Callable[[], None] = lambda: None) -> None:
         self.commands: dict[str, Command] = {}
+        self.settle = settle  # before every command (ControlledDevice.settle)
 
     def add(self, command: Command) -> None:
         self.commands[command.name] = command
@@ -61,6 +62,7 @@ class Registry:
                                  f"The command {request.name} has not been found"), None
         try:
             arguments = check_arguments(command.args, request.arguments)
+            self.settle()
             result = await command.handler(arguments)
         except ArgumentError as exc:
             return request.error(GENERIC_ERROR, str(exc)), None
@@ -79,7 +81,7 @@ def _sync(function: Callable[[dict[str, Any]], Any]) -> Handler:
 
 
 def build_registry(device: ControlledDevice) -> Registry:
-    registry = Registry()
+    registry = Registry(device.settle)
 
     def add(name: str, help: str, function: Callable[[dict[str, Any]], Any],
             args: tuple[Arg, ...] = (), after_reply: Callable[[], None] | None = None) -> None:

@@ -51,6 +51,11 @@ class ControlledDevice(Protocol):
 
     address_space: AddressSpace | None
 
+    def settle(self) -> None:
+        """Before every command: the device's state whole and current for Python (the
+        controller's C doorbell path paused, its counts folded in)."""
+        ...
+
     def query_device(self) -> dict[str, Any]:
         """kind, spec version, geometry, image, options and timings in force."""
         ...

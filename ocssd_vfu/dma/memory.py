@@ -11,7 +11,10 @@ a byte: a bad one fails the command with neither side touched), rebuilt whenever
 they change; each region's buffer stays
 exported (cffi from_buffer) while it is mapped, so its pointer stays valid.
 `generation` counts those changes: a view kept across commands (a queue's ring)
-is good while the generation it was taken at is current.
+is good while the generation it was taken at is current. `dma_map` (a
+`struct ocssd_dma_map`, native/doorbell.h) always points at the current table:
+the C doorbell path reads the table through it, so no map or unmap can leave C
+a stale pointer.
 
 Each GuestMemory also holds the arrays the transfers hand the shim (segments,
 scratch for the walk, the SGL range count), reused from command to command: one
@@ -21,6 +24,7 @@ controller's DMA runs on one thread.
 from __future__ import annotations
 
 import bisect
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +60,12 @@ class GuestMemory:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._regions: list[Region] = []
+        # Released when the memory goes too: a garbage cycle must never free a buffer
+        # that still has an export (a crash in the collector).
+        weakref.finalize(self, _release_regions, self._regions)
         self.dma_table: Any = ffi.new("struct ocssd_dma_region[]", 0)
+        self.dma_map: Any = ffi.new("struct ocssd_dma_map *")
+        self.dma_map.regions = self.dma_table
         self.generation = 0
         # The transfers' reusable arrays (grown when a transfer needs more).
         self.dma_segments: Any = ffi.new("struct ocssd_dma_segment[]", 4)
@@ -92,7 +101,8 @@ class GuestMemory:
             entry = table[i]
             entry.start, entry.length = region.start, region.length
             entry.host, entry.writable = region.host, region.writable
-        self.dma_table = table
+        self.dma_map.regions, self.dma_map.count = table, len(table)
+        self.dma_table = table  # the old one freed only now: dma_map no longer names it
         self.generation += 1
 
     def view(self, addr: int, length: int, write: bool = False) -> memoryview:
@@ -118,3 +128,9 @@ class GuestMemory:
         """A full memory barrier: orders our stores before our loads of memory
         the host's CPUs write at the same time (shadow doorbells)."""
         lib.ocssd_full_barrier()
+
+
+def _release_regions(regions: list[Region]) -> None:
+    for region in regions:
+        ffi.release(region.host)
+    regions.clear()

@@ -2,12 +2,16 @@
 
 Inputs: BAR0 register reads/writes (`mmio_read`, `mmio_write`), `process()`,
 which the shell calls once per wake-up after all doorbells of that wake-up
-arrived, `expire_interrupts()` once `interrupt_deadline()` (a `clock()`
-time) has come, and `complete_due(now)` once `held.next_due()` (a `clock_ns()`
-time) has come: completions a timed kind held until a modelled time (kind.py).
+arrived (`after_wake_up()`, which skips it when C took them all: I/O doorbells
+the C side handled whole, native_doorbells.py, whose `write` is the other
+doorbell input, and whose rules say when the shell must call `pause_native()`),
+`expire_interrupts()` once `interrupt_deadline()` (a `clock()` time) has come,
+and `complete_due(now)` once `held.next_due()` (a `clock_ns()` time) has come:
+completions a timed kind held until a modelled time (kind.py).
 Outputs: guest-memory accesses through GuestMemory (shadow doorbells included:
 doorbells.py), interrupts through the `interrupt(vector)` callable (one per CQ
-per batch, or as coalescing says: interrupts.py), and requests the shell must
+per batch, or as coalescing says: interrupts.py; C's doorbell path returns its
+vector to its caller instead), and requests the shell must
 carry out off its event loop (`take_sync_requests`).
 Keep this contract: it is what lets tests drive the controller with a bytearray
 as guest memory and a list as the interrupt line (tests/unit/fakehost.py), in
@@ -68,6 +72,7 @@ class Controller(ControllerState):
         return 0
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
+        self.pause_native()
         if offset >= Register.DOORBELLS:
             self._doorbell(offset, value)
         elif offset == Register.CC:
@@ -117,6 +122,7 @@ class Controller(ControllerState):
 
     def reset(self) -> None:
         """Controller reset (CC.EN 1->0, or the whole device reset by the host)."""
+        self.pause_native()
         self._forget_shadow_doorbells()
         self.coalescing = self._new_coalescing()
         self.sqs.clear()
@@ -160,7 +166,7 @@ class Controller(ControllerState):
             pass  # unmapped already: nothing left to clean
 
     def _doorbell(self, offset: int, value: int) -> None:
-        self.doorbell_writes += 1
+        self.python_doorbell_writes += 1
         index, rem = divmod(offset - Register.DOORBELLS, DOORBELL_STRIDE)
         qid, is_cq = divmod(index, 2)
         if rem or not self.enabled:
@@ -186,7 +192,9 @@ class Controller(ControllerState):
     # -- command processing ----------------------------------------------------------------
     def process(self) -> None:
         """Run every new command of every rung SQ (and, with shadow doorbells, of
-        every SQ whose shadow tail moved); one interrupt per CQ touched."""
+        every SQ whose shadow tail moved); one interrupt per CQ touched. Then the C
+        doorbell path on again where it may serve (native_doorbells.py)."""
+        self.pause_native()
         touched: set[CompletionQueue] = set()
         while True:
             if self.shadow is not None:
@@ -196,6 +204,26 @@ class Controller(ControllerState):
                 break
         for cq in touched:
             self._raise(cq)
+        if self.native is not None:
+            self.native.arm(self, self.fast_path is not None and self.tracer is None
+                            and self.media_failure is None and not self.held and self.enabled
+                            and not self.regs.csts & CSTS_CFS)
+
+    def needs_processing(self) -> bool:
+        """Whether `process()` has work after a wake-up: not when C took every doorbell
+        of it whole (no Python entry paused it, and it left no queue to Python)."""
+        return self.native is None or not self.native.enabled
+
+    def after_wake_up(self) -> None:
+        """What the shell calls once a wake-up's messages are handled: `process()`, or,
+        when C took them all, C's own end of the wake-up (with shadow doorbells: the
+        commands the host submitted meanwhile, the EventIdx armed; native/doorbell.h)."""
+        native = self.native
+        if native is not None and native.enabled:
+            native.finish(self)
+            if native.enabled:
+                return
+        self.process()
 
     def _read_shadow_doorbells(self) -> None:
         assert self.shadow is not None
@@ -338,12 +366,14 @@ class Controller(ControllerState):
 
     def complete_due(self, now_ns: int) -> None:
         """Post every held completion due by `now_ns`, then `finish_held_batch`."""
+        self.pause_native()
         if self.held.run_due(now_ns):
             self.finish_held_batch()
 
     def finish_held_batch(self) -> None:
         """After held completions were posted (the scheduler's after_batch): one interrupt
         per CQ touched, then the commands their freed slots let in."""
+        self.pause_native()
         touched, self.held_touched = self.held_touched, set()
         for cq in touched:
             self._raise(cq)
@@ -416,6 +446,7 @@ class Controller(ControllerState):
 
     def complete_deferred(self, request: SyncRequest, status: int) -> None:
         """The shell finished a SyncRequest: post its completion (or finish shutdown)."""
+        self.pause_native()
         if request.epoch != self.epoch:
             return  # a reset aborted the command while the sync ran
         if request.not_before_ns > self.clock_ns():  # the write buffers are still programming
@@ -435,6 +466,7 @@ class Controller(ControllerState):
         """A kind (or the control plane) reports an asynchronous event: the oldest
         outstanding AER completes with `dw0`, or the event waits for the next one (an
         event already waiting is not queued twice)."""
+        self.pause_native()
         if self.aer_cids and 0 in self.sqs:
             sq = self.sqs[0]
             self._complete(sq, self.aer_cids.pop(0), Status.SUCCESS, dw0)

@@ -35,7 +35,14 @@ Rules here:
   device reset (guest reboot, FLR) writes nothing: the memory may be another's by then.
 
 The pages are here; admin.py has the 7Ch command and the queue creation rule,
-controller.py the reads, re-arming and reset.
+controller.py the reads, re-arming and reset. The C doorbell path
+(native/doorbell.c, native_doorbells.py) keeps the same rules for the queue pairs
+it serves: a doorbell write runs the SQ after reading its shadow tail and its CQ's
+shadow head; at the end of the wake-up (Controller.after_wake_up, as Python's
+processing would come then) each SQ's shadow values are read again and run, its
+EventIdx armed at the tail and its CQ's at "never" (the CQ is that SQ's alone),
+then a barrier and the re-read of the shadow tail. An invalid shadow value, or an
+SQ it cannot empty, goes to Python's processing.
 """
 
 from __future__ import annotations

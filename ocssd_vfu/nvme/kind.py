@@ -161,6 +161,19 @@ class FastPath(Protocol):
 
     def run(self, ctx: FastPathContext, sq: SubmissionQueue) -> int: ...
 
+    def arm(self, ctx: FastPathContext) -> tuple[int, Any] | None:
+        """For the C doorbell path (nvme/native_doorbells.py): the runner
+        (OCSSD_RUNNER_*) and the io struct it runs on, limits set, counters zeroed,
+        the image exported until `release`; None while the namespace has something
+        only the Python path knows of."""
+
+    def fold(self, ctx: FastPathContext) -> None:
+        """What the C doorbell path ran since `arm`, counted as the Python path counts
+        it (SMART, opcode_counts, the kind's own tables)."""
+
+    def release(self) -> None:
+        """The image's exports released (its mmap closable again)."""
+
 
 @dataclass(frozen=True, eq=False)  # a kind is itself: identity, not field equality
 class NamespaceKind:

@@ -15,15 +15,22 @@ dword (DW3) last, so no moment shows the new tag over old or zeroed fields.
 (struct.pack_into zeroes its target before filling it in, which on every
 second pass of the ring showed the host an all-zero entry with the expected
 phase: "invalid id 0 completed", then a lost completion and a timeout.)
+
+Where a queue stands (head, tail, phase; base, size, and a CQ's vector, interrupt
+enable and reserved slots) lives in a small C struct the queue owns
+(native/doorbell.h's `struct ocssd_queue`), read and written through properties:
+the C doorbell path (native_doorbells.py) moves the same fields, so the Python
+and C paths never disagree on where a queue stands. A queue needs nothing else
+to exist (tests build them alone).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ocssd_vfu.dma.memory import GuestMemory
+from ocssd_vfu.dma.native import ffi
 from ocssd_vfu.spec.nvme import CQE_SIZE, SQE_FORMAT, SQE_SIZE
 
 # CQ rings are viewed as native unsigned ints, and NVMe structures are little-endian.
@@ -45,26 +52,59 @@ def store_cqe(ring: Dwords, index: int, dw0: int, dw1: int, dw2: int,
     ring[index + 3] = dw3
 
 
-@dataclass(eq=False)  # a queue is itself: identity, not field equality
-class CompletionQueue:
-    qid: int
-    base: int
-    size: int
-    vector: int
-    interrupts_enabled: bool
-    tail: int = 0
-    head: int = 0
-    phase: int = 1
-    # SQs posting here: the CQ may not be deleted while any is left.
-    sqs: list[SubmissionQueue] = field(default_factory=list)
-    ring: memoryview | None = field(default=None, repr=False)
-    generation: int = -1  # GuestMemory.generation when `ring` was taken
+def _field(name: str, doc: str) -> Any:
+    """A property over the queue's C struct field `name`."""
+    def get(queue: Any) -> int:
+        value: int = getattr(queue.state, name)
+        return value
+
+    def put(queue: Any, value: int) -> None:
+        setattr(queue.state, name, value)
+    return property(get, put, doc=doc)
+
+
+class _Queue:
+    """What both queues share: the C struct and the ring view."""
+
+    def __init__(self, qid: int, base: int, size: int) -> None:
+        self.state: Any = ffi.new("struct ocssd_queue *")
+        self.state.qid, self.state.base, self.state.size = qid, base, size
+        self.ring: memoryview | None = None
+        self.generation = -1  # GuestMemory.generation when `ring` was taken
+
+    qid = _field("qid", "the queue's identifier")
+    base = _field("base", "guest address of the ring")
+    size = _field("size", "entries")
+    head = _field("head", "next entry to consume")
+    tail = _field("tail", "next entry to fill")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(qid={self.qid}, base={self.base:#x}, size={self.size}, "
+                f"head={self.head}, tail={self.tail})")
+
+
+class CompletionQueue(_Queue):
+    def __init__(self, qid: int, base: int, size: int, vector: int,
+                 interrupts_enabled: bool) -> None:
+        super().__init__(qid, base, size)
+        self.state.phase, self.state.vector = 1, vector
+        self.state.interrupts_enabled = interrupts_enabled
+        # SQs posting here: the CQ may not be deleted while any is left.
+        self.sqs: list[SubmissionQueue] = []
+
+    phase = _field("phase", "the phase tag of the next entry")
+    vector = _field("vector", "its MSI-X vector")
     # Slots promised to completions held until a modelled time: counted as taken, so a
     # held completion always finds its slot when it is posted.
-    reserved: int = 0
+    reserved = _field("reserved", "slots promised to held completions")
+
+    @property
+    def interrupts_enabled(self) -> bool:
+        return bool(self.state.interrupts_enabled)
 
     def full(self) -> bool:
-        return (self.tail - self.head) % self.size + self.reserved >= self.size - 1
+        state = self.state
+        return (state.tail - state.head) % state.size + state.reserved >= state.size - 1
 
     def post(self, memory: GuestMemory, dw0: int, dw1: int, sqhd: int, sqid: int, cid: int,
              status: int) -> None:
@@ -73,25 +113,22 @@ class CompletionQueue:
             ring = self.ring = memory.view(self.base, self.size * CQE_SIZE,
                                            write=True).cast("I")
             self.generation = memory.generation
-        store_cqe(ring, self.tail * CQE_DWORDS, dw0, dw1, sqhd | sqid << 16,
-                  cid | ((status << 1) | self.phase) << 16)
-        self.tail += 1
-        if self.tail == self.size:
-            self.tail = 0
-            self.phase ^= 1
+        state = self.state
+        tail = state.tail
+        store_cqe(ring, tail * CQE_DWORDS, dw0, dw1, sqhd | sqid << 16,
+                  cid | ((status << 1) | state.phase) << 16)
+        tail += 1
+        if tail == state.size:
+            tail = 0
+            state.phase ^= 1
+        state.tail = tail
 
 
-@dataclass(eq=False)
-class SubmissionQueue:
-    qid: int
-    base: int
-    size: int
-    cq: CompletionQueue
-    head: int = 0
-    tail: int = 0
-    ring: memoryview | None = field(default=None, repr=False)
-    generation: int = -1  # GuestMemory.generation when `ring` was taken
-    held: int = 0  # of its commands, completions held (each one reserved in its CQ)
+class SubmissionQueue(_Queue):
+    def __init__(self, qid: int, base: int, size: int, cq: CompletionQueue) -> None:
+        super().__init__(qid, base, size)
+        self.cq = cq
+        self.held = 0  # of its commands, completions held (each one reserved in its CQ)
 
     @classmethod
     def bound_to(cls, cq: CompletionQueue, qid: int, base: int, size: int) -> SubmissionQueue:
@@ -103,7 +140,8 @@ class SubmissionQueue:
         self.cq.sqs.remove(self)
 
     def empty(self) -> bool:
-        return self.head == self.tail
+        state = self.state
+        return bool(state.head == state.tail)
 
     def fetch(self, memory: GuestMemory) -> tuple[int, ...]:
         """The SQE at head, decoded with the hot-path format; advances head."""
@@ -111,6 +149,8 @@ class SubmissionQueue:
         if self.generation != memory.generation or ring is None:
             ring = self.ring = memory.view(self.base, self.size * SQE_SIZE)
             self.generation = memory.generation
-        entry = SQE_FORMAT.unpack_from(ring, self.head * SQE_SIZE)
-        self.head = (self.head + 1) % self.size
+        state = self.state
+        head = state.head
+        entry = SQE_FORMAT.unpack_from(ring, head * SQE_SIZE)
+        state.head = (head + 1) % state.size
         return entry

@@ -22,6 +22,7 @@ from ocssd_vfu.nvme.feature_values import Features
 from ocssd_vfu.nvme.health import Health
 from ocssd_vfu.nvme.interrupts import Coalescing
 from ocssd_vfu.nvme.kind import AdminCommand, FastPath, LogPage, Namespace, NamespaceKind
+from ocssd_vfu.nvme.native_doorbells import NativeDoorbells
 from ocssd_vfu.nvme.polling import DEFAULT_IDLE_US, Backoff
 from ocssd_vfu.nvme.queues import CompletionQueue, SubmissionQueue
 from ocssd_vfu.spec.nvme import Csts, IoOpcode
@@ -52,6 +53,7 @@ class ControllerConfig:
     sgl: bool = True               # SGLs for I/O commands (Identify SGLS)
     shadow_doorbells: bool = True  # Doorbell Buffer Config (OACS bit 8)
     fast_path: bool = True         # plain Reads and Writes in C (fastpath.py)
+    native_doorbells: bool = True  # I/O doorbells that only bring such commands, in C too
     poll_idle_us: int = DEFAULT_IDLE_US  # polling mode's back-off (polling.py)
 
 
@@ -99,10 +101,10 @@ class ControllerState:
         # Commands run by the Python path, by (admin?, opcode): the control socket's
         # statistics (the fast path's reads and writes are in the SMART counters).
         self.opcode_counts: Counter[tuple[bool, int]] = Counter()
-        self.tracer: Tracer | None = None
+        self._tracer: Tracer | None = None
         self.shadow: ShadowDoorbells | None = None
         self.coalescing = self._new_coalescing()
-        self.doorbell_writes = 0  # MMIO doorbell writes (each one a message under vfio-user)
+        self.python_doorbell_writes = 0  # MMIO doorbell writes Python took (doorbell_writes)
         # Polling mode (serve --poll; polling.py): the shell polls, EventIdx does not ring.
         self.polling = False
         self.backoff = Backoff(self.config.poll_idle_us * 1000)
@@ -130,6 +132,9 @@ class ControllerState:
         self.trace_times: tuple[int, int, int] = (0, 0, 0)  # (arrival, modelled, completed)
         self.held_touched: set[CompletionQueue] = set()  # CQs posted to by held completions
         self.fast_path = self._fast_path()
+        # I/O doorbells handled in C (native_doorbells.py); paused whenever Python runs.
+        self.native = NativeDoorbells(self.fast_path) \
+            if self.fast_path is not None and self.config.native_doorbells else None
         self.media_failure: str | None = None  # why the image cannot take I/O any more
         self.internal_errors = 0  # commands a handler failed by raising (_execute_guarded)
         self.io_queues_created = False  # since the last reset: Number of Queues is fixed
@@ -175,12 +180,41 @@ class ControllerState:
     def fatal(self, category: str, message: str) -> None:
         """Guest misbehaviour the controller cannot go on after: Controller Fatal Status
         until the host resets it."""
+        self.pause_native()
         self.guest_error(category, message)
         self.regs.csts |= Csts.mask("cfs")
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """Told of every command (a trace): while one is set, every command runs in Python."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self.pause_native()  # C traces nothing: it stays off until process() sees this
+        self._tracer = tracer
+
+    @property
+    def doorbell_writes(self) -> int:
+        """MMIO doorbell writes (each one a message under vfio-user), C's included."""
+        native = self.native
+        return self.python_doorbell_writes + (native.table.doorbell_writes if native else 0)
+
+    def pause_native(self) -> None:
+        """Before Python does anything to the controller: the C doorbell path off and
+        what it did folded in (native_doorbells.py); process() turns it on again."""
+        if self.native is not None:
+            self.native.pause(self)
+
+    def release_native(self) -> None:
+        """pause_native, and the image's exports to C released: before the image closes."""
+        if self.native is not None:
+            self.native.release(self)
 
     def fail_media(self, reason: str) -> None:
         """The image went away under the server (media/watch.py): every later I/O command
         fails with a media error (with DNR); said once."""
+        self.release_native()
         if self.media_failure is None:
             log.error("%s", reason)
             self.media_failure = reason

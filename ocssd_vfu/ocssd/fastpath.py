@@ -10,7 +10,9 @@ ChunkTable.written does; the chunk of each run it read or wrote comes back in
 `touched` (the per-PU operation counts the control socket reports), and
 `ChunkTable.written_natively` brings the table's Python copy (and the readable
 limit, which only Python keeps) up to date. Writes stay in Python while a write
-failure is injected (--write-fail).
+failure is injected (--write-fail). `arm`, `fold` and `release` serve the C doorbell path
+(nvme/native_doorbells.py): there `touched` collects the chunks of every run until
+Python folds them in.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from typing import Any
 
 from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.nvme.kind import FastPathContext
-from ocssd_vfu.nvme.native_run import load_rings, take_run
+from ocssd_vfu.nvme.native_run import Exports, arm_limits, count_runs, load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.spec.nvme import IoOpcode
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 
 _BYTES = ffi.typeof("uint8_t[]")
-TOUCHED_CAPACITY = 4 * MAX_VECTOR_LBAS  # chunks one call may write (it stops before more)
+# Chunks read or written before Python takes the list (a run stops before more): one
+# call, or the C doorbell path's runs until Python folds them.
+TOUCHED_CAPACITY = 64 * MAX_VECTOR_LBAS
+OPCODES = (IoOpcode.VECTOR_CHUNK_READ, IoOpcode.VECTOR_CHUNK_WRITE)
 
 
 class FastPath:
@@ -43,15 +48,22 @@ class FastPath:
         v.ws_min, v.mw_cunits = g.ws_min, g.mw_cunits
         v.touched, v.touched_cap = self.touched, TOUCHED_CAPACITY
         self.v = v
+        self.io: Any = ffi.addressof(v, "queue")  # the queue part, as C's pointer
+        self.exports = Exports(self)  # image areas, while the C doorbell path may run
+
+    def _writes(self) -> int:
+        """What C may write (fastpath.h's `writes`). Opening a chunk reserves its space
+        in the image (a full disk is a status): the Python path's work, so with a
+        reserver C writes only to OPEN chunks."""
+        ns = self.namespace
+        return 0 if ns.faults.has("write") else 1 if ns.reserve is not None else 2
 
     def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
         """Commands completed from the head of `sq` (0: the head is for Python)."""
         ns, v = self.namespace, self.v
-        io, memory = v.queue, ctrl.memory
+        io, memory = self.io, ctrl.memory
         load_rings(io, ctrl, sq)
-        # Opening a chunk reserves its space in the image (a full disk is a status): the
-        # Python path's work, so with a reserver C writes only to OPEN chunks.
-        v.writes = 0 if ns.faults.has("write") else 1 if ns.reserve is not None else 2
+        v.writes = self._writes()
         v.touched_len = 0
         # Exported for the call only: the image's mmap must stay closable.
         data = ffi.from_buffer(_BYTES, ns.data, True)
@@ -65,9 +77,35 @@ class FastPath:
             ffi.release(data)
             ffi.release(oob)
             ffi.release(log)
+        self._take_touched()
+        return take_run(io, ctrl, sq, done, OPCODES)
+
+    def _take_touched(self) -> None:
+        ns, v = self.namespace, self.v
         num_chk = ns.geometry.num_chk
         for chunk in self.touched[0:v.touched_len]:  # a read leaves its chunk as it was
             ns.chunks.written_natively(chunk)
             ns.pu_operations[chunk // num_chk] += 1
-        return take_run(io, ctrl, sq, done,
-                        (IoOpcode.VECTOR_CHUNK_READ, IoOpcode.VECTOR_CHUNK_WRITE))
+        v.touched_len = 0
+
+    def arm(self, ctrl: FastPathContext) -> tuple[int, Any] | None:
+        """The runner and io struct for the C doorbell path, with the image exported
+        until `release`."""
+        ns, v = self.namespace, self.v
+        arm_limits(self.io, ctrl)
+        v.writes = self._writes()
+        v.touched_len = 0
+        v.queue.data, v.oob, v.log = self.exports.of(ns.data, ns.oob, ns.chunks.log)
+        return (lib.OCSSD_RUNNER_VECTOR, v)
+
+    def fold(self, ctrl: FastPathContext) -> None:
+        """What the C doorbell path ran since `arm`, counted (chunk table, per-PU and
+        SMART counts)."""
+        self._take_touched()
+        count_runs(self.io, ctrl, OPCODES)
+
+    def release(self) -> None:
+        """The image's exports released."""
+        v = self.v
+        v.queue.data = v.oob = v.log = ffi.NULL
+        self.exports.release()

@@ -12,6 +12,8 @@ dma layer's module. Worth keeping: it completes successful commands only (every
 error status comes from the one Python path), and every command test runs on
 both paths (tests/unit/conftest.py's both_io_paths). `ControllerConfig.fast_path`
 (serve --no-fast-path) turns it off, for comparisons and for those tests.
+`arm`, `fold` and `release` serve the C doorbell path (nvme/native_doorbells.py), which runs
+the same C function from the BAR0 callback.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from ocssd_vfu.dma.native import ffi, lib
 from ocssd_vfu.nvme.kind import FastPathContext
-from ocssd_vfu.nvme.native_run import load_rings, take_run
+from ocssd_vfu.nvme.native_run import Exports, arm_limits, count_runs, load_rings, take_run
 from ocssd_vfu.nvme.queues import SubmissionQueue
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.nvme import IoOpcode
@@ -33,11 +35,16 @@ class FastPath:
         self.namespace = namespace
         self.io: Any = ffi.new("struct ocssd_fast_io *")
         self.io.nsid = namespace.nsid
+        self.exports = Exports(self)  # the image, while the C doorbell path may run
+
+    def _servable(self, ctrl: FastPathContext) -> bool:
+        ns = self.namespace
+        return not (ns.md_size or ns.uncorrectable or ctrl.features.dulbe)
 
     def run(self, ctrl: FastPathContext, sq: SubmissionQueue) -> int:
         """Commands completed from the head of `sq` (0: the head is for Python)."""
         ns = self.namespace
-        if ns.md_size or ns.uncorrectable or ctrl.features.dulbe:
+        if not self._servable(ctrl):
             return 0
         io, memory = self.io, ctrl.memory
         io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift
@@ -52,3 +59,23 @@ class FastPath:
             ffi.release(data)
         return take_run(io, ctrl, sq, done, (IoOpcode.READ, IoOpcode.WRITE))
 
+
+    def arm(self, ctrl: FastPathContext) -> tuple[int, Any] | None:
+        """The runner and io struct for the C doorbell path, with the image exported
+        until `release`; None while the namespace has what only Python knows of."""
+        if not self._servable(ctrl):
+            return None
+        ns, io = self.namespace, self.io
+        io.nlbas, io.lba_shift = ns.nlbas, ns.lba_shift  # a Format NVM may change them
+        arm_limits(io, ctrl)
+        io.data, = self.exports.of(ns.storage)
+        return (lib.OCSSD_RUNNER_PLAIN, io)
+
+    def fold(self, ctrl: FastPathContext) -> None:
+        """What the C doorbell path ran since `arm`, counted."""
+        count_runs(self.io, ctrl, (IoOpcode.READ, IoOpcode.WRITE))
+
+    def release(self) -> None:
+        """The image's export released."""
+        self.io.data = ffi.NULL
+        self.exports.release()

@@ -2,7 +2,13 @@
 
 Callbacks run inside vfu_run_ctx on the trio thread; they only update the
 controller's state and return (the run loop calls `controller.process()` once
-per wake-up). The device is reached through the context's private pointer.
+per wake-up). BAR0 is a C callback (native/build_ffi.py): an I/O queue doorbell
+the controller's C doorbell path takes whole (nvme/native_doorbells.py) never
+enters Python, and its interrupt is raised there; everything else comes to the
+Python callback, and every Python callback that changes state (a register write,
+DMA map or unmap, a reset) pauses the C doorbell path first.
+The device is reached through the context's private pointer (a struct
+ocssd_bar0 holding its handle).
 Workarounds for libvfio-user 0b28d205 (vfio-user.md §3): ERR and REQ IRQ
 counts 0, no sparse mmap areas, guest RAM must be fd-backed (regions without a
 vaddr are not added, so commands that point there fail with Data Transfer Error).
@@ -44,9 +50,14 @@ class VfuDevice:
         self.memory: GuestMemory = controller.memory
         controller.interrupt = self.trigger  # the device is the controller's interrupt line
         self._handle = ffi.new_handle(self)
+        self._private = ffi.new("struct ocssd_bar0 *")
+        self._private.python, self._private.irq_fd = self._handle, -1
+        native = controller.native
+        if native is not None:  # addresses: the handler is in the DMA module
+            self._private.handler, self._private.table = native.handler, native.address
         umask = os.umask(0o177)  # the socket is born 0600: no moment when others may connect
         try:
-            self.ctx = create_socket_context(socket_path, self._handle)
+            self.ctx = create_socket_context(socket_path, self._private)
         finally:
             os.umask(umask)
         try:
@@ -106,7 +117,14 @@ class VfuDevice:
             self.controller.guest_error("irq_fd", f"interrupt vector {vector} not "
                                         f"delivered: {os.strerror(ffi.errno)}")
 
+    def interrupt_to(self, eventfd: int) -> None:
+        """For the benches with no client (vfu/host.py): every interrupt, C's and Python's,
+        goes to `eventfd` (as vfu_irq_trigger writes a client's) instead of libvfio-user."""
+        self._private.irq_fd = eventfd
+        self.controller.interrupt = lambda vector: os.eventfd_write(eventfd, 1)
+
     def destroy(self) -> None:
+        self.controller.release_native()  # nothing of C's left unfolded; the image let go
         if self.ctx is not None:
             lib.vfu_destroy_ctx(self.ctx)
             self.ctx = None
@@ -124,6 +142,7 @@ class VfuDevice:
         return count
 
     def dma_register(self, info: Any) -> None:
+        self.controller.pause_native()
         start, length = int(ffi.cast("uintptr_t", info.iova.iov_base)), info.iova.iov_len
         if info.vaddr == ffi.NULL:
             # QEMU always maps a few small ROM areas without an fd; guest RAM without one
@@ -144,6 +163,7 @@ class VfuDevice:
             log.warning("DMA region %#x+%#x: too many regions to guard", start, length)
 
     def dma_unregister(self, info: Any) -> None:
+        self.controller.pause_native()
         start = int(ffi.cast("uintptr_t", info.iova.iov_base))
         with contextlib.suppress(KeyError):  # a region we never added (no vaddr)
             self.memory.remove(start)
@@ -153,6 +173,7 @@ class VfuDevice:
         # Every kind (DEVICE_RESET, lost connection, FLR) is a full reset; on a lost
         # connection libvfio-user has already unregistered the DMA regions, and the next
         # client gets the power-on config space.
+        self.controller.pause_native()
         self.controller.device_reset()
         if kind == lib.VFU_RESET_LOST_CONN:
             self._config_space[:] = self._power_on_config
@@ -165,7 +186,8 @@ def _dma_pointer(vaddr: Any) -> Any:
 
 
 def _device(ctx: Any) -> VfuDevice:
-    device: VfuDevice = ffi.from_handle(lib.vfu_get_private(ctx))
+    device: VfuDevice = ffi.from_handle(
+        ffi.cast("struct ocssd_bar0 *", lib.vfu_get_private(ctx)).python)
     return device
 
 
@@ -175,7 +197,7 @@ def _errno_on_exception(exception: type, value: BaseException, traceback: Any) -
 
 
 @ffi.def_extern(error=-1, onerror=_errno_on_exception)
-def ocssd_bar0_access(ctx: Any, buf: Any, count: int, offset: int, is_write: bool) -> int:
+def ocssd_bar0_access_python(ctx: Any, buf: Any, count: int, offset: int, is_write: bool) -> int:
     return _device(ctx).bar0_access(buf, count, offset, is_write)
 
 

@@ -2,7 +2,9 @@
 
 One wake-up = every pending vfio-user message handled (vfu_run_ctx until it
 returns 0), then one `controller.process()` that drains every rung SQ and
-raises one interrupt per CQ; or, with Interrupt Coalescing on, the controller's
+raises one interrupt per CQ (`after_wake_up`: only C's end of the wake-up when
+the C doorbell path took every message of it whole; the image and memory checks
+and the syncs still run); or, with Interrupt Coalescing on, the controller's
 interrupt deadline passing (`expire_interrupts`); or a completion held until a
 modelled time (serve --timing) coming due: the CompletionScheduler's timerfd wakes
 its task, which posts them (`controller.held`) without any busy-wait; or, for a
@@ -178,6 +180,7 @@ class Server:
 
     def _log_totals(self) -> None:
         controller = self.controller
+        controller.pause_native()  # C's counts folded in
         log.info("doorbell writes so far: %d", controller.doorbell_writes)
         if controller.guest_errors:
             log.info("guest errors so far: %s", ", ".join(
@@ -232,7 +235,7 @@ class Server:
                     self.controller.start_polling()
                 polling = self.controller.poll()
             else:
-                self.controller.process()
+                self.controller.after_wake_up()
             self._start_syncs(nursery)
 
     def _handle_messages(self) -> int | None:

@@ -123,6 +123,7 @@ def run_vanishing(rng: random.Random, workdir: Path) -> int:
                 assert status == 0, hex(status)
         return commands
     finally:
+        host.ctrl.release_native()  # C lets go of the image before it closes
         lib.ocssd_guard_unwatch(client.address)
         host.memory.remove(D)
         image.close()

@@ -76,6 +76,7 @@ def test_deallocate_where_holes_cannot_be_punched_writes_zeroes(ramfs: Path) -> 
         assert bytes(image.view[6 * 4096:6 * 4096 + 4]) == b"\x77" * 4
         assert host.ctrl.internal_errors == 0
     finally:
+        host.ctrl.release_native()  # C lets go of the image before it closes
         image.close()
 
 

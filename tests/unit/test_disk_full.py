@@ -69,6 +69,7 @@ def test_plain_writes_past_the_free_space_fail_with_capacity_exceeded(
         assert host.command(1, 0x02, nsid=1, prp1=DATA, cdw10=32, cdw12=0)[5] == 0
         assert host.ram_read(DATA, 4096) == bytes([33]) * 4096
     finally:
+        host.ctrl.release_native()  # C lets go of the image before it closes
         image.close()
 
 
@@ -130,4 +131,5 @@ def test_ocssd12_page_programs_past_the_free_space_fail_before_landing(
         assert ns.blocks.pages[0] == ok                     # the failed programs left no page
         assert bytes(ns.data[:8]) == b"\x01" * 8
     finally:
+        host.ctrl.release_native()  # C lets go of the image before it closes
         image.close()

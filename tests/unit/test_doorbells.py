@@ -41,7 +41,7 @@ class LinuxHost:
         self.fake.ram_write(SHADOW + offset, struct.pack("<I", new))
         event = self.u32(EVENTIDX + offset) & 0xFFFF
         if (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF:
-            self.ctrl.mmio_write(Register.DOORBELLS + offset, 4, new)
+            self.fake.doorbell(Register.DOORBELLS + offset, new)
 
     def submit(self, opc: int, count: int = 1, first_cid: int = 1) -> None:
         """`count` reads or writes of LBA 0 into DATA, one doorbell update."""

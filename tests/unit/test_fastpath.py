@@ -19,12 +19,14 @@ DATA_PAGES = 256
 LIST_PAGE = DATA + 200 * PAGE  # a PRP list naming data pages 10, 11, 12, ...
 
 
-def hosts_with(fast: bool, seed: int) -> FakeHost:
-    FakeHost.fast_path = fast
+def hosts_with(fast: bool, seed: int, doorbells: bool = False) -> FakeHost:
+    """A host on the Python path, the fast path run from process(), or (`doorbells`) the
+    fast path run by the C doorbell path as each doorbell comes."""
+    FakeHost.fast_path, FakeHost.native_doorbells = fast, doorbells
     try:
         host = FakeHost(queue_size=8)
     finally:
-        FakeHost.fast_path = True
+        FakeHost.fast_path = FakeHost.native_doorbells = True
     host.enable()
     host.create_io_queues()
     rng = random.Random(seed)
@@ -49,16 +51,23 @@ commands = st.lists(st.fixed_dictionaries({
 @settings(max_examples=200, deadline=None)
 @given(batch=commands, seed=st.integers(0, 2**16))
 def test_both_paths_complete_every_command_alike(batch: list[dict[str, int]], seed: int) -> None:
-    results = []
-    for fast in (True, False):
-        host = hosts_with(fast, seed)
+    results, interrupts = [], []
+    for fast, doorbells in ((True, False), (False, False), (True, True)):
+        host = hosts_with(fast, seed, doorbells)
         for cid, c in enumerate(batch):
             host.submit(1, c["opc"], cid=cid, nsid=c["nsid"], prp1=c["prp1"], prp2=c["prp2"],
                         cdw10=c["slba"], cdw12=c["nlb"] | c["fua"], flags=c["flags"])
         host.ctrl.process()
+        ctrl = host.ctrl
         results.append((host.completions(1), bytes(host.storage), bytes(host.ram),
-                        host.interrupts, host.ctrl.sqs[1].head, host.ctrl.cqs[1].tail))
-    assert results[0] == results[1]
+                        ctrl.sqs[1].head, ctrl.cqs[1].tail, ctrl.doorbell_writes,
+                        list(ctrl.health.commands), list(ctrl.health.transferred),
+                        {key: n for key, n in ctrl.opcode_counts.items() if n}))
+        # The C doorbell path interrupts per doorbell it takes, Python once per batch.
+        interrupts.append(host.interrupts if not doorbells else sorted(set(host.interrupts)))
+    assert results[0] == results[1] == results[2]
+    assert interrupts[0] == interrupts[1]
+    assert interrupts[2] == sorted(set(interrupts[1]))
 
 
 def test_plain_reads_and_writes_never_reach_the_python_handlers(

@@ -27,7 +27,10 @@ VECTOR_RESET, VECTOR_WRITE, VECTOR_READ = 0x90, 0x91, 0x92
 CHUNKS = GEOMETRY.num_pu * GEOMETRY.num_chk
 
 
-def device(fast: bool, seed: int, write_fail: bool = False) -> tuple[FakeHost, OcssdNamespace]:
+def device(fast: bool, seed: int, write_fail: bool = False,
+           doorbells: bool = False) -> tuple[FakeHost, OcssdNamespace]:
+    """A device on the Python path, the fast path run from process(), or (`doorbells`)
+    the fast path run by the C doorbell path as each doorbell comes."""
     g = GEOMETRY
     faults = FaultBook(ocssd20_space(g))
     if write_fail:
@@ -35,11 +38,11 @@ def device(fast: bool, seed: int, write_fail: bool = False) -> tuple[FakeHost, O
     ns = OcssdNamespace(1, g, memoryview(bytearray(fresh_chunk_log(g))),
                         memoryview(bytearray(g.sectors * g.sec_size)),
                         memoryview(bytearray(g.sectors * g.md_size)), faults=faults)
-    FakeHost.fast_path = fast
+    FakeHost.fast_path, FakeHost.native_doorbells = fast, doorbells
     try:
         host = FakeHost(namespace=ns)
     finally:
-        FakeHost.fast_path = True
+        FakeHost.fast_path = FakeHost.native_doorbells = True
     host.enable()
     host.create_io_queues()
     rng = random.Random(seed)
@@ -81,15 +84,19 @@ def lbas_of(command: dict, next_sector: list[int]) -> list[int]:
     return lbas[:64]
 
 
-def run_batches(fast: bool, seed: int, batches: list[list[dict]], write_fail: bool) -> tuple:
-    host, ns = device(fast, seed, write_fail)
+def run_batches(fast: bool, seed: int, batches: list[list[dict]], write_fail: bool,
+                doorbells: bool = False) -> tuple:
+    host, ns = device(fast, seed, write_fail, doorbells)
     next_sector = [0] * CHUNKS
     results = []
     for batch in batches:
-        for cid, command in enumerate(batch):
-            lbas = lbas_of(command, next_sector)
+        # Every list in place before the first doorbell (the C doorbell path runs each
+        # command as it comes, and the 9th list overlaps the first data page).
+        lists = [lbas_of(command, next_sector) for command in batch]
+        for cid, lbas in enumerate(lists):
             if len(lbas) > 1:
                 host.ram_write(LBAL + cid * 512, struct.pack(f"<{len(lbas)}Q", *lbas))
+        for cid, (command, lbas) in enumerate(zip(batch, lists, strict=True)):
             where = lbas[0] if len(lbas) == 1 else LBAL + cid * 512
             host.submit(1, command["opc"], cid=cid, nsid=1, prp1=command["prp1"],
                         prp2=DATA + 4096 if len(lbas) == 2 else PRP_LIST,
@@ -97,11 +104,13 @@ def run_batches(fast: bool, seed: int, batches: list[list[dict]], write_fail: bo
                         cdw10=where & 0xFFFFFFFF, cdw11=where >> 32, cdw12=len(lbas) - 1)
         host.ctrl.process()
         results.append(host.completions(1))
+    host.ctrl.pause_native()  # C's counts folded, as before any reader
     health = host.ctrl.health
     return (results, bytes(host.ram), bytes(ns.data), bytes(ns.oob), bytes(ns.chunks.log),
             ns.chunks.state, ns.chunks.wp, ns.chunks.readable,
             [health.commands[HOST_READ], health.commands[HOST_WRITE],
-             health.transferred[HOST_READ], health.transferred[HOST_WRITE]])
+             health.transferred[HOST_READ], health.transferred[HOST_WRITE]],
+            {key: n for key, n in host.ctrl.opcode_counts.items() if n}, list(ns.pu_operations))
 
 
 @settings(max_examples=150, deadline=None)
@@ -109,8 +118,9 @@ def run_batches(fast: bool, seed: int, batches: list[list[dict]], write_fail: bo
        write_fail=st.sampled_from([False, False, True]))
 def test_both_paths_complete_every_vector_command_alike(batches: list[list[dict]], seed: int,
                                                          write_fail: bool) -> None:
-    assert run_batches(True, seed, batches, write_fail) == \
-        run_batches(False, seed, batches, write_fail)
+    python = run_batches(False, seed, batches, write_fail)
+    assert run_batches(True, seed, batches, write_fail) == python
+    assert run_batches(True, seed, batches, write_fail, doorbells=True) == python
 
 
 def test_the_fast_path_serves_writes_at_the_wp_and_reads_of_written_sectors() -> None:
