@@ -68,7 +68,7 @@ struct ocssd_vector_io {
     struct ocssd_fast_io queue; uint8_t *oob; uint8_t *log; uint32_t md_size;
     uint32_t num_grp, num_pu, num_chk, num_sec; uint32_t chk_shift, pu_shift, grp_shift;
     uint64_t sec_mask, chk_mask, pu_mask; uint32_t ws_min, mw_cunits; int writes;
-    uint32_t *touched; uint32_t touched_len, touched_cap;
+    uint32_t *touched; uint32_t touched_len, touched_cap; uint64_t *pu_operations;
 };
 long ocssd_vector_io_run(const struct ocssd_dma_region *regions, size_t nregions,
                          struct ocssd_vector_io *v, struct ocssd_dma_range *scratch,

@@ -249,7 +249,7 @@ static int vector_command(const struct ocssd_dma_region *regions, size_t nregion
     uint32_t nruns, count;
     if (!vector_runs(regions, nregions, v, f, runs, &nruns, &count))
         return 0;
-    if (v->touched_len + nruns > v->touched_cap)
+    if (!to_guest && v->touched_len + nruns > v->touched_cap)
         return 0;
     if (to_guest) {
         for (uint32_t i = 0; i < nruns; i++)
@@ -281,10 +281,10 @@ static int vector_command(const struct ocssd_dma_region *regions, size_t nregion
         uint64_t sector = (uint64_t)run->chunk * v->num_sec + run->start;
         uint8_t *oob = v->oob + sector * v->md_size;
         size_t oob_run = (size_t)run->count * v->md_size;
+        v->pu_operations[run->chunk / v->num_chk]++;
         if (to_guest) {
             if (oob_buffer)
                 memcpy(oob_buffer + (size_t)run->first * v->md_size, oob, oob_run);
-            v->touched[v->touched_len++] = run->chunk;
             continue;
         }
         if (oob_buffer)

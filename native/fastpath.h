@@ -61,8 +61,10 @@ long ocssd_fast_io_run(const struct ocssd_dma_region *regions, size_t nregions,
  * MPTR is a contiguous OOB buffer as on the Python path. A write stores data,
  * then OOB (erased bytes without MPTR), then the chunk descriptor's WP and
  * state (OPEN, or CLOSED when the WP reaches CNLB) in the image's chunk log,
- * and lists the chunk in `touched` so the Python copy of the table follows (a read
- * lists its chunks too: the per-PU operation counts).
+ * and lists the chunk in `touched` so the Python copy of the table follows. Each
+ * run, read or written, counts one operation of its PU in `pu_operations` (the
+ * per-PU counts the control socket reports): a read changes no chunk, so a stream
+ * of reads never fills `touched`.
  * Anything else stays at the head for the Python path, as above.
  */
 struct ocssd_vector_io {
@@ -77,8 +79,9 @@ struct ocssd_vector_io {
     int writes;                 /* 0: no writes here (an injected write failure); 1: only to
                                  * OPEN chunks (opening one reserves its space in the image:
                                  * the Python path's work); 2: to FREE chunks too */
-    uint32_t *touched;          /* out: the chunk of each run read or written */
+    uint32_t *touched;          /* out: the chunk of each run written */
     uint32_t touched_len, touched_cap;
+    uint64_t *pu_operations;    /* out, added to: runs per PU (group-major), reads too */
 };
 
 long ocssd_vector_io_run(const struct ocssd_dma_region *regions, size_t nregions,

@@ -6,13 +6,14 @@ fast path (plain/fastpath.py, which says when the controller uses one).
 
 The chunk table is shared through the image's chunk log: the C side reads each
 chunk's state and WP there and a write stores the new WP and state there, as
-ChunkTable.written does; the chunk of each run it read or wrote comes back in
-`touched` (the per-PU operation counts the control socket reports), and
-`ChunkTable.written_natively` brings the table's Python copy (and the readable
-limit, which only Python keeps) up to date. Writes stay in Python while a write
+ChunkTable.written does; the chunk of each run it wrote comes back in `touched`,
+and `ChunkTable.written_natively` brings the table's Python copy (and the readable
+limit, which only Python keeps) up to date. C adds each run, read or written, to
+`pu_operations` (the per-PU counts the control socket reports), folded into the
+namespace's. Writes stay in Python while a write
 failure is injected (--write-fail). `arm`, `fold` and `release` serve the C doorbell path
-(nvme/native_doorbells.py): there `touched` collects the chunks of every run until
-Python folds them in.
+(nvme/native_doorbells.py): there `touched` collects the chunks written until Python
+folds them in.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from ocssd_vfu.spec.nvme import IoOpcode
 from ocssd_vfu.spec.ocssd import MAX_VECTOR_LBAS
 
 _BYTES = ffi.typeof("uint8_t[]")
-# Chunks read or written before Python takes the list (a run stops before more): one
-# call, or the C doorbell path's runs until Python folds them.
+# Chunks written before Python takes the list (a run stops before more): one call, or
+# the C doorbell path's runs until Python folds them.
 TOUCHED_CAPACITY = 64 * MAX_VECTOR_LBAS
 OPCODES = (IoOpcode.VECTOR_CHUNK_READ, IoOpcode.VECTOR_CHUNK_WRITE)
 
@@ -47,6 +48,8 @@ class FastPath:
         v.sec_mask, v.chk_mask, v.pu_mask = a.sec_mask, a.chk_mask, a.pu_mask
         v.ws_min, v.mw_cunits = g.ws_min, g.mw_cunits
         v.touched, v.touched_cap = self.touched, TOUCHED_CAPACITY
+        self.pu_operations = ffi.new("uint64_t[]", len(namespace.pu_operations))
+        v.pu_operations = self.pu_operations
         self.v = v
         self.io: Any = ffi.addressof(v, "queue")  # the queue part, as C's pointer
         self.exports = Exports(self)  # image areas, while the C doorbell path may run
@@ -81,12 +84,14 @@ class FastPath:
         return take_run(io, ctrl, sq, done, OPCODES)
 
     def _take_touched(self) -> None:
-        ns, v = self.namespace, self.v
-        num_chk = ns.geometry.num_chk
-        for chunk in self.touched[0:v.touched_len]:  # a read leaves its chunk as it was
+        ns, v, counted = self.namespace, self.v, self.pu_operations
+        for chunk in self.touched[0:v.touched_len]:
             ns.chunks.written_natively(chunk)
-            ns.pu_operations[chunk // num_chk] += 1
         v.touched_len = 0
+        for pu, runs in enumerate(counted):
+            if runs:
+                ns.pu_operations[pu] += runs
+                counted[pu] = 0
 
     def arm(self, ctrl: FastPathContext) -> tuple[int, Any] | None:
         """The runner and io struct for the C doorbell path, with the image exported

@@ -23,7 +23,14 @@ from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.spec.nvme import SQE_FORMAT, Register
 from ocssd_vfu.spec.status import Status
 from tests.unit.fakehost import DATA, RAM_BASE, FakeHost
-from tests.unit.test_vector_fastpath import ADDRESS, LBAL, PRP_LIST, VECTOR_WRITE, device
+from tests.unit.test_vector_fastpath import (
+    ADDRESS,
+    LBAL,
+    PRP_LIST,
+    VECTOR_READ,
+    VECTOR_WRITE,
+    device,
+)
 
 READ, WRITE, SET_FEATURES, DBBUF = 0x02, 0x01, 0x09, 0x7C
 FUA = 1 << 30
@@ -229,6 +236,25 @@ def test_an_ocssd_write_in_c_reaches_the_chunk_table_when_folded() -> None:
     assert (ns.chunks.state[chunk], ns.chunks.wp[chunk], ns.pu_operations) == (1, 0, [0, 0])
     host.ctrl.pause_native()
     assert (ns.chunks.state[chunk], ns.chunks.wp[chunk], ns.pu_operations) == (4, 4, [0, 1])
+
+
+def test_ocssd_reads_in_c_count_per_pu_without_filling_the_written_list() -> None:
+    """Reads change no chunk: C counts them per PU only, so a long stream of them (more than
+    the list of written chunks holds, 4096) stays in C."""
+    host, ns = device(True, 1, doorbells=True)
+    for first in (0, 4):                 # 8 sectors of PU 1's chunk 2: 4 readable in C
+        host.ram_write(LBAL, struct.pack("<4Q", *(ADDRESS.pack(0, 1, 2, first + i)
+                                                  for i in range(4))))
+        host.submit(1, VECTOR_WRITE, nsid=1, prp1=DATA, prp2=PRP_LIST, cdw10=LBAL, cdw12=3)
+        assert host.completions(1)[0][5] == Status.SUCCESS
+    for n in range(5000):
+        host.submit(1, VECTOR_READ, nsid=1, prp1=DATA, cdw10=ADDRESS.pack(0, 1, 2, n % 4))
+        assert host.completions(1)[0][5] == Status.SUCCESS
+    assert not host.ctrl.needs_processing()     # C took every doorbell
+    assert ns.pu_operations == [0, 0]
+    host.ctrl.pause_native()
+    assert ns.pu_operations == [0, 5002]
+    assert host.ctrl.opcode_counts[(False, VECTOR_READ)] == 5000
 
 
 @pytest.mark.parametrize("config", [ControllerConfig(native_doorbells=False),
