@@ -101,10 +101,13 @@ def test_shadow_doorbells_cut_the_doorbell_writes(ocssd_vfu: RunCli, owned: Owne
         found = re.findall(r"doorbell writes so far: (\d+)", text)
         assert found, text
         counts[name] = int(found[-1])
-    # 2048 writes and 2048 verify reads on each. Without shadow doorbells every batch
-    # rings its SQ tail and every interrupt its CQ head; with them no CQ head rings (until
-    # a wrap) and a batch submitted while the controller is busy rings nothing.
-    assert counts["shadow"] * 2 < counts["mmio"], counts
+    # 2048 writes and 2048 verify reads on each, submitted one at a time. Without shadow
+    # doorbells every submission rings its SQ tail and every interrupt its CQ head; with
+    # them no CQ head rings (until a wrap) and a submission made while the controller is
+    # busy rings nothing. The SQ rings that remain depend on how fast the server empties the
+    # queue: with I/O doorbells taken in C it is empty again before most submissions, and
+    # the two devices measured 3,400-3,700 against 7,100-7,200 (a ratio of 0.48-0.52).
+    assert counts["shadow"] * 10 < counts["mmio"] * 7, counts
 
 
 def test_pblk_writes_through_sgls_with_their_oob(ocssd_vfu: RunCli, tmp_path: Path) -> None:
