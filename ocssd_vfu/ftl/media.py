@@ -28,7 +28,31 @@ from ocssd_vfu.spec.ocssd12 import BlockValue
 from ocssd_vfu.spec.status import Status
 
 
-class Ocssd20Flash:
+class _SectorBytes:
+    """The data and OOB bytes of the namespace, chunk after chunk, as both media lay
+    them out: the part of Flash that is the same for 2.0 and 1.2."""
+
+    layout: FlashLayout
+    data: memoryview
+    oob: memoryview
+
+    def stage(self, chunk: int, sector: int, data: bytes, oob: bytes) -> None:
+        self._store(chunk, sector, data, oob)
+
+    def read(self, chunk: int, sector: int, count: int) -> tuple[memoryview, memoryview]:
+        g = self.layout
+        first = chunk * g.clba + sector
+        return (self.data[first * g.sec_size:(first + count) * g.sec_size],
+                self.oob[first * g.oob_size:(first + count) * g.oob_size])
+
+    def _store(self, chunk: int, sector: int, data: bytes, oob: bytes) -> None:
+        g = self.layout
+        first = chunk * g.clba + sector
+        self.data[first * g.sec_size:first * g.sec_size + len(data)] = data
+        self.oob[first * g.oob_size:first * g.oob_size + len(oob)] = oob
+
+
+class Ocssd20Flash(_SectorBytes):
     def __init__(self, geometry: OcssdGeometry, log: memoryview, data: memoryview,
                  oob: memoryview, faults: FaultBook | None = None) -> None:
         g = geometry
@@ -63,15 +87,6 @@ class Ocssd20Flash:
         t.written(chunk, wp + count)
         return True
 
-    def stage(self, chunk: int, sector: int, data: bytes, oob: bytes) -> None:
-        self._store(chunk, sector, data, oob)
-
-    def read(self, chunk: int, sector: int, count: int) -> tuple[memoryview, memoryview]:
-        g = self.layout
-        first = chunk * g.clba + sector
-        return (self.data[first * g.sec_size:(first + count) * g.sec_size],
-                self.oob[first * g.oob_size:(first + count) * g.oob_size])
-
     def reset(self, chunk: int) -> bool:
         t = self.table
         verdict = t.reset_status(chunk)
@@ -82,14 +97,8 @@ class Ocssd20Flash:
         t.reset(chunk)
         return True
 
-    def _store(self, chunk: int, sector: int, data: bytes, oob: bytes) -> None:
-        g = self.layout
-        first = chunk * g.clba + sector
-        self.data[first * g.sec_size:first * g.sec_size + len(data)] = data
-        self.oob[first * g.oob_size:first * g.oob_size + len(oob)] = oob
 
-
-class Ocssd12Flash:
+class Ocssd12Flash(_SectorBytes):
     """Chunk b is block b on all its planes (group = channel, PU = LUN); a write unit
     is one page on every plane."""
 
@@ -133,25 +142,11 @@ class Ocssd12Flash:
                for plane_block in self._planes(chunk)):
             self.failed_program.add(chunk)
             return False
-        first = chunk * g.clba + wp
-        self.data[first * g.sec_size:first * g.sec_size + len(data)] = data
-        self.oob[first * g.oob_size:first * g.oob_size + len(oob)] = oob
+        self._store(chunk, wp, data, oob)
         for page in range(first_page, first_page + pages):
             for plane_block in self._planes(chunk):
                 b.programmed(plane_block, page)
         return True
-
-    def stage(self, chunk: int, sector: int, data: bytes, oob: bytes) -> None:
-        g = self.layout
-        first = chunk * g.clba + sector
-        self.data[first * g.sec_size:first * g.sec_size + len(data)] = data
-        self.oob[first * g.oob_size:first * g.oob_size + len(oob)] = oob
-
-    def read(self, chunk: int, sector: int, count: int) -> tuple[memoryview, memoryview]:
-        g = self.layout
-        first = chunk * g.clba + sector
-        return (self.data[first * g.sec_size:(first + count) * g.sec_size],
-                self.oob[first * g.oob_size:(first + count) * g.oob_size])
 
     def reset(self, chunk: int) -> bool:
         assert self.chunk_info(chunk).state != ChunkState.OFFLINE
