@@ -80,7 +80,7 @@ long ocssd_vector_io_run(const struct ocssd_dma_region *regions, size_t nregions
 #define OCSSD_RUNNER_PLAIN ...
 #define OCSSD_RUNNER_VECTOR ...
 struct ocssd_queue {
-    uint64_t base; uint32_t qid, size; uint32_t head, tail; uint32_t phase; uint32_t reserved;
+    uint64_t base; uint32_t qid, size; uint32_t head, tail; uint32_t phase;
     uint32_t vector; uint32_t interrupts_enabled; uint32_t python;
 };
 struct ocssd_dma_map { const struct ocssd_dma_region *regions; size_t count; };

@@ -50,7 +50,6 @@ struct ocssd_queue {
     uint32_t qid, size;
     uint32_t head, tail;
     uint32_t phase;              /* CQ: the phase tag of the next entry */
-    uint32_t reserved;           /* CQ: slots promised to held completions */
     uint32_t vector;             /* CQ */
     uint32_t interrupts_enabled; /* CQ */
     uint32_t python;             /* SQ: C stopped before its head command: Python's turn */

@@ -132,7 +132,7 @@ class NativeDoorbells:
         coalescing = ctrl.coalescing
         eligible = [(qid, sq) for qid, sq in ctrl.sqs.items()
                     if qid and len(sq.cq.sqs) == 1 and not sq.held
-                    and not sq.cq.state.reserved
+                    and not sq.cq.reserved
                     and not (coalescing.time and coalescing.applies(sq.cq.qid, sq.cq.vector))]
         if not eligible:
             return

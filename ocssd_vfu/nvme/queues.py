@@ -64,17 +64,17 @@ def _field(name: str, doc: str) -> Any:
 
 
 class _Queue:
-    """What both queues share: the C struct and the ring view."""
+    """What both queues share: the C struct and the ring view. What never changes after
+    creation is also a plain attribute (read on every command); only the positions are
+    read through the struct."""
 
     def __init__(self, qid: int, base: int, size: int) -> None:
+        self.qid, self.base, self.size = qid, base, size
         self.state: Any = ffi.new("struct ocssd_queue *")
         self.state.qid, self.state.base, self.state.size = qid, base, size
         self.ring: memoryview | None = None
         self.generation = -1  # GuestMemory.generation when `ring` was taken
 
-    qid = _field("qid", "the queue's identifier")
-    base = _field("base", "guest address of the ring")
-    size = _field("size", "entries")
     head = _field("head", "next entry to consume")
     tail = _field("tail", "next entry to fill")
 
@@ -87,24 +87,20 @@ class CompletionQueue(_Queue):
     def __init__(self, qid: int, base: int, size: int, vector: int,
                  interrupts_enabled: bool) -> None:
         super().__init__(qid, base, size)
+        self.vector, self.interrupts_enabled = vector, interrupts_enabled
         self.state.phase, self.state.vector = 1, vector
         self.state.interrupts_enabled = interrupts_enabled
         # SQs posting here: the CQ may not be deleted while any is left.
         self.sqs: list[SubmissionQueue] = []
+        # Slots promised to completions held until a modelled time: counted as taken, so a
+        # held completion always finds its slot when it is posted (C never serves such a CQ).
+        self.reserved = 0
 
     phase = _field("phase", "the phase tag of the next entry")
-    vector = _field("vector", "its MSI-X vector")
-    # Slots promised to completions held until a modelled time: counted as taken, so a
-    # held completion always finds its slot when it is posted.
-    reserved = _field("reserved", "slots promised to held completions")
-
-    @property
-    def interrupts_enabled(self) -> bool:
-        return bool(self.state.interrupts_enabled)
 
     def full(self) -> bool:
         state = self.state
-        return (state.tail - state.head) % state.size + state.reserved >= state.size - 1
+        return (state.tail - state.head) % self.size + self.reserved >= self.size - 1
 
     def post(self, memory: GuestMemory, dw0: int, dw1: int, sqhd: int, sqid: int, cid: int,
              status: int) -> None:
@@ -118,7 +114,7 @@ class CompletionQueue(_Queue):
         store_cqe(ring, tail * CQE_DWORDS, dw0, dw1, sqhd | sqid << 16,
                   cid | ((status << 1) | state.phase) << 16)
         tail += 1
-        if tail == state.size:
+        if tail == self.size:
             tail = 0
             state.phase ^= 1
         state.tail = tail
