@@ -205,8 +205,8 @@ class Controller(ControllerState):
         for cq in touched:
             self._raise(cq)
         if self.native is not None:
-            self.native.arm(self, self.fast_path is not None and self.tracer is None
-                            and self.media_failure is None and not self.held and self.enabled
+            self.native.arm(self, self.tracer is None and self.media_failure is None
+                            and not self.held and self.enabled
                             and not self.regs.csts & CSTS_CFS)
 
     def needs_processing(self) -> bool:

@@ -18,9 +18,8 @@ from ocssd_vfu.nvme.queues import SubmissionQueue
 
 def load_rings(io: Any, ctx: FastPathContext, sq: SubmissionQueue) -> None:
     """The queue pair and transfer limits as the C side reads them; counters zeroed."""
-    io.page_size, io.max_transfer = ctx.page_size, ctx.max_transfer
+    arm_limits(io, ctx)
     lib.ocssd_fast_io_load(io, sq.state, sq.cq.state)
-    io.reads = io.writes = io.blocks_read = io.blocks_written = 0
 
 
 def take_run(io: Any, ctx: FastPathContext, sq: SubmissionQueue, done: int,

@@ -84,10 +84,14 @@ class FastPath:
         return take_run(io, ctrl, sq, done, OPCODES)
 
     def _take_touched(self) -> None:
+        """The chunks written and the runs per PU, into the namespace (before the run's
+        counters are taken: with no command run there is nothing per PU to fold)."""
         ns, v, counted = self.namespace, self.v, self.pu_operations
         for chunk in self.touched[0:v.touched_len]:
             ns.chunks.written_natively(chunk)
         v.touched_len = 0
+        if not (self.io.reads or self.io.writes):
+            return
         for pu, runs in enumerate(counted):
             if runs:
                 ns.pu_operations[pu] += runs
