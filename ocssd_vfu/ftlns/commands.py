@@ -24,11 +24,19 @@ from ocssd_vfu.ftl.stream import NoSpace
 from ocssd_vfu.ftlns.namespace import FtlNamespace
 from ocssd_vfu.nvme.command import OK, Command, Result, fail_no_retry
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
-from ocssd_vfu.nvme.kind import CommandContext, IoCommand, NamespaceKind, to_host
-from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges, lba_range
+from ocssd_vfu.nvme.kind import (
+    CommandContext,
+    IoCommand,
+    NamespaceKind,
+    check_lba_range,
+    check_transfer,
+    deallocation_ranges,
+    to_host,
+)
+from ocssd_vfu.spec.commands import lba_range
 from ocssd_vfu.spec.ftl import FTL_LOG_PAGE_ID
 from ocssd_vfu.spec.nvme import CommandEffects, IoOpcode
-from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.spec.status import Status
 
 log = logging.getLogger("ocssd_vfu.ftl")
 
@@ -43,16 +51,8 @@ def decode_range(ctx: CommandContext, ns: FtlNamespace, cmd: Command) -> Range:
     return lba_range(cmd.cdw10, cmd.cdw11, cmd.cdw12)
 
 
-def _check_range(ns: FtlNamespace, slba: int, nlb: int) -> int:
-    if slba + nlb > ns.nlbas:
-        return Status.LBA_OUT_OF_RANGE | DNR
-    return Status.SUCCESS
-
-
 def _check_transfer(ctx: CommandContext, ns: FtlNamespace, slba: int, nlb: int) -> int:
-    if nlb * ns.lba_size > ctx.max_transfer:
-        return Status.INVALID_FIELD | DNR
-    return _check_range(ns, slba, nlb)
+    return check_transfer(ctx, ns.lba_size, ns.nlbas, slba, nlb)
 
 
 def read(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Range) -> Result:
@@ -102,7 +102,7 @@ def _changing(ctx: CommandContext, ns: FtlNamespace, what: str,
 def write_zeroes(ctx: CommandContext, ns: FtlNamespace, cmd: Command, blocks: Range) -> Result:
     """Unmapped blocks read zeroes, so Write Zeroes deallocates (DEAC or not)."""
     slba, nlb = blocks
-    status = _check_range(ns, slba, nlb)
+    status = check_lba_range(ns.nlbas, slba, nlb)
     if status:
         return (status, 0)
     return _changing(ctx, ns, "write zeroes", lambda: ns.ftl.write_zeroes(slba, nlb))
@@ -116,15 +116,11 @@ def decode_nothing(ctx: CommandContext, ns: FtlNamespace, cmd: Command) -> None:
 def dataset_management(ctx: CommandContext, ns: FtlNamespace, cmd: Command,
                        decoded: None) -> Result:
     """Deallocate every range (all checked first); other attributes are hints, ignored."""
-    if not cmd.cdw11 & DSM_DEALLOCATE:
-        return OK
-    status, listed = dptr.read_dsm_ranges(ctx.memory, cmd, ctx.page_size,
-                                          dsm_ranges(cmd.cdw10))
+    status, ranges = deallocation_ranges(ctx, cmd, ns.nlbas)
     if status:
         return (status, 0)
-    ranges = [(slba, length) for slba, length in listed if length]
-    if any(_check_range(ns, slba, length) for slba, length in ranges):
-        return fail_no_retry(Status.LBA_OUT_OF_RANGE)
+    if not ranges:
+        return OK
     return _changing(ctx, ns, "deallocate", lambda: ns.ftl.deallocate(ranges))
 
 

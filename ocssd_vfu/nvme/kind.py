@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 from ocssd_vfu.dma import dptr
 from ocssd_vfu.nvme.command import Command, Result
 from ocssd_vfu.nvme.health import NOT_COUNTED
+from ocssd_vfu.spec.commands import DSM_DEALLOCATE, dsm_ranges
+from ocssd_vfu.spec.status import DNR, Status
 
 if TYPE_CHECKING:
     from ocssd_vfu.dma.memory import GuestMemory
@@ -115,6 +117,40 @@ def to_host(ctx: CommandContext, cmd: Command, data: bytes) -> Result:
     """Copy `data` to the command's PRPs (its whole length: the host sized the buffer):
     how an admin command or log page of any kind answers."""
     return (dptr.move_data(ctx.memory, cmd, ctx.page_size, [memoryview(data)], True), 0)
+
+
+# -- rules every block-addressed kind applies (plain NVMe, the device-side FTL) -------
+def check_lba_range(nlbas: int, slba: int, nlb: int) -> int:
+    """LBA Out of Range unless [slba, slba + nlb) is inside a namespace of `nlbas`."""
+    if slba + nlb > nlbas:
+        return Status.LBA_OUT_OF_RANGE | DNR
+    return Status.SUCCESS
+
+
+def check_transfer(ctx: CommandContext, block_bytes: int, nlbas: int, slba: int,
+                   nlb: int) -> int:
+    """A data transfer of `nlb` blocks of `block_bytes` (metadata included where the
+    format extends it): within MDTS, then within the namespace."""
+    if nlb * block_bytes > ctx.max_transfer:
+        return Status.INVALID_FIELD | DNR
+    return check_lba_range(nlbas, slba, nlb)
+
+
+def deallocation_ranges(ctx: CommandContext, cmd: Command, nlbas: int
+                        ) -> tuple[int, list[tuple[int, int]]]:
+    """Dataset Management's ranges to deallocate (status, ranges): none when the command
+    does not deallocate (other attributes are hints), the empty ones dropped, and LBA Out
+    of Range if any lies outside the namespace (checked before any is deallocated)."""
+    if not cmd.cdw11 & DSM_DEALLOCATE:
+        return Status.SUCCESS, []
+    status, listed = dptr.read_dsm_ranges(ctx.memory, cmd, ctx.page_size,
+                                          dsm_ranges(cmd.cdw10))
+    if status:
+        return status, []
+    ranges = [(slba, length) for slba, length in listed if length]
+    if any(check_lba_range(nlbas, slba, length) for slba, length in ranges):
+        return Status.LBA_OUT_OF_RANGE | DNR, []
+    return Status.SUCCESS, ranges
 
 
 # decode(ctx, namespace, command) -> the command's decoded form (addresses, counts),

@@ -17,18 +17,23 @@ import logging
 from ocssd_vfu.dma import dptr
 from ocssd_vfu.nvme.command import OK, Command, Result, fail_no_retry
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
-from ocssd_vfu.nvme.kind import AdminCommand, CommandContext, IoCommand, NamespaceKind
+from ocssd_vfu.nvme.kind import (
+    AdminCommand,
+    CommandContext,
+    IoCommand,
+    NamespaceKind,
+    check_transfer,
+    deallocation_ranges,
+)
 from ocssd_vfu.plain.fastpath import FastPath
 from ocssd_vfu.plain.namespace import PlainNamespace
 from ocssd_vfu.spec.commands import (
-    DSM_DEALLOCATE,
     WRITE_ZEROES_DEAC,
     FormatNvmCdw10,
-    dsm_ranges,
     lba_range,
 )
 from ocssd_vfu.spec.nvme import AdminOpcode, CommandEffects, IoOpcode
-from ocssd_vfu.spec.status import DNR, Status
+from ocssd_vfu.spec.status import Status
 
 log = logging.getLogger("ocssd_vfu.nvme")
 
@@ -45,11 +50,7 @@ def decode_range(ctx: CommandContext, ns: PlainNamespace, cmd: Command) -> Range
 def _check_transfer(ctx: CommandContext, ns: PlainNamespace, slba: int, nlb: int) -> int:
     """A data transfer's range: within MDTS (metadata included in an extended format),
     within the namespace."""
-    if nlb * ns.host_block_size > ctx.max_transfer:
-        return Status.INVALID_FIELD | DNR
-    if slba + nlb > ns.nlbas:
-        return Status.LBA_OUT_OF_RANGE | DNR
-    return Status.SUCCESS
+    return check_transfer(ctx, ns.host_block_size, ns.nlbas, slba, nlb)
 
 
 def _check_read(ctx: CommandContext, ns: PlainNamespace, slba: int, nlb: int) -> int:
@@ -150,15 +151,9 @@ def decode_nothing(ctx: CommandContext, ns: PlainNamespace, cmd: Command) -> Non
 def dataset_management(ctx: CommandContext, ns: PlainNamespace, cmd: Command,
                        decoded: None) -> Result:
     """Deallocate every range (all checked first); other attributes are hints, ignored."""
-    if not cmd.cdw11 & DSM_DEALLOCATE:
-        return OK
-    status, listed = dptr.read_dsm_ranges(ctx.memory, cmd, ctx.page_size,
-                                          dsm_ranges(cmd.cdw10))
+    status, ranges = deallocation_ranges(ctx, cmd, ns.nlbas)
     if status:
         return (status, 0)
-    ranges = [(slba, length) for slba, length in listed if length]
-    if any(ns.check_range(slba, length) for slba, length in ranges):
-        return fail_no_retry(Status.LBA_OUT_OF_RANGE)
     for slba, length in ranges:
         ns.deallocate(slba, length)
     return OK

@@ -23,7 +23,7 @@ import bisect
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from ocssd_vfu.nvme.kind import NamespaceKind
+from ocssd_vfu.nvme.kind import NamespaceKind, check_lba_range
 from ocssd_vfu.spec.nvme import (
     FLBAS_EXTENDED,
     Dlfeat,
@@ -157,9 +157,7 @@ class PlainNamespace:
 
     # -- checks -----------------------------------------------------------------------------
     def check_range(self, slba: int, nlb: int) -> int:
-        if slba + nlb > self.nlbas:
-            return Status.LBA_OUT_OF_RANGE | DNR
-        return Status.SUCCESS
+        return check_lba_range(self.nlbas, slba, nlb)
 
     def check_readable(self, slba: int, nlb: int, dulbe: bool) -> int:
         """Unrecovered Read Error on an uncorrectable block; with DULBE, Deallocated or
