@@ -29,7 +29,6 @@ from ocssd_vfu.ftlns.namespace import FtlNamespace
 from ocssd_vfu.nvme.controller import Controller
 from ocssd_vfu.nvme.health import HOST_READ, HOST_WRITE
 from ocssd_vfu.nvme.trace import make_tracer, opcode_name
-from ocssd_vfu.ocssd.chunk_states import CLOSED, FREE, OFFLINE, OPEN
 from ocssd_vfu.ocssd.faults import STATES, TYPES
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd.wear import CHUNK_NOTIFICATION_AEN
@@ -38,7 +37,7 @@ from ocssd_vfu.openchannel.faults import AddressSpace, Fault, FaultBook
 from ocssd_vfu.spec.ocssd import NotificationState
 from ocssd_vfu.timing.model import FlashModel
 
-STATE_NAMES = {FREE: "FREE", OPEN: "OPEN", CLOSED: "CLOSED", OFFLINE: "OFFLINE"}
+STATE_NAMES = {value: name for name, value in STATES.items()}
 TYPE_NAMES = {value: name for name, value in TYPES.items()}
 # What a 1.2 block's bad-block value means, in the 2.0 words query-blocks filters with.
 BLOCK_STATES = {0: "FREE", 1: "OFFLINE", 2: "OFFLINE", 4: "OFFLINE", 8: "OFFLINE"}
@@ -88,8 +87,7 @@ class DeviceControl:
         ch, lun, blk = self.namespace.geometry.block_position(block)
         self.events.chunk_offline({"ch": ch, "lun": lun, "blk": blk}, reason)
 
-    def _namespace(self, arguments: dict[str, Any]) -> object:
-        nsid = arguments.pop("nsid", 1)
+    def _namespace(self, nsid: int) -> object:
         ns = self.controller.namespaces.get(nsid)
         if ns is None:
             raise CommandError(f"Parameter 'nsid': there is no namespace {nsid} (namespaces: "
@@ -136,7 +134,7 @@ class DeviceControl:
 
     def query_chunks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         filters = dict(filters)
-        ns = self._namespace(filters)
+        ns = self._namespace(filters.pop("nsid", 1))
         if isinstance(ns, OcssdNamespace):
             return self._chunks_20(ns, filters)
         if isinstance(ns, Ocssd12Namespace):
@@ -231,7 +229,7 @@ class DeviceControl:
 
     # -- chunk states and notifications (2.0) ------------------------------------------------
     def set_chunk_state(self, change: ChunkStateChange) -> None:
-        ns = self._namespace({"nsid": change.nsid})
+        ns = self._namespace(change.nsid)
         if not isinstance(ns, OcssdNamespace):
             raise CommandError("this device has no chunk states to set")
         chunk = ns.geometry.chunk_index(change.grp, change.pu, change.chk)
@@ -243,7 +241,7 @@ class DeviceControl:
     def notify_chunk(self, unit: tuple[int, ...], state: str, nsid: int = 1
                      ) -> dict[str, Any]:
         """A media-feedback event: a Chunk Notification entry and its AER."""
-        ns = self._namespace({"nsid": nsid})
+        ns = self._namespace(nsid)
         if not isinstance(ns, OcssdNamespace):
             raise CommandError("this device has no Chunk Notification log")
         ns.notify(ns.chunks.slba[ns.geometry.chunk_index(*unit)], NotificationState[state])
