@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,22 @@ RunCli = Callable[..., Completed]
 # causes (nvme_handle_cqe): whatever a test does, they mean a device bug.
 PHANTOM_COMPLETION = re.compile(r"^.*nvme nvme\d+: (invalid id \d+ completed|"
                                 r"request 0x[0-9a-f]+ genctr mismatch).*$", re.M)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (mount's words: "6m") mounted at `where`/fs for the block, then
+    unmounted; the test is skipped where mounting is not allowed."""
+    mount = where / "fs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fio_terse_fields(stdout: str) -> list[str]:

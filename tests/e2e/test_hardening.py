@@ -4,13 +4,12 @@ queues, and a real guest after a hostile client, each with the server living on.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, mounted_tmpfs
 from tests.e2e.guest_runs import guest_on_image
 from tests.integration.server_process import running_server
 from tests.vfio_user_client import Region
@@ -23,16 +22,8 @@ ADMIN = "nvme admin-passthru /dev/nvme0"
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 32 MiB tmpfs this test mounts (the images below are far larger, and sparse)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "32m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 PLAIN_SCRIPT = f"""\

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from ocssd_vfu.nvme.command import Command
 from ocssd_vfu.ocssd.namespace import OcssdNamespace
 from ocssd_vfu.ocssd12.namespace import Ocssd12Namespace
 from ocssd_vfu.plain.namespace import PlainNamespace
-from tests.conftest import RunCli
+from tests.conftest import RunCli, mounted_tmpfs
 from tests.unit.fakehost import DATA, FakeHost
 
 CAPACITY_EXCEEDED_DNR = 0x4081
@@ -32,16 +31,8 @@ CAPACITY_EXCEEDED_DNR = 0x4081
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs, unmounted afterwards."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "6m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
